@@ -1,0 +1,1 @@
+"""wsseg export: ONNX export with folded BatchNorm, TensorRT build, parity checks."""

@@ -1,0 +1,32 @@
+"""ament_python setup of the robot-side package `wsseg` (the repository root)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "wsseg"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="wsseg robot side: shared preprocessing, ONNX Runtime segmenter, ROS 2 nodes",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.json")),
+    ],
+    install_requires=["setuptools", "numpy", "PyYAML", "onnxruntime"],
+    zip_safe=True,
+    entry_points={
+        "console_scripts": [
+            "wsseg = wsseg.cli:main",
+        ],
+        "wsseg.commands": [
+            "infer = wsseg.runtime.cli:register",
+        ],
+    },
+)

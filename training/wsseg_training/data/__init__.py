@@ -1,0 +1,1 @@
+"""Datasets: the dataset directory format, readers, synthetic scenes, super-voxels."""

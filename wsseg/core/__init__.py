@@ -1,0 +1,1 @@
+"""Shared preprocessing and data contracts (numpy only): voxels, kernel maps, classes, bundles."""

@@ -1,0 +1,163 @@
+"""Kernel maps: the index tables a sparse U-Net's convolutions gather through.
+
+For a U-Net with ``L`` levels (level 0 = the input voxels, level ``l+1`` = level
+``l`` coarsened by 2 in every axis), :func:`build_kernel_maps` returns, with
+``M_l`` the number of active voxels at level ``l``:
+
+* ``neighbours[l]``: (M_l, 27) int64.  Row ``i``, column ``k`` is the row of the
+  voxel at ``coords[i] + OFFSETS_3X3X3[k]``, or ``M_l`` when that voxel is not
+  active (the convolution appends a zero feature row at index ``M_l``).  The
+  column order ``k = 9*(dx+1) + 3*(dy+1) + (dz+1)`` equals the flattened
+  ``(kx, ky, kz)`` order of a dense ``conv3d`` kernel with ``padding=1``.
+* ``down[l]``: (M_{l+1}, 8) int64 for the stride-2, 2x2x2 convolution from level
+  ``l`` to ``l+1``: row ``j``, column ``k`` is the level-``l`` row of the child
+  ``2 * parent_j + OFFSETS_2X2X2[k]``, or ``M_l`` when absent.
+* ``up[l]``: (M_l,) int64 for the transposed convolution from level ``l+1``
+  back to ``l``: ``parent_row * 8 + k`` where ``k`` is the child's offset
+  inside its parent.  Every child has exactly one parent, so the transposed
+  convolution is "matmul the parents with all 8 kernel slices, then gather".
+
+Coordinates follow the batch layout of :mod:`wsseg.core.voxelize`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from wsseg.core.voxelize import CoordinateKeys
+
+#: (27, 3) int64 neighbour offsets, dx outermost.
+OFFSETS_3X3X3 = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=np.int64)
+#: (8, 3) int64 child offsets inside a stride-2 parent, ox outermost.
+OFFSETS_2X2X2 = np.array(list(itertools.product((0, 1), repeat=3)), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class KernelMaps:
+    """Index tables of every level; see the module docstring for the layout.
+
+    coords: per level (M_l, 4) int32 ``[batch, x, y, z]`` in that level's grid.
+    neighbours: per level (M_l, 27) int64.
+    down: per transition l -> l+1, (M_{l+1}, 8) int64.
+    up: per transition l+1 -> l, (M_l,) int64.
+    """
+
+    coords: tuple[np.ndarray, ...]
+    neighbours: tuple[np.ndarray, ...]
+    down: tuple[np.ndarray, ...]
+    up: tuple[np.ndarray, ...]
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.coords)
+
+    def as_inputs(self) -> dict[str, np.ndarray]:
+        """The maps keyed by the model-input names of :func:`map_input_names`."""
+        names = map_input_names(self.num_levels)
+        arrays = [*self.neighbours, *self.down, *self.up]
+        return dict(zip(names, arrays, strict=True))
+
+
+def map_input_names(num_levels: int) -> list[str]:
+    """Model-input names of the kernel maps, in the order the network takes them."""
+    return (
+        [f"neighbours_{level}" for level in range(num_levels)]
+        + [f"down_{level}" for level in range(num_levels - 1)]
+        + [f"up_{level}" for level in range(num_levels - 1)]
+    )
+
+
+def _lookup(keys_sorted: np.ndarray, query: np.ndarray, missing: int) -> np.ndarray:
+    """Row of every query key in ``keys_sorted`` (ascending, unique), ``missing`` if absent."""
+    pos = np.searchsorted(keys_sorted, query)
+    pos_clipped = np.minimum(pos, max(keys_sorted.shape[0] - 1, 0))
+    found = (pos < keys_sorted.shape[0]) & (keys_sorted[pos_clipped] == query) if keys_sorted.size else np.zeros(
+        query.shape, dtype=bool
+    )
+    return np.where(found, pos_clipped, missing).astype(np.int64)
+
+
+def _sorted_rows(coords: np.ndarray, packer: CoordinateKeys) -> np.ndarray:
+    keys = packer.pack(coords)
+    if keys.size > 1 and not np.all(keys[1:] > keys[:-1]):
+        raise ValueError("voxel coordinates must be unique and sorted by (batch, x, y, z)")
+    return keys
+
+
+def neighbour_map(coords: np.ndarray) -> np.ndarray:
+    """Submanifold 3x3x3 neighbour map.
+
+    coords: (M, 4) int32, unique, sorted (as :func:`voxelize` returns them).
+    Returns (M, 27) int64, ``M`` where the neighbour is inactive.
+    """
+    coords = np.asarray(coords, dtype=np.int64)
+    m = coords.shape[0]
+    packer = CoordinateKeys(coords, margin_voxels=1)
+    keys = _sorted_rows(coords, packer)
+    offsets = np.concatenate([np.zeros((27, 1), dtype=np.int64), OFFSETS_3X3X3], axis=1)
+    query = (coords[:, None, :] + offsets[None, :, :]).reshape(-1, 4)
+    return _lookup(keys, packer.pack(query), m).reshape(m, 27)
+
+
+def coarsen(coords: np.ndarray) -> np.ndarray:
+    """Parent coordinates of a stride-2 level: unique ``floor(xyz / 2)`` rows, sorted.
+
+    coords: (M, 4) int32.  Returns (M', 4) int32.
+    """
+    coords = np.asarray(coords, dtype=np.int64)
+    parents = coords.copy()
+    parents[:, 1:] = np.floor_divide(coords[:, 1:], 2)
+    packer = CoordinateKeys(parents)
+    return packer.unpack(np.unique(packer.pack(parents)))
+
+
+def down_map(fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+    """Stride-2 2x2x2 map: (M_coarse, 8) int64 rows into ``fine``, ``M_fine`` if absent."""
+    fine = np.asarray(fine, dtype=np.int64)
+    coarse = np.asarray(coarse, dtype=np.int64)
+    packer = CoordinateKeys(fine, margin_voxels=1)
+    keys = _sorted_rows(fine, packer)
+    children = coarse.copy()
+    children[:, 1:] *= 2
+    offsets = np.concatenate([np.zeros((8, 1), dtype=np.int64), OFFSETS_2X2X2], axis=1)
+    query = (children[:, None, :] + offsets[None, :, :]).reshape(-1, 4)
+    return _lookup(keys, packer.pack(query), fine.shape[0]).reshape(coarse.shape[0], 8)
+
+
+def up_map(fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+    """Transposed-conv map: (M_fine,) int64 ``parent_row * 8 + child_offset_index``."""
+    fine = np.asarray(fine, dtype=np.int64)
+    coarse = np.asarray(coarse, dtype=np.int64)
+    parents = fine.copy()
+    parents[:, 1:] = np.floor_divide(fine[:, 1:], 2)
+    packer = CoordinateKeys(coarse)
+    parent_rows = _lookup(_sorted_rows(coarse, packer), packer.pack(parents), -1)
+    if parent_rows.size and parent_rows.min() < 0:
+        raise ValueError("coarse level does not contain the parent of every fine voxel")
+    child = fine[:, 1:] - 2 * parents[:, 1:]
+    offset_index = child[:, 0] * 4 + child[:, 1] * 2 + child[:, 2]
+    return parent_rows * 8 + offset_index
+
+
+def build_kernel_maps(coords: np.ndarray, num_levels: int) -> KernelMaps:
+    """All index tables of a ``num_levels``-level U-Net over level-0 voxels ``coords``.
+
+    coords: (M_0, 4) int32, unique and sorted (from :func:`wsseg.core.voxelize.voxelize`).
+    """
+    if num_levels < 1:
+        raise ValueError(f"num_levels must be >= 1, got {num_levels}")
+    coords = np.asarray(coords, dtype=np.int32)
+    if coords.ndim != 2 or coords.shape[1] != 4:
+        raise ValueError(f"coords must have shape (M, 4), got {coords.shape}")
+    levels = [coords]
+    for _ in range(num_levels - 1):
+        levels.append(coarsen(levels[-1]))
+    return KernelMaps(
+        coords=tuple(levels),
+        neighbours=tuple(neighbour_map(c) for c in levels),
+        down=tuple(down_map(levels[i], levels[i + 1]) for i in range(num_levels - 1)),
+        up=tuple(up_map(levels[i], levels[i + 1]) for i in range(num_levels - 1)),
+    )

@@ -1,0 +1,149 @@
+"""Point cloud -> sparse voxel grid, and back.
+
+Batch layout, used everywhere in wsseg: voxel coordinates are ``(M, 4)`` int32
+rows ``[batch, x, y, z]``; ``x, y, z`` are integer grid indices
+``floor(xyz / voxel_size_m)``; ``batch`` is the scene index inside a batch
+(0 for a single scene).  Rows are unique and sorted lexicographically by
+``(batch, x, y, z)`` so that the result does not depend on point order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+@dataclass(frozen=True)
+class VoxelGrid:
+    """Result of :func:`voxelize`.
+
+    coords: (M, 4) int32, ``[batch, x, y, z]`` unique voxel coordinates.
+    inverse: (N,) int64, voxel row of every input point (point -> voxel map).
+    counts: (M,) int64, number of points in every voxel.
+    voxel_size_m: edge length of a voxel, metres.
+    """
+
+    coords: np.ndarray
+    inverse: np.ndarray
+    counts: np.ndarray
+    voxel_size_m: float
+
+    @property
+    def num_voxels(self) -> int:
+        return int(self.coords.shape[0])
+
+
+class CoordinateKeys:
+    """Packs ``(M, 4)`` integer ``[batch, x, y, z]`` rows into sortable int64 keys.
+
+    Each column is offset by its minimum (minus ``margin_voxels``) and given
+    just enough bits, so large absolute coordinates (UTM, odometry frames) work
+    as long as the cloud's extent fits in 62 bits.  Key order equals
+    lexicographic row order.  Rows within ``margin_voxels`` outside the
+    reference range are still representable (used for neighbour look-ups).
+    """
+
+    def __init__(self, coords: np.ndarray, margin_voxels: int = 0) -> None:
+        coords = np.asarray(coords, dtype=np.int64)
+        if coords.ndim != 2 or coords.shape[1] != 4:
+            raise ValueError(f"coords must have shape (M, 4), got {coords.shape}")
+        if coords.shape[0] == 0:
+            self._low = np.zeros(4, dtype=np.int64)
+            high = np.zeros(4, dtype=np.int64)
+        else:
+            margin = np.array([0, margin_voxels, margin_voxels, margin_voxels], dtype=np.int64)
+            self._low = coords.min(axis=0) - margin
+            high = coords.max(axis=0) + margin
+        extent = high - self._low + 1
+        self._bits = np.array([max(1, int(e - 1).bit_length()) for e in extent], dtype=np.int64)
+        if int(self._bits.sum()) > 62:
+            raise ValueError(
+                f"cloud extent {extent[1:].tolist()} voxels (batch {int(extent[0])}) is too large "
+                "to index; use a larger voxel size or crop the cloud"
+            )
+        self._shift = np.array(
+            [self._bits[1] + self._bits[2] + self._bits[3], self._bits[2] + self._bits[3], self._bits[3], 0],
+            dtype=np.int64,
+        )
+
+    def pack(self, coords: np.ndarray) -> np.ndarray:
+        """``(M, 4)`` int rows -> ``(M,)`` int64 keys (rows must lie in the packed range)."""
+        rel = np.asarray(coords, dtype=np.int64) - self._low
+        return (rel << self._shift).sum(axis=1)
+
+    def unpack(self, keys: np.ndarray) -> np.ndarray:
+        """``(M,)`` int64 keys -> ``(M, 4)`` int32 rows."""
+        keys = np.asarray(keys, dtype=np.int64)
+        masks = (np.int64(1) << self._bits) - 1
+        rel = (keys[:, None] >> self._shift) & masks
+        return (rel + self._low).astype(np.int32)
+
+
+def grid_indices(xyz: np.ndarray, voxel_size_m: float) -> np.ndarray:
+    """Integer grid index of every point.
+
+    xyz: (N, 3) float, metres.  Returns (N, 3) int64 ``floor(xyz / voxel_size_m)``.
+    """
+    if not voxel_size_m > 0:
+        raise ValueError(f"voxel_size_m must be > 0, got {voxel_size_m}")
+    xyz = np.asarray(xyz)
+    if xyz.ndim != 2 or xyz.shape[1] != 3:
+        raise ValueError(f"xyz must have shape (N, 3), got {xyz.shape}")
+    if not np.isfinite(xyz).all():
+        raise ValueError("xyz contains NaN or inf; drop invalid points before voxelizing")
+    return np.floor(xyz.astype(np.float64) / voxel_size_m).astype(np.int64)
+
+
+def voxelize(xyz: np.ndarray, voxel_size_m: float, batch: np.ndarray | None = None) -> VoxelGrid:
+    """Quantize points into unique voxels.
+
+    xyz: (N, 3) float32, metres.  batch: optional (N,) int scene index of
+    every point (default 0).  Returns a :class:`VoxelGrid` whose ``inverse``
+    maps every point to its voxel row.
+    """
+    grid = grid_indices(xyz, voxel_size_m)
+    n = grid.shape[0]
+    b = np.zeros((n,), dtype=np.int64) if batch is None else np.asarray(batch, dtype=np.int64)
+    if b.shape != (n,):
+        raise ValueError(f"batch must have shape ({n},), got {b.shape}")
+    if b.size and b.min() < 0:
+        raise ValueError("batch indices must be >= 0")
+    rows = np.concatenate([b[:, None], grid], axis=1)
+    packer = CoordinateKeys(rows)
+    unique_keys, inverse, counts = np.unique(packer.pack(rows), return_inverse=True, return_counts=True)
+    return VoxelGrid(
+        coords=packer.unpack(unique_keys),
+        inverse=inverse.reshape(-1).astype(np.int64),
+        counts=counts.astype(np.int64),
+        voxel_size_m=float(voxel_size_m),
+    )
+
+
+def voxel_mean(values: np.ndarray, grid: VoxelGrid) -> np.ndarray:
+    """Mean of per-point values over each voxel.
+
+    values: (N, C) float.  Returns (M, C) float32.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 1:
+        values = values[:, None]
+    if values.shape[0] != grid.inverse.shape[0]:
+        raise ValueError(f"values have {values.shape[0]} rows, grid has {grid.inverse.shape[0]} points")
+    sums = np.zeros((grid.num_voxels, values.shape[1]), dtype=np.float64)
+    np.add.at(sums, grid.inverse, values)
+    return (sums / grid.counts[:, None]).astype(np.float32)
+
+
+def voxel_centroid_offset(xyz: np.ndarray, grid: VoxelGrid) -> np.ndarray:
+    """Mean point position inside each voxel relative to the voxel centre, in voxel units.
+
+    xyz: (N, 3) float, metres.  Returns (M, 3) float32 in [-0.5, 0.5].
+    """
+    mean_xyz = voxel_mean(xyz, grid).astype(np.float64)
+    centre = (grid.coords[:, 1:].astype(np.float64) + 0.5) * grid.voxel_size_m
+    return ((mean_xyz - centre) / grid.voxel_size_m).astype(np.float32)
+
+
+def devoxelize(voxel_values: np.ndarray, grid: VoxelGrid) -> np.ndarray:
+    """Copy per-voxel values back to the points: (M, ...) -> (N, ...)."""
+    return np.asarray(voxel_values)[grid.inverse]

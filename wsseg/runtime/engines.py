@@ -1,0 +1,95 @@
+"""Inference engines that run a bundle's ``model.onnx``.
+
+Engine names (the node's ``engine`` parameter and ``wsseg infer --engine``):
+
+* ``onnxruntime-cpu``: ONNX Runtime, CPU execution provider (always available);
+* ``onnxruntime-cuda``: ONNX Runtime, CUDA execution provider;
+* ``tensorrt``: ONNX Runtime's TensorRT execution provider (engine cache next
+  to the bundle), which builds the plan on first use;
+* ``auto``: the first available of tensorrt, onnxruntime-cuda, onnxruntime-cpu.
+
+Asking for an engine whose provider is missing falls back to the CPU with a
+warning, so a robot without a GPU still runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from wsseg.core.bundle import LOGITS_OUTPUT, BundleError, ModelBundle
+
+log = logging.getLogger(__name__)
+
+ENGINE_NAMES = ("auto", "onnxruntime-cpu", "onnxruntime-cuda", "tensorrt")
+_PROVIDERS = {
+    "onnxruntime-cpu": "CPUExecutionProvider",
+    "onnxruntime-cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """Which engine was asked for and which one runs (they differ after a fallback)."""
+
+    requested: str
+    active: str
+    fallback_reason: str | None = None
+
+
+def choose_engine(requested: str, available_providers: list[str]) -> EngineChoice:
+    """Resolve an engine name against the ONNX Runtime providers present on this machine."""
+    if requested not in ENGINE_NAMES:
+        raise ValueError(f"engine {requested!r} is not one of {ENGINE_NAMES}")
+    if requested == "auto":
+        for name in ("tensorrt", "onnxruntime-cuda"):
+            if _PROVIDERS[name] in available_providers:
+                return EngineChoice(requested, name)
+        return EngineChoice(requested, "onnxruntime-cpu")
+    if _PROVIDERS[requested] in available_providers:
+        return EngineChoice(requested, requested)
+    reason = f"{_PROVIDERS[requested]} is not available (have {available_providers}); using onnxruntime-cpu"
+    return EngineChoice(requested, "onnxruntime-cpu", reason)
+
+
+class OnnxRuntimeEngine:
+    """Runs ``model.onnx`` with ONNX Runtime; ``run(inputs) -> logits (M_0, C) float32``."""
+
+    def __init__(self, bundle: ModelBundle, engine: str = "auto", num_threads: int = 0) -> None:
+        import onnxruntime as ort  # imported here so that `import wsseg.runtime` stays cheap
+
+        self.choice = choose_engine(engine, ort.get_available_providers())
+        if self.choice.fallback_reason:
+            log.warning("engine %s: %s", engine, self.choice.fallback_reason)
+        providers: list = []
+        if self.choice.active == "tensorrt":
+            cache = bundle.path / "trt_cache"
+            providers.append(("TensorrtExecutionProvider", {
+                "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
+            }))
+        if self.choice.active in ("tensorrt", "onnxruntime-cuda"):
+            providers.append("CUDAExecutionProvider")
+        providers.append("CPUExecutionProvider")
+        options = ort.SessionOptions()
+        if num_threads > 0:
+            options.intra_op_num_threads = num_threads
+        try:
+            self._session = ort.InferenceSession(str(bundle.onnx_path), sess_options=options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise BundleError(f"{bundle.onnx_path}: ONNX Runtime cannot load the model ({exc})") from None
+        expected = bundle.input_names
+        actual = [i.name for i in self._session.get_inputs()]
+        if actual != expected:
+            raise BundleError(f"{bundle.onnx_path}: model inputs {actual} do not match model.yaml ({expected})")
+        if [o.name for o in self._session.get_outputs()] != [LOGITS_OUTPUT]:
+            raise BundleError(f"{bundle.onnx_path}: model must have the single output {LOGITS_OUTPUT!r}")
+
+    @property
+    def name(self) -> str:
+        return self.choice.active
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self._session.run([LOGITS_OUTPUT], inputs)[0]
