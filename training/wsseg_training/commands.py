@@ -18,7 +18,9 @@ DATA_TOOLS = (
 LABEL_TOOLS = ("wsseg_training.labels.cli",)
 
 
-def _register_group(subparsers: argparse._SubParsersAction, name: str, help_text: str, modules: tuple[str, ...]) -> None:
+def _register_group(
+    subparsers: argparse._SubParsersAction, name: str, help_text: str, modules: tuple[str, ...]
+) -> None:
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
     tools = parser.add_subparsers(dest=f"{name}_command", metavar="<tool>", required=True)
     for module_name in modules:

@@ -87,7 +87,9 @@ class BundleMeta:
             raise BundleError(f"{where}: not a wsseg model.yaml (field 'format' must be {BUNDLE_FORMAT!r})")
         version = data.get("format_version")
         if version != BUNDLE_FORMAT_VERSION:
-            raise BundleError(f"{where}: format_version {version!r} is not supported (expected {BUNDLE_FORMAT_VERSION})")
+            raise BundleError(
+                f"{where}: format_version {version!r} is not supported (expected {BUNDLE_FORMAT_VERSION})"
+            )
         try:
             preprocess = PreprocessConfig.from_dict(data["preprocess"])
             plans = tuple(

@@ -66,8 +66,8 @@ def validate_scene(scene: Scene, where: str = "scene", num_classes: int | None =
         if array.dtype != dtype:
             raise SceneError(f"{where}: field '{name}' has dtype {array.dtype}, expected {dtype}")
         if array.ndim != 1 + len(trailing) or array.shape[1:] != trailing:
-            raise SceneError(f"{where}: field '{name}' has shape {array.shape}, expected (N, {', '.join(map(str, trailing))})"
-                             if trailing else f"{where}: field '{name}' has shape {array.shape}, expected (N,)")
+            expected = f"(N, {', '.join(map(str, trailing))})" if trailing else "(N,)"
+            raise SceneError(f"{where}: field '{name}' has shape {array.shape}, expected {expected}")
         if array.shape[0] != scene.num_points:
             raise SceneError(f"{where}: field '{name}' has {array.shape[0]} rows but 'xyz' has {scene.num_points}")
     if scene.num_points == 0:

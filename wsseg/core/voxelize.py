@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
 @dataclass(frozen=True)
 class VoxelGrid:
     """Result of :func:`voxelize`.

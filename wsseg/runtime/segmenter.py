@@ -94,5 +94,7 @@ class Segmenter:
         labels[valid] = voxel_labels[net_input.grid.inverse].astype(np.uint16)
         confidence[valid] = voxel_conf[net_input.grid.inverse]
         t3 = time.perf_counter()
-        timings = {"pre": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "post": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
+        timings = {
+            "pre": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "post": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3
+        }
         return SegmentationResult(labels, confidence, timings)

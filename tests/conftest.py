@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny labelled scenes, a trained-ish tiny checkpoint and its exported bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def make_box_scene(seed: int = 0, n: int = 6000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A floor (class 0), a wall (class 1) and a box on the floor (class 2), with class-dependent colours.
+
+    Returns xyz (N, 3) float32 metres, rgb (N, 3) uint8, semantic (N,) int64.
+    """
+    rng = np.random.default_rng(seed)
+    k = n // 3
+    floor = np.column_stack([rng.uniform(0, 3, k), rng.uniform(0, 3, k), rng.normal(0, 0.005, k)])
+    wall = np.column_stack([rng.uniform(0, 3, k), np.full(k, 3.0) + rng.normal(0, 0.005, k), rng.uniform(0, 2, k)])
+    box = rng.uniform([1.0, 1.0, 0.0], [1.6, 1.6, 0.6], size=(n - 2 * k, 3))
+    xyz = np.concatenate([floor, wall, box]).astype(np.float32)
+    semantic = np.repeat(np.arange(3), [k, k, n - 2 * k])
+    base = np.array([[120, 100, 80], [200, 200, 190], [40, 90, 160]], dtype=np.float64)
+    rgb = np.clip(base[semantic] + rng.normal(0, 12, (n, 3)), 0, 255).astype(np.uint8)
+    return xyz, rgb, semantic
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3-level checkpoint whose BatchNorm statistics are non-trivial (a few train-mode steps)."""
+    from wsseg_training.checkpoint import make_checkpoint, save_checkpoint
+    from wsseg_training.fit import LabelledInput, fit
+    from wsseg_training.model.profiles import preprocess_config_for, unet_config_for
+    from wsseg_training.model.unet import SparseUNet
+
+    from wsseg.core.classes import ClassTable
+    from wsseg.core.features import FeatureConfig
+    from wsseg.core.preprocess import prepare_cloud
+
+    config = preprocess_config_for("tiny", FeatureConfig(names=("offset", "rgb")), voxel_size_m=0.1)
+    xyz, rgb, semantic = make_box_scene()
+    scene = LabelledInput(prepare_cloud(config, xyz, rgb=rgb), semantic)
+    model = SparseUNet(unet_config_for("tiny", config.features.num_channels, 3))
+    fit(model, [scene], steps=15, lr=1e-2, progress=False)
+    classes = ClassTable("boxes", ("floor", "wall", "box"), ((100, 80, 60), (200, 200, 200), (40, 90, 160)))
+    checkpoint = make_checkpoint(model.eval(), config, classes, sensor="rgbd", provenance={"profile": "tiny"})
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", checkpoint)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from wsseg_export.onnx_export import export_bundle
+
+    out = tmp_path_factory.mktemp("bundle") / "tiny_bundle"
+    export_bundle(tiny_checkpoint, out)
+    return out
