@@ -7,6 +7,8 @@ Fields (ARCHITECTURE.md, "Data model"):
 * ``semantic``: (N,) int16, class id or ``IGNORE_INDEX`` (-1)
 * ``instance``: (N,) int32, instance id or -1
 * ``supervoxel``: (N,) int32, over-segment id (optional)
+* ``pixel``: (N,) int32, row-major index ``v * width + u`` of the point in its organized source
+  (RGB-D image / organized cloud; width and height are in the scene's dataset.yaml metadata), optional
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ SCENE_FIELDS: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
     "semantic": (np.dtype(np.int16), ()),
     "instance": (np.dtype(np.int32), ()),
     "supervoxel": (np.dtype(np.int32), ()),
+    "pixel": (np.dtype(np.int32), ()),
 }
 
 
@@ -47,6 +50,7 @@ class Scene:
     semantic: np.ndarray | None = None
     instance: np.ndarray | None = None
     supervoxel: np.ndarray | None = None
+    pixel: np.ndarray | None = None
 
     @property
     def num_points(self) -> int:
@@ -75,6 +79,8 @@ def validate_scene(scene: Scene, where: str = "scene", num_classes: int | None =
     if not np.isfinite(scene.xyz).all():
         bad = int(np.flatnonzero(~np.isfinite(scene.xyz).all(axis=1))[0])
         raise SceneError(f"{where}: field 'xyz' has NaN/inf coordinates (first at point {bad})")
+    if scene.pixel is not None and scene.pixel.size and int(scene.pixel.min()) < 0:
+        raise SceneError(f"{where}: field 'pixel' has negative index {int(scene.pixel.min())}")
     if scene.semantic is not None and num_classes is not None:
         bad_mask = (scene.semantic != IGNORE_INDEX) & ((scene.semantic < 0) | (scene.semantic >= num_classes))
         if bad_mask.any():

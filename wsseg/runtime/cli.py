@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from wsseg.core.classes import UNLABELLED_ID
+from wsseg.core.cloud_io import PointCloudFile, read_cloud, write_cloud
 from wsseg.runtime.engines import ENGINE_NAMES
 from wsseg.runtime.segmenter import Segmenter
 
@@ -34,9 +36,24 @@ def _output_path(out: Path, source: Path, several: bool) -> Path:
     return out
 
 
-def run_infer(args: argparse.Namespace) -> int:
-    from wsseg.core.cloud_io import read_cloud, write_labelled_cloud
+def write_labelled_cloud(path: Path, cloud: PointCloudFile, labels: np.ndarray, confidence: np.ndarray) -> Path:
+    """Write the cloud with predicted ``label`` (N,) uint16 and ``confidence`` (N,) float32 fields.
 
+    .ply / .pcd keep the layout (organized width x height) and colour/intensity;
+    .npz holds arrays ``xyz``, ``label``, ``confidence`` (+ ``rgb``, ``intensity``).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".npz":
+        arrays = {"xyz": cloud.xyz, "label": labels, "confidence": confidence}
+        arrays.update({k: v for k, v in (("rgb", cloud.rgb), ("intensity", cloud.intensity)) if v is not None})
+        np.savez_compressed(path, **arrays)
+        return path
+    out = PointCloudFile(xyz=cloud.xyz, rgb=cloud.rgb, intensity=cloud.intensity, label=labels,
+                         fields={"confidence": confidence}, width=cloud.width, height=cloud.height)
+    return write_cloud(path, out)
+
+
+def run_infer(args: argparse.Namespace) -> int:
     segmenter = Segmenter(args.model, engine=args.engine)
     inputs = [Path(p) for p in args.inputs]
     out = Path(args.out)
@@ -52,7 +69,7 @@ def run_infer(args: argparse.Namespace) -> int:
         total_ms += (time.perf_counter() - start) * 1e3
         target = _output_path(out, source, len(inputs) > 1)
         write_labelled_cloud(target, cloud, result.labels, result.confidence)
-        valid = int(np.count_nonzero(result.labels != 65535))
+        valid = int(np.count_nonzero(result.labels != UNLABELLED_ID))
         total_points += cloud.xyz.shape[0]
         print(f"{source} -> {target}: {valid}/{cloud.xyz.shape[0]} points labelled, "
               f"{result.timings_ms['total']:.1f} ms (engine {segmenter.engine.name})")
