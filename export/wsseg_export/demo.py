@@ -47,7 +47,7 @@ def _miou(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> tuple[float, fl
 def run_demo(args: argparse.Namespace) -> int:
     from wsseg_training.checkpoint import make_checkpoint, save_checkpoint
     from wsseg_training.data.dataset import Dataset
-    from wsseg_training.data.render import Panel, class_colours, class_legend, render_panels
+    from wsseg_training.data.render import Panel, class_colours, class_legend, render_panels, visible_mask
     from wsseg_training.data.synth.config import IndoorConfig
     from wsseg_training.data.synth.generate import write_synthetic_dataset
     from wsseg_training.fit import LabelledInput, fit, predict_points
@@ -94,11 +94,15 @@ def run_demo(args: argparse.Namespace) -> int:
     labelled = write_cloud(out / f"{val_names[0]}_labelled.ply", PointCloudFile(
         xyz=val.xyz, rgb=val.rgb, label=result.labels, fields={"confidence": result.confidence}))
     print("[5/5] writing the picture and the report")
+    shown = visible_mask(gt, classes, ["ceiling"] if "ceiling" in classes.names else [])
+    shown = np.ones(val.num_points, dtype=bool) if shown is None else shown  # the ceiling hides the room
+    pred = result.labels.astype(np.int64)
     picture = render_panels(
-        [Panel(val.xyz, val.rgb, "input (RGB)"),
-         Panel(val.xyz, class_colours(result.labels.astype(np.int64), classes), "prediction (ONNX Runtime)"),
-         Panel(val.xyz, class_colours(gt, classes), "ground truth", legend=class_legend(gt, classes))],
-        out / "prediction.png", size_px=(1800, 600))
+        [Panel(val.xyz[shown], val.rgb[shown], "input (RGB)"),
+         Panel(val.xyz[shown], class_colours(pred[shown], classes), "prediction (ONNX Runtime)"),
+         Panel(val.xyz[shown], class_colours(gt[shown], classes), "ground truth",
+               legend=class_legend(gt[shown], classes))],
+        out / "prediction.png", size_px=(1800, 600), title="ceiling hidden")
     summary = {
         "val_scene": val_names[0], "points": int(val.num_points), "miou": miou, "overall_accuracy": accuracy,
         "ort_vs_torch_point_agreement": float((result.labels.astype(np.int64) == torch_pred).mean()),

@@ -1,0 +1,90 @@
+"""Named U-Net sizes ("profiles") and the preprocessing that goes with each.
+
+=========  ======================  ===============  ============  ===================================
+profile    channels (per level)    blocks/level     voxel size    meant for
+=========  ======================  ===============  ============  ===================================
+default    32, 64, 96, 128, 160    2, 2, 2, 2, 2    0.05 m        accuracy; GPU training, GPU robots
+cpu        16, 32, 48, 64          1, 1, 1, 1       0.08 m        CPU training and CPU-only robots
+tiny       8, 16, 24               1, 1, 1          0.10 m        tests, smoke runs, quick demos
+=========  ======================  ===============  ============  ===================================
+
+Every level halves the resolution, so the receptive field grows with
+``num_levels = len(channels)``; the preprocessing must build kernel maps for the
+same number of levels (:func:`preprocess_config_for` keeps them equal).  The
+voxel sizes are recommendations for indoor RGB-D / terrestrial scans; outdoor
+LiDAR usually wants 0.1-0.2 m and may override ``voxel_size_m``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wsseg.core.features import FeatureConfig
+from wsseg.core.preprocess import PreprocessConfig
+from wsseg_training.model.unet import UNetConfig
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """A named U-Net size.  channels/blocks as in :class:`UNetConfig`; voxel_size_m: recommended voxel edge, metres."""
+
+    name: str
+    channels: tuple[int, ...]
+    blocks: tuple[int, ...]
+    voxel_size_m: float
+    description: str
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.channels)
+
+
+PROFILES: dict[str, ModelProfile] = {
+    "default": ModelProfile(
+        name="default",
+        channels=(32, 64, 96, 128, 160),
+        blocks=(2, 2, 2, 2, 2),
+        voxel_size_m=0.05,
+        description="accuracy: 5 levels, 2 residual blocks per level",
+    ),
+    "cpu": ModelProfile(
+        name="cpu",
+        channels=(16, 32, 48, 64),
+        blocks=(1, 1, 1, 1),
+        voxel_size_m=0.08,
+        description="fast on CPU: 4 levels, 1 residual block per level",
+    ),
+    "tiny": ModelProfile(
+        name="tiny",
+        channels=(8, 16, 24),
+        blocks=(1, 1, 1),
+        voxel_size_m=0.1,
+        description="tests and smoke runs: 3 levels, 1 residual block per level",
+    ),
+}
+
+
+def get_profile(profile: str) -> ModelProfile:
+    """The profile named ``profile``; ``ValueError`` naming the known ones otherwise."""
+    try:
+        return PROFILES[profile]
+    except KeyError:
+        raise ValueError(f"unknown model profile {profile!r}; known: {sorted(PROFILES)}") from None
+
+
+def unet_config_for(profile: str, in_channels: int, num_classes: int) -> UNetConfig:
+    """The :class:`UNetConfig` of a named profile for the given input width and class count."""
+    spec = get_profile(profile)
+    return UNetConfig(in_channels=in_channels, num_classes=num_classes, channels=spec.channels, blocks=spec.blocks)
+
+
+def preprocess_config_for(
+    profile: str, features: FeatureConfig | None = None, voxel_size_m: float | None = None
+) -> PreprocessConfig:
+    """The :class:`PreprocessConfig` matching a profile: its level count and (unless given) its voxel size."""
+    spec = get_profile(profile)
+    return PreprocessConfig(
+        voxel_size_m=spec.voxel_size_m if voxel_size_m is None else voxel_size_m,
+        num_levels=spec.num_levels,
+        features=features if features is not None else FeatureConfig(),
+    )
