@@ -57,9 +57,11 @@ def lidar_frame() -> tuple[str, dict[str, np.ndarray]]:
     if scan.is_file():
         raw = np.fromfile(scan, dtype=np.float32).reshape(-1, 4)
         return f"SemanticKITTI {scan.name} (real HDL-64E)", {"xyz": raw[:, :3].copy(), "intensity": raw[:, 3].copy()}
-    from wsseg_training.data.synth.bench_frames import synthetic_lidar_frame
+    from wsseg_training.data.synth.config import OutdoorConfig
+    from wsseg_training.data.synth.outdoor import synthesize_outdoor
 
-    return "synthetic 64-beam scan", synthetic_lidar_frame()
+    scene = synthesize_outdoor(np.random.default_rng(0), OutdoorConfig()).scene
+    return "synthetic 64-beam scan", {"xyz": scene.xyz, "intensity": scene.intensity}
 
 
 def rgbd_frame() -> tuple[str, dict[str, np.ndarray]]:
@@ -71,9 +73,15 @@ def rgbd_frame() -> tuple[str, dict[str, np.ndarray]]:
         valid = cloud.valid_mask()
         return (f"mOSD {frames[0].name} (real Kinect 640x480, {int(valid.sum())} valid)",
                 {"xyz": cloud.xyz[valid], "rgb": cloud.rgb[valid]})
-    from wsseg_training.data.synth.bench_frames import synthetic_rgbd_frame
+    from wsseg_training.data.synth.config import IndoorConfig, RGBDCameraConfig
+    from wsseg_training.data.synth.indoor import synthesize_indoor
+    from wsseg_training.data.synth.sensors import backproject
 
-    return "synthetic 640x480 RGB-D frame", synthetic_rgbd_frame()
+    config = IndoorConfig(views=1, camera=RGBDCameraConfig(width_px=640, height_px=480))
+    frame = synthesize_indoor(np.random.default_rng(0), config).frames[0]
+    xyz, pixels = backproject(frame.depth, frame.intrinsics, frame.pose)
+    rgb = frame.colour.reshape(-1, 3)[pixels]
+    return "synthetic 640x480 RGB-D frame", {"xyz": xyz.astype(np.float32), "rgb": rgb}
 
 
 def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
