@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wsseg_export.check import check_bundle
-from wsseg_export.onnx_export import DEFAULT_OPSET, export_bundle
+from wsseg.core.bundle import DEFAULT_OPSET
 
 MIN_AGREEMENT = 0.999
 
@@ -27,6 +26,9 @@ def register_export(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from wsseg_export.check import check_bundle
+    from wsseg_export.onnx_export import export_bundle
+
     if args.check:
         if not args.data:
             raise ValueError("--check needs --data SCENE_OR_DATASET")

@@ -15,12 +15,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
-
-from wsseg.core.cloud_io import PointCloudFile, write_cloud
-from wsseg.runtime.segmenter import Segmenter
-from wsseg_export.check import check_parity
-from wsseg_export.onnx_export import export_bundle
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,6 +39,7 @@ def _miou(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> tuple[float, fl
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
     from wsseg_training.checkpoint import make_checkpoint, save_checkpoint
     from wsseg_training.data.dataset import Dataset
     from wsseg_training.data.render import Panel, class_colours, class_legend, render_panels, visible_mask
@@ -54,7 +49,11 @@ def run_demo(args: argparse.Namespace) -> int:
     from wsseg_training.model.profiles import preprocess_config_for, unet_config_for
     from wsseg_training.model.unet import SparseUNet, count_parameters
 
+    from wsseg.core.cloud_io import PointCloudFile, write_cloud
     from wsseg.core.preprocess import prepare_cloud
+    from wsseg.runtime.segmenter import Segmenter
+    from wsseg_export.check import check_parity
+    from wsseg_export.onnx_export import export_bundle
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

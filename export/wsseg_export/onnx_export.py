@@ -29,6 +29,7 @@ from wsseg_training.model.fuse import fold_batchnorm
 from wsseg_training.model.inputs import to_torch
 
 from wsseg.core.bundle import (
+    DEFAULT_OPSET,
     LOGITS_OUTPUT,
     MODEL_ONNX,
     BundleMeta,
@@ -41,7 +42,6 @@ from wsseg.core.preprocess import NetworkInput, PreprocessConfig, prepare_cloud
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OPSET = 17
 #: Op types an exported wsseg graph may contain (asserted by the tests).
 ALLOWED_OPS = frozenset({
     "Gather", "Reshape", "MatMul", "Gemm", "Concat", "Add", "Relu", "Constant", "ConstantOfShape",

@@ -24,13 +24,7 @@ def _register_group(
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
     tools = parser.add_subparsers(dest=f"{name}_command", metavar="<tool>", required=True)
     for module_name in modules:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:  # TODO(dev): remove once every tool module has landed
-            if exc.name != module_name:
-                raise
-            continue
-        module.register(tools)
+        importlib.import_module(module_name).register(tools)
 
 
 def register_data(subparsers: argparse._SubParsersAction) -> None:

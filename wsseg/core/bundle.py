@@ -28,6 +28,8 @@ BUNDLE_FORMAT_VERSION = 1
 MODEL_YAML = "model.yaml"
 MODEL_ONNX = "model.onnx"
 LOGITS_OUTPUT = "logits"
+#: ONNX opset the exporter writes by default (bundles need >= 17).
+DEFAULT_OPSET = 17
 
 
 class BundleError(ValueError):
@@ -58,7 +60,7 @@ class BundleMeta:
     sensor: str = "any"
     provenance: dict[str, Any] = field(default_factory=dict)
     tensorrt_plans: tuple[TensorRTPlan, ...] = ()
-    opset: int = 17
+    opset: int = DEFAULT_OPSET
 
     def to_dict(self) -> dict[str, Any]:
         return {

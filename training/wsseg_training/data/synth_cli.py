@@ -8,7 +8,6 @@ from dataclasses import fields
 from tqdm import tqdm
 
 from wsseg_training.data.synth.config import Difficulty, IndoorConfig, LidarConfig, OutdoorConfig, RGBDCameraConfig
-from wsseg_training.data.synth.generate import FRAMES_DIR, write_synthetic_dataset
 
 #: CLI flag -> (config class, field).  Defaults come from the dataclasses, so the help shows them.
 _FLAGS: dict[str, tuple[type, str, str]] = {
@@ -62,6 +61,8 @@ def build_config(args: argparse.Namespace) -> IndoorConfig | OutdoorConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from wsseg_training.data.synth.generate import FRAMES_DIR, write_synthetic_dataset  # open3d: import on use
+
     config = build_config(args)
     if args.keep_frames and args.frames_out:
         raise ValueError("give either --keep-frames or --frames-out, not both")
