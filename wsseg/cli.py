@@ -41,15 +41,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def missing_distribution_message(command: str, registered: set[str]) -> str | None:
+    """The message for a known command whose distribution is not installed (None otherwise)."""
+    if command not in PROVIDED_BY or command in registered:
+        return None
+    distribution = PROVIDED_BY[command]
+    return (
+        f"wsseg: '{command}' is provided by the {distribution} distribution, which is not installed "
+        f"(workstation: `make setup`, or `pip install -e {distribution.removeprefix('wsseg-')}` from the repository)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    if argv and argv[0] in PROVIDED_BY and argv[0] not in parser._subparsers._group_actions[0].choices:  # type: ignore[union-attr]
-        print(
-            f"wsseg: '{argv[0]}' is provided by the {PROVIDED_BY[argv[0]]} distribution, which is not installed "
-            f"(workstation: `make setup`, or `pip install -e {PROVIDED_BY[argv[0]].split('-')[1]}`)",
-            file=sys.stderr,
-        )
+    registered = {e.name for e in entry_points(group=ENTRY_POINT_GROUP)}
+    message = missing_distribution_message(argv[0], registered) if argv else None
+    if message:
+        print(message, file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -125,9 +125,13 @@ def read_dataset_info(root: str | Path) -> DatasetInfo:
         missing = [n for n in names or [] if n not in scenes]
         if missing:
             raise DatasetError(f"{path}: split {split!r} names unknown scene(s) {missing[:5]}")
+    try:
+        classes = ClassTable.from_dict(data["classes"], where=f"{path}: field 'classes'")
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
     return DatasetInfo(
         name=str(data["name"]),
-        classes=ClassTable.from_dict(data["classes"], where=f"{path}: field 'classes'"),
+        classes=classes,
         sensor=sensor,
         splits={k: list(v or []) for k, v in splits.items()},
         scenes={str(k): dict(v) for k, v in scenes.items()},
