@@ -1,0 +1,373 @@
+"""1T1C building blocks against answers worked out by hand: click expansion, pooling, memory bank,
+contrastive loss, balanced sampling, mean-field CRF, confidence filtering."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from wsseg_training.methods.otoc import (
+    OtocConfig,
+    PrototypeBank,
+    Segments,
+    SupervoxelGraph,
+    batch_prototypes,
+    build_graph,
+    build_relation_net,
+    class_sums,
+    contrastive_loss,
+    coverage,
+    crf_energy,
+    expand_clicks,
+    mean_field,
+    next_pseudo_labels,
+    point_confidence,
+    point_pseudo_labels,
+    pool_nodes,
+    propagate,
+    propagate_scene,
+    prototypes_from_sums,
+    pseudo_label_confusion,
+    relation_loss,
+    relation_probabilities,
+    sample_balanced,
+    segment_majority,
+    segment_mean,
+    select_confident,
+    supervoxel_confidence,
+    unary_from_probabilities,
+)
+from wsseg_training.methods.otoc.graph import dense_kernel, topk_kernel
+from wsseg_training.model import UNetConfig, to_torch
+
+from wsseg.core.classes import IGNORE_INDEX
+from wsseg.core.preprocess import PreprocessConfig, prepare_cloud
+
+X = IGNORE_INDEX
+
+
+# --- initial pseudo labels (Algorithm 1 line 1) ------------------------------------------------------------
+
+def test_expand_clicks_spreads_votes_and_keeps_clicked_points() -> None:
+    # super-voxel ids are arbitrary; -1 = no super-voxel
+    supervoxel = np.array([7, 7, 7, 42, 42, 42, 42, 5, 5, 5, -1, -1, 9, 9], dtype=np.int32)
+    clicks = np.full(14, X, dtype=np.int64)
+    clicks[1] = 2                      # sv 7: one click -> whole super-voxel is class 2
+    clicks[[3, 4, 5]] = [1, 1, 0]      # sv 42: majority 1; point 5 keeps its own click 0
+    clicks[[7, 8]] = [0, 1]            # sv 5: tie -> unlabelled, the clicked points keep their clicks
+    clicks[10] = 2                     # no super-voxel: only the clicked point
+    # sv 9: no click
+    labels = expand_clicks(clicks, supervoxel, num_classes=3)
+    expected = np.array([2, 2, 2, 1, 1, 0, 1, 0, 1, X, 2, X, X, X])
+    np.testing.assert_array_equal(labels, expected)
+    assert labels.dtype == np.int64
+    with pytest.raises(ValueError, match="supervoxel"):
+        expand_clicks(clicks, supervoxel[:5], num_classes=3)
+
+
+# --- super-voxel pooling (Eq. 2) ----------------------------------------------------------------------------
+
+def test_segment_mean_values_gradients_and_empty_segments() -> None:
+    values = torch.tensor([[1.0, 2.0], [3.0, 6.0], [10.0, 0.0], [20.0, 4.0], [99.0, 99.0]], requires_grad=True)
+    index = torch.tensor([0, 0, 2, 2, -1])
+    means, counts = segment_mean(values, index, num_segments=4)
+    torch.testing.assert_close(means, torch.tensor([[2.0, 4.0], [0.0, 0.0], [15.0, 2.0], [0.0, 0.0]]))
+    assert counts.tolist() == [2, 0, 2, 0]
+    weights = torch.tensor([[1.0, -1.0], [5.0, 5.0], [2.0, 3.0], [7.0, 7.0]])
+    (means * weights).sum().backward()
+    # d mean_s / d v_i = 1 / n_s for the rows of s; the skipped row gets nothing
+    expected = torch.tensor([[0.5, -0.5], [0.5, -0.5], [1.0, 1.5], [1.0, 1.5], [0.0, 0.0]])
+    torch.testing.assert_close(values.grad, expected)
+
+
+def test_segments_renumber_ids_and_pool_nodes() -> None:
+    supervoxel = torch.tensor([30, -1, 10, 30, 10, 10])
+    segments = Segments.from_ids(supervoxel)
+    assert segments.ids.tolist() == [10, 30]
+    assert segments.node.tolist() == [1, -1, 0, 1, 0, 0]
+    assert segments.counts.tolist() == [3, 2]
+    xyz = torch.tensor([[0.0, 0, 0], [9, 9, 9], [1, 0, 0], [2, 0, 0], [2, 0, 0], [3, 0, 0]])
+    rgb = torch.tensor([[255, 0, 0], [0, 0, 0], [0, 255, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]],
+                       dtype=torch.uint8)
+    prob = torch.tensor([[0.9, 0.1], [0.5, 0.5], [0.2, 0.8], [0.7, 0.3], [0.4, 0.6], [0.0, 1.0]])
+    nodes = pool_nodes(segments, xyz, prob, rgb=rgb)
+    torch.testing.assert_close(nodes.xyz, torch.tensor([[2.0, 0, 0], [1.0, 0, 0]]))
+    torch.testing.assert_close(nodes.rgb, torch.tensor([[0.0, 2 / 3, 1 / 3], [1.0, 0.0, 0.0]]))
+    torch.testing.assert_close(nodes.prob, torch.tensor([[0.2, 0.8], [0.8, 0.2]]))
+    assert nodes.unet_feature is None and nodes.relation_embedding is None
+    back = segments.to_points(torch.tensor([4, 5]), fill=X)
+    assert back.tolist() == [5, X, 4, 5, 4, 4]
+    with pytest.raises(ValueError, match="'rgb' has 2 rows"):
+        pool_nodes(segments, xyz, prob, rgb=rgb[:2])
+
+
+def test_segment_majority_ties_and_unlabelled() -> None:
+    labels = torch.tensor([0, 0, 1, 2, 2, X, 1, 0, X])
+    index = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 3])
+    assert segment_majority(labels, index, 4, num_classes=3).tolist() == [0, 2, X, X]
+
+
+# --- relation network: memory bank, contrastive loss, sampling (Eq. 6-7) ------------------------------------
+
+def test_memory_bank_momentum_update_exact_and_absent_class_unchanged() -> None:
+    bank = PrototypeBank(num_classes=3, embed_dim=2, momentum=0.9, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(bank.prototypes.norm(dim=1), torch.ones(3))   # random unit vectors
+    assert "prototypes" in bank.state_dict()                                 # checkpointed with the weights
+    bank.prototypes.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]]))
+    embeddings = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    bank.update(embeddings, torch.tensor([0, 0, 1]))
+    # k0 = norm(0.9 (1, 0) + 0.1 (0, 1)); k1 = norm(0.9 (0, 1) + 0.1 (1, 0)); class 2 absent -> unchanged
+    r = math.sqrt(0.9**2 + 0.1**2)
+    expected = torch.tensor([[0.9 / r, 0.1 / r], [0.1 / r, 0.9 / r], [0.6, 0.8]])
+    torch.testing.assert_close(bank.prototypes, expected)
+    assert bank.prototypes[2].tolist() == [pytest.approx(0.6), pytest.approx(0.8)]
+
+
+def test_contrastive_loss_two_classes_by_hand() -> None:
+    tau = 0.07
+    prototypes = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    embeddings = torch.tensor([[1.0, 0.0], [0.6, 0.8]], requires_grad=True)
+    labels = torch.tensor([0, 1])
+    loss = contrastive_loss(embeddings, labels, prototypes, tau)
+    # sample 1: logits (1/τ, 0), true 0 -> log(1 + e^{-1/τ}); sample 2: logits (0.6/τ, 0.8/τ), true 1
+    by_hand = 0.5 * (math.log(1 + math.exp(-1 / tau)) + math.log(1 + math.exp(-0.2 / tau)))
+    assert loss.item() == pytest.approx(by_hand, rel=1e-5)
+    loss.backward()
+    assert embeddings.grad is not None and torch.isfinite(embeddings.grad).all()
+    # a masked-out class leaves a one-way softmax: loss 0
+    only_zero = contrastive_loss(embeddings[:1], labels[:1], prototypes, tau, present=torch.tensor([True, False]))
+    assert only_zero.item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_batch_prototypes_without_memory_bank() -> None:
+    samples = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    prototypes, present = batch_prototypes(samples, torch.tensor([1, 1, 1]), num_classes=3)
+    assert present.tolist() == [False, True, False]
+    torch.testing.assert_close(prototypes, torch.tensor([[0.0, 0.0], [1 / math.sqrt(5), 2 / math.sqrt(5)],
+                                                         [0.0, 0.0]]))
+    # at propagation time "w/o MB" takes the class means accumulated over the training scenes
+    sums, counts = class_sums(samples, torch.tensor([1, 1, 1]), 3)
+    torch.testing.assert_close(prototypes_from_sums(sums, counts), prototypes)
+
+
+def test_class_balanced_sampling_counts_with_replacement_for_rare_class() -> None:
+    labels = torch.full((80,), X)
+    labels[:50] = 0           # plentiful
+    labels[50:53] = 1         # rare: 3 super-voxels
+    labels[60:70] = 3         # 10 < s
+    generator = torch.Generator().manual_seed(3)
+    index = sample_balanced(labels, num_classes=4, per_class=20, generator=generator)
+    picked = labels[index]
+    assert torch.bincount(picked, minlength=4).tolist() == [20, 20, 0, 20]
+    zero = index[picked == 0]
+    assert zero.unique().numel() == 20 and bool((zero < 50).all())            # without replacement
+    rare = index[picked == 1]
+    assert set(rare.tolist()) <= {50, 51, 52} and rare.unique().numel() <= 3  # with replacement
+    assert sample_balanced(torch.full((5,), X), 4, 20, generator).numel() == 0
+
+
+def test_relation_loss_updates_bank_and_variant_without_bank() -> None:
+    generator = torch.Generator().manual_seed(1)
+    pooled = torch.randn(12, 4, generator=generator, requires_grad=True)
+    node_labels = torch.tensor([0, 0, 0, 1, 1, X, X, 2, 2, 2, 2, X])
+    bank = PrototypeBank(num_classes=4, embed_dim=4, generator=generator)
+    before = bank.prototypes.clone()
+    loss, info = relation_loss(pooled, node_labels, bank, 4, per_class=5, temperature=0.07, generator=generator)
+    loss.backward()
+    assert info == {"samples": 15.0, "classes": 3.0}
+    assert pooled.grad is not None and pooled.grad[5].abs().sum() == 0   # unlabelled super-voxel never sampled
+    moved = (bank.prototypes - before).norm(dim=1) > 1e-6
+    assert moved.tolist() == [True, True, True, False]
+    loss_no_mb, _ = relation_loss(pooled, node_labels, None, 4, per_class=5, temperature=0.07, generator=generator)
+    assert torch.isfinite(loss_no_mb)
+
+
+def test_relation_net_outputs_32_channel_embeddings() -> None:
+    rng = np.random.default_rng(0)
+    xyz = rng.uniform(0, 1.0, (300, 3)).astype(np.float32)
+    rgb = rng.integers(0, 256, (300, 3)).astype(np.uint8)
+    pre = PreprocessConfig(voxel_size_m=0.1, num_levels=2)
+    net_input = prepare_cloud(pre, xyz, rgb=rgb)
+    features, maps = to_torch(net_input, "cpu")
+    unet = UNetConfig(in_channels=pre.features.num_channels, num_classes=5, channels=(8, 16), blocks=(1, 1))
+    relation = build_relation_net(unet, embed_dim=32).eval()
+    with torch.no_grad():
+        out = relation.forward_features(features, maps, compact=True)
+    assert out.logits.shape == (features.shape[0], 32)
+    assert (out.logits < 0).any()   # signed embeddings, unlike the ReLU point features
+
+
+def test_relation_probabilities_and_fusion() -> None:
+    prototypes = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    rel = relation_probabilities(torch.tensor([[2.0, 0.0]]), prototypes, temperature=1.0)
+    torch.testing.assert_close(rel, torch.softmax(torch.tensor([[1.0, 0.0]]), dim=1))
+
+
+# --- graph propagation (Eq. 3-5) ----------------------------------------------------------------------------
+
+def _random_problem(seed: int, nodes: int = 40, classes: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    features = torch.randn(nodes, 3, generator=generator)
+    gamma = -torch.log(torch.rand(nodes, classes, generator=generator))   # Dirichlet(1) via Gamma(1)
+    return features, gamma / gamma.sum(dim=1, keepdim=True)
+
+
+@pytest.mark.parametrize("normalisation", ["degree", "none"])
+def test_mean_field_lowers_crf_energy_on_random_graphs(normalisation: str) -> None:
+    weight = 5.0 if normalisation == "degree" else 1.0   # "none" with weight 1 is Eq. 5 literally
+    config = OtocConfig(pairwise_normalisation=normalisation, pairwise_weight=weight)
+    for seed in range(5):
+        features, prob = _random_problem(seed)
+        graph = build_graph(features, config)
+        unary = unary_from_probabilities(prob)
+        q = mean_field(unary, graph, config.mean_field_iterations)
+        torch.testing.assert_close(q.sum(dim=1), torch.ones(40))
+        before = crf_energy(prob.argmax(dim=1), unary, graph)
+        after = crf_energy(q.argmax(dim=1), unary, graph)
+        assert float(after) < float(before), f"seed {seed}: energy {float(after)} !< {float(before)}"
+
+
+def test_mean_field_fixes_a_wrong_node_in_a_two_cluster_graph() -> None:
+    # two clusters of 10 similar nodes, far apart in feature space; cluster A is class 0, B is class 1
+    generator = torch.Generator().manual_seed(0)
+    features = torch.cat([torch.zeros(10, 3), torch.full((10, 3), 6.0)]) + 0.1 * torch.randn(20, 3, generator=generator)
+    prob = torch.cat([torch.tensor([[0.8, 0.2]]).repeat(10, 1), torch.tensor([[0.1, 0.9]]).repeat(10, 1)])
+    prob[3] = torch.tensor([0.4, 0.6])    # one node of A predicted wrongly
+    graph = build_graph(features, OtocConfig())
+    unary = unary_from_probabilities(prob)
+    q = mean_field(unary, graph, iterations=5)
+    truth = torch.tensor([0] * 10 + [1] * 10)
+    assert int(prob.argmax(dim=1)[3]) == 1
+    assert q.argmax(dim=1).tolist() == truth.tolist()
+    assert float(crf_energy(truth, unary, graph)) < float(crf_energy(prob.argmax(dim=1), unary, graph))
+    # without pairwise terms nothing changes
+    no_pairs = mean_field(unary, build_graph(features, OtocConfig(pairwise_weight=0.0)), iterations=5)
+    assert int(no_pairs.argmax(dim=1)[3]) == 1
+
+
+def test_crf_energy_by_hand_and_graph_structure() -> None:
+    weights = torch.tensor([[0.0, 0.5, 0.0], [0.5, 0.0, 2.0], [0.0, 2.0, 0.0]])
+    graph = SupervoxelGraph(weights, num_nodes=3)
+    unary = torch.tensor([[0.1, 1.0], [0.3, 0.2], [2.0, 0.0]])
+    # labels (0, 1, 1): unary 0.1 + 0.2 + 0.0, one cut edge (0-1) of weight 0.5
+    assert float(crf_energy(torch.tensor([0, 1, 1]), unary, graph)) == pytest.approx(0.8)
+    assert float(crf_energy(torch.tensor([0, 0, 1]), unary, graph)) == pytest.approx(0.1 + 0.3 + 0.0 + 2.0)
+    features = torch.randn(7, 4, generator=torch.Generator().manual_seed(2))
+    dense = dense_kernel(features).to_dense()
+    assert torch.equal(dense, dense.t()) and bool((dense.diagonal() == 0).all())
+    torch.testing.assert_close(dense[0, 1], torch.exp(-0.5 * (features[0] - features[1]).square().sum()))
+    # top-k with k = S - 1 keeps every pair: the same kernel as dense, and the same messages and energies
+    full = topk_kernel(features, k=6, chunk=3)
+    torch.testing.assert_close(full.to_dense(), dense)
+    q = torch.softmax(torch.randn(7, 3, generator=torch.Generator().manual_seed(4)), dim=1)
+    torch.testing.assert_close(full.message(q), dense @ q)
+    labels, unary7 = q.argmax(dim=1), torch.rand(7, 3, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(crf_energy(labels, unary7, full), crf_energy(labels, unary7, dense_kernel(features)))
+    sparse = topk_kernel(features, k=2).to_dense()
+    assert torch.equal(sparse, sparse.t())
+    assert bool(((sparse > 0).sum(dim=1) >= 2).all()) and int((sparse > 0).sum()) < 42
+
+
+def test_topk_graph_above_dense_limit_gives_the_same_fix() -> None:
+    features = torch.cat([torch.zeros(10, 3), torch.full((10, 3), 6.0)])
+    prob = torch.cat([torch.tensor([[0.8, 0.2]]).repeat(10, 1), torch.tensor([[0.1, 0.9]]).repeat(10, 1)])
+    prob[3] = torch.tensor([0.4, 0.6])
+    graph = build_graph(features, OtocConfig(max_dense_nodes=8, topk_neighbours=5))
+    assert graph.is_sparse
+    q = mean_field(unary_from_probabilities(prob), graph, iterations=5)
+    assert q.argmax(dim=1).tolist() == [0] * 10 + [1] * 10
+
+
+# --- confidence filtering (Eq. 8) and the next pseudo labels ------------------------------------------------
+
+def test_confidence_filter_keeps_exactly_the_expected_supervoxels() -> None:
+    q = torch.tensor([[0.95, 0.05], [0.85, 0.15], [0.1, 0.9], [0.5, 0.5], [0.01, 0.99], [0.8999, 0.1001]])
+    labels = q.argmax(dim=1)
+    confidence = supervoxel_confidence(q, labels)
+    torch.testing.assert_close(confidence[0], torch.tensor(-math.log(0.95)))
+    keep = select_confident(confidence, threshold=0.9)
+    assert keep.tolist() == [True, False, True, False, True, False]
+    # 6 super-voxels of 2 points each, point 12 has no super-voxel; super-voxel 1 (not confident) was clicked
+    point_node = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, -1])
+    initial = np.full(13, X)
+    initial[[2, 3]] = 1
+    initial[12] = 0
+    labels_next = next_pseudo_labels(point_node, labels.numpy(), keep.numpy(), initial)
+    np.testing.assert_array_equal(labels_next, [0, 0, 1, 1, 1, 1, X, X, 1, 1, X, X, 0])
+    assert coverage(labels_next) == pytest.approx(9 / 13)
+
+
+def test_point_confidence_is_mean_negative_log_probability() -> None:
+    segments = Segments.from_ids(torch.tensor([0, 0, 1]))
+    point_prob = torch.tensor([[0.9, 0.1], [0.5, 0.5], [0.2, 0.8]])
+    conf = point_confidence(point_prob, segments, torch.tensor([0, 1]))
+    torch.testing.assert_close(conf, torch.tensor([-(math.log(0.9) + math.log(0.5)) / 2, -math.log(0.8)]))
+
+
+def test_point_pseudo_labels_unet_variant() -> None:
+    prob = np.array([[0.95, 0.05], [0.6, 0.4], [0.05, 0.95], [0.5, 0.5]])
+    labels = point_pseudo_labels(prob, 0.9, initial=np.array([X, X, X, 1]))
+    np.testing.assert_array_equal(labels, [0, X, 1, 1])
+
+
+def test_pseudo_label_confusion_scores_only_labelled_points() -> None:
+    labels = np.array([0, 0, 1, X, X, 1])
+    truth = np.array([0, 1, 1, 0, 1, 1])
+    confusion = pseudo_label_confusion(labels, truth, num_classes=2)
+    assert confusion.total == 4
+    assert confusion.miou() == pytest.approx((1 / 2 + 2 / 3) / 2)
+
+
+# --- one scene end to end ------------------------------------------------------------------------------------
+
+def test_propagate_scene_rel_gp_relabels_an_uncertain_supervoxel() -> None:
+    # three super-voxels of a red object (class 0) next to each other, one green far away (class 1);
+    # Θ is unsure about super-voxel 2, R's embedding of it points at class 0
+    sv = torch.tensor([0] * 4 + [1] * 4 + [2] * 4 + [3] * 4 + [-1])
+    xyz = torch.cat([torch.zeros(4, 3), torch.full((4, 3), 0.1), torch.full((4, 3), 0.2), torch.full((4, 3), 5.0),
+                     torch.zeros(1, 3)])
+    rgb = torch.tensor([[200, 0, 0]] * 12 + [[0, 200, 0]] * 4 + [[0, 0, 0]], dtype=torch.uint8)
+    prob = torch.tensor([[0.97, 0.03]] * 8 + [[0.45, 0.55]] * 4 + [[0.02, 0.98]] * 4 + [[0.5, 0.5]])
+    feature = torch.tensor([[1.0, 0.0]] * 12 + [[0.0, 1.0]] * 4 + [[1.0, 1.0]])
+    prototypes = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    result = propagate_scene(sv, xyz, prob, OtocConfig(), rgb=rgb, unet_feature=feature,
+                             relation_embedding=feature, prototypes=prototypes)
+    assert result.labels.tolist() == [0, 0, 0, 1]
+    assert result.keep.tolist() == [True, True, True, True]
+    initial = np.full(17, X)
+    initial[[0, 1, 2, 3]] = 0
+    np.testing.assert_array_equal(result.pseudo_labels(initial), [0] * 12 + [1] * 4 + [X])
+    fallback = prob.argmax(dim=1)
+    assert result.point_predictions(fallback).tolist() == [0] * 12 + [1] * 4 + [0]
+    # the unet variant has no graph: super-voxel 2 stays with Θ's (unconfident) prediction and is dropped
+    plain = propagate(result.nodes, OtocConfig(variant="unet"))
+    assert plain.labels.tolist() == [0, 0, 1, 1] and plain.keep.tolist() == [True, True, False, True]
+    with pytest.raises(ValueError, match="rel_gp"):
+        propagate(result.nodes, OtocConfig(), prototypes=None)
+
+
+def test_propagate_scene_without_supervoxels_falls_back_to_theta() -> None:
+    prob = torch.tensor([[0.7, 0.3], [0.2, 0.8], [0.6, 0.4]])
+    result = propagate_scene(torch.full((3,), -1), torch.zeros(3, 3), prob, OtocConfig(variant="gp"),
+                             rgb=torch.zeros(3, 3, dtype=torch.uint8))
+    assert result.labels.numel() == 0
+    np.testing.assert_array_equal(result.pseudo_labels(np.array([X, 1, X])), [X, 1, X])
+    assert result.point_predictions(prob.argmax(dim=1)).tolist() == [0, 1, 0]
+
+
+def test_config_validation_and_round_trip() -> None:
+    config = OtocConfig()
+    assert (config.embed_dim, config.temperature, config.momentum, config.samples_per_class) == (32, 0.07, 0.9, 20)
+    assert config.confidence_limit == pytest.approx(-math.log(0.9))
+    assert OtocConfig.from_dict(config.to_dict()) == config
+    assert OtocConfig(variant="gp").pairwise_groups == ("colour", "coords")
+    with pytest.raises(ValueError, match="'variant'"):
+        OtocConfig(variant="crf")
+    with pytest.raises(ValueError, match="'momentum'"):
+        OtocConfig(momentum=1.0)
+    with pytest.raises(ValueError, match="'confidence_threshold'"):
+        OtocConfig(confidence_threshold=1.5)
+    with pytest.raises(ValueError, match="unknown field"):
+        OtocConfig.from_dict({"tau": 0.1})

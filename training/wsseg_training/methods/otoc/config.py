@@ -1,0 +1,145 @@
+"""Hyper-parameters of 1T1C ("One Thing One Click", Liu et al., CVPR 2021), one frozen dataclass.
+
+Sources: [1T1C §4 "Implementation Details"] gives D = 32, T = 0.9, s = 20, τ = 0.07, m = 0.9,
+all σ = λ = 1 and five self-training iterations; the mean-field solver follows Krähenbühl & Koltun
+as the paper says, with the iteration count of the authors' ``cvpr2021_version/merge`` code (5).
+Everything not fixed by the paper is marked ASSUMPTION and explained where it is used
+(``graph.py``, ``crf.py``, ``propagate.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+#: self-training variants of the paper's Table 3 / Table 6
+VARIANTS = ("unet", "gp", "rel_gp")
+#: pairwise feature groups of Eq. 5 used by each variant (``unet`` has no graph)
+VARIANT_GROUPS: dict[str, tuple[str, ...]] = {
+    "unet": (),
+    "gp": ("colour", "coords"),
+    "rel_gp": ("colour", "coords", "unet", "relation"),
+}
+NEIGHBOURHOODS = ("dense", "topk")
+PAIRWISE_NORMALISATIONS = ("degree", "none")
+
+
+@dataclass(frozen=True)
+class OtocConfig:
+    """Every 1T1C knob (keyword construction; validated on creation).
+
+    variant: ``unet`` (self-training on Θ's own confidence, no graph, point level), ``gp`` (graph
+        propagation with the hand-crafted colour + coordinate kernel), ``rel_gp`` (the full method: relation
+        network, fused unary, 4-group kernel).  [1T1C Tab. 3, Supp. D]
+    memory_bank: prototypes from the momentum memory bank (True, the paper) or the current batch's class means
+        ("w/o MB", Supp. C).
+    embed_dim: D, relation embedding width.  [§4: D = 32]
+    temperature: τ of the C-way softmax contrastive loss (Eq. 6) and of R's class probabilities.  [§4: 0.07]
+    momentum: m of the memory-bank update (Eq. 7).  [§4: 0.9]
+    samples_per_class: s, labelled super-voxels drawn per class per forward pass, with replacement when a class
+        has fewer.  [§4: s = 20; Supp. C for replacement; the released code uses 10]
+    sigma_* / lambda_*: σ and λ of each Gaussian term of Eq. 5 (colour, coordinates, U-Net feature, relation
+        embedding).  [§4: all 1]  Units: colour in [0, 1] per channel, coordinates in metres, both embeddings
+        L2-normalised (see ``graph.py``).
+    pairwise_weight: factor on every pairwise weight.  ASSUMPTION: the paper has no such factor; with the
+        ``degree`` normalisation a node's total pull is about this many nats, and 2 lets a coherent neighbourhood
+        overturn a unary margin of up to ~1 nat (p = 0.6 vs 0.25) while leaving confident nodes alone.
+    pairwise_normalisation: ``degree`` (symmetric D^-1/2 K D^-1/2, so a node's total pairwise pull is about
+        ``pairwise_weight`` nats whatever the super-voxel density) or ``none`` (Eq. 5 literally).  ASSUMPTION.
+    neighbourhood: ``dense`` = every pair of super-voxels of the scene (Eq. 3 sums over all j < j'; the
+        authors' code builds the full M x M kernel); scenes above ``max_dense_nodes`` switch to ``topk``, the
+        ``topk_neighbours`` largest kernel entries of each node (symmetrised), which keeps memory O(M k).
+    mean_field_iterations: parallel mean-field updates.  [authors' code: 5; Krähenbühl & Koltun report
+        convergence within 5-10]
+    confidence_threshold: T in probability terms.  [§4: 0.9]  Eq. 8's confidence C_j (mean -log probability
+        of the assigned label over the super-voxel's points, after propagation) passes iff C_j <= -ln T, i.e.
+        the geometric-mean probability is >= T (see ``propagate.select_confident``).
+    self_training_iterations: rounds of Algorithm 1.  [§4: "converges after five iterations"]
+    probability_eps: floor on probabilities before taking logs (unary energies, confidences).
+    """
+
+    variant: str = "rel_gp"
+    memory_bank: bool = True
+    embed_dim: int = 32
+    temperature: float = 0.07
+    momentum: float = 0.9
+    samples_per_class: int = 20
+    sigma_colour: float = 1.0
+    sigma_coords_m: float = 1.0
+    sigma_unet: float = 1.0
+    sigma_relation: float = 1.0
+    lambda_colour: float = 1.0
+    lambda_coords: float = 1.0
+    lambda_unet: float = 1.0
+    lambda_relation: float = 1.0
+    pairwise_weight: float = 2.0
+    pairwise_normalisation: str = "degree"
+    neighbourhood: str = "dense"
+    max_dense_nodes: int = 4096
+    topk_neighbours: int = 32
+    mean_field_iterations: int = 5
+    confidence_threshold: float = 0.9
+    self_training_iterations: int = 5
+    probability_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        choices = {"variant": (self.variant, VARIANTS), "neighbourhood": (self.neighbourhood, NEIGHBOURHOODS),
+                   "pairwise_normalisation": (self.pairwise_normalisation, PAIRWISE_NORMALISATIONS)}
+        for name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ValueError(f"OtocConfig: field '{name}' is {value!r}, expected one of {allowed}")
+        positive = {"embed_dim": self.embed_dim, "temperature": self.temperature,
+                    "samples_per_class": self.samples_per_class, "sigma_colour": self.sigma_colour,
+                    "sigma_coords_m": self.sigma_coords_m, "sigma_unet": self.sigma_unet,
+                    "sigma_relation": self.sigma_relation, "max_dense_nodes": self.max_dense_nodes,
+                    "topk_neighbours": self.topk_neighbours, "self_training_iterations": self.self_training_iterations,
+                    "probability_eps": self.probability_eps}
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"OtocConfig: field '{name}' is {value}, expected > 0")
+        non_negative = {"lambda_colour": self.lambda_colour, "lambda_coords": self.lambda_coords,
+                        "lambda_unet": self.lambda_unet, "lambda_relation": self.lambda_relation,
+                        "pairwise_weight": self.pairwise_weight, "mean_field_iterations": self.mean_field_iterations}
+        for name, value in non_negative.items():
+            if not value >= 0:
+                raise ValueError(f"OtocConfig: field '{name}' is {value}, expected >= 0")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"OtocConfig: field 'momentum' is {self.momentum}, expected in [0, 1)")
+        if not 0.0 < self.confidence_threshold <= 1.0:
+            raise ValueError(f"OtocConfig: field 'confidence_threshold' is {self.confidence_threshold}, "
+                             "expected in (0, 1]")
+
+    @property
+    def pairwise_groups(self) -> tuple[str, ...]:
+        """Feature groups of the pairwise kernel for this variant (empty: no graph propagation)."""
+        return VARIANT_GROUPS[self.variant]
+
+    @property
+    def uses_relation(self) -> bool:
+        """Whether R is trained and its probabilities multiply Θ's (variant ``rel_gp``)."""
+        return self.variant == "rel_gp"
+
+    @property
+    def confidence_limit(self) -> float:
+        """Largest Eq. 8 confidence (mean -log p) that passes: ``-ln T`` (0.105 for T = 0.9)."""
+        return -math.log(self.confidence_threshold)
+
+    def group_scales(self) -> dict[str, float]:
+        """Per-group factor sqrt(λ) / σ, so that Eq. 5's exponent is -½ ||scaled difference||²."""
+        pairs = {"colour": (self.lambda_colour, self.sigma_colour),
+                 "coords": (self.lambda_coords, self.sigma_coords_m),
+                 "unet": (self.lambda_unet, self.sigma_unet),
+                 "relation": (self.lambda_relation, self.sigma_relation)}
+        return {name: math.sqrt(lam) / sigma for name, (lam, sigma) in pairs.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OtocConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"OtocConfig: unknown field(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
