@@ -17,16 +17,19 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.json")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.json") + glob("config/*.xml")),
     ],
     install_requires=["setuptools", "numpy", "PyYAML", "onnxruntime"],
     zip_safe=True,
     entry_points={
         "console_scripts": [
             "wsseg = wsseg.cli:main",
+            "segment_node = wsseg.ros.segment_node:main",
+            "replay_node = wsseg.ros.replay_node:main",
         ],
         "wsseg.commands": [
             "infer = wsseg.runtime.cli:register",
+            "segment-bag = wsseg.ros.bag_cli:register",
         ],
     },
 )

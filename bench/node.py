@@ -1,0 +1,136 @@
+"""Node benchmark: per-frame latency and sustained rate of the real ``segment_node`` process.
+
+Frames: a 64-beam LiDAR scan (SemanticKITTI 00/000000.bin, x, y, z, remission; features offset +
+intensity, 0.05 m voxels) published as PointCloud2, and a 640x480 RGB-D frame (mOSD Kinect frame;
+features offset + rgb, 0.02 m voxels) published as depth (16UC1) + colour + camera_info.  Model
+profiles ``cpu`` and ``default`` (random weights, exported bundles; timing does not depend on weights).
+
+For each case :func:`wsseg.ros.demo_replay.run_replay` starts the node with ``config/segment.yaml``
+and (1) replays closed-loop (next frame once answered): median and p95 of the node's ``pre``
+(message decode, back-projection, voxelize, features, kernel maps), ``inference`` (ONNX Runtime),
+``post`` (softmax, devoxelize, output encoding + publish) and ``total`` ms, from ``~/output/timing``;
+(2) publishes open-loop faster than the node can follow and reports the sustained output rate.
+
+Writes ``bench/results/node.json`` and ``.md``; the last line printed is ``RESULT <json>``.  ``--quick``
+uses fewer frames.  Not a test: never gates CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from wsseg_export.onnx_export import export_bundle
+from wsseg_training.checkpoint import make_checkpoint, save_checkpoint
+from wsseg_training.model.profiles import get_profile, unet_config_for
+from wsseg_training.model.unet import SparseUNet
+
+from wsseg.core.classes import MOSD, SEMANTIC_KITTI19, ClassTable
+from wsseg.core.features import FeatureConfig
+from wsseg.core.preprocess import PreprocessConfig
+from wsseg.ros.demo_replay import run_replay
+from wsseg.ros.replay_sources import ReplayFrame, load_frames
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+RESULTS = REPO / "bench" / "results"
+PARAMS = REPO / "config" / "segment.yaml"
+
+
+def frames() -> dict[str, tuple[str, ReplayFrame, str, FeatureConfig, float, ClassTable]]:
+    scan = SHARED / "semantickitti" / "sequences" / "00" / "velodyne" / "000000.bin"
+    pcds = sorted((SHARED / "mosd" / "learn").glob("*.pcd"))
+    if not scan.is_file() or not pcds:
+        raise SystemExit(f"bench/node.py needs {scan} and {SHARED / 'mosd' / 'learn'}/*.pcd")
+    lidar = load_frames(scan)[0]
+    rgbd = load_frames(pcds[0])[0].as_rgbd()
+    return {
+        "lidar64": (f"SemanticKITTI {scan.name} ({lidar.width} points) as PointCloud2", lidar, "points",
+                    FeatureConfig(names=("offset", "intensity")), 0.05, SEMANTIC_KITTI19),
+        "rgbd640": (f"mOSD {pcds[0].name} as 640x480 depth 16UC1 + rgb8 + camera_info", rgbd, "rgbd",
+                    FeatureConfig(names=("offset", "rgb")), 0.02, MOSD),
+    }
+
+
+def make_bundle(profile: str, features: FeatureConfig, voxel_size_m: float, classes: ClassTable,
+                workdir: Path) -> Path:
+    spec = get_profile(profile)
+    config = PreprocessConfig(voxel_size_m=voxel_size_m, num_levels=spec.num_levels, features=features)
+    torch.manual_seed(0)
+    model = SparseUNet(unet_config_for(profile, features.num_channels, classes.num_classes)).eval()
+    checkpoint = make_checkpoint(model, config, classes, provenance={"profile": profile, "weights": "random"})
+    name = f"{profile}_{'_'.join(features.ordered_names)}"
+    return export_bundle(save_checkpoint(workdir / f"{name}.pt", checkpoint), workdir / f"bundle_{name}").path
+
+
+def markdown(results: dict) -> str:
+    lines = [f"# segment_node benchmark ({results['machine']})", "",
+             "Real node process, Fast DDS shared memory, ONNX Runtime CPU; closed-loop latency from "
+             "`~/output/timing`, sustained rate open-loop. Random-weight bundles.", "",
+             "| frame | profile | points | pre ms (p50/p95) | inference ms | post ms | total ms | sustained Hz |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for case in results["cases"]:
+        s = case["latency"]
+        cells = [f"{s[f'{st}_ms_median']:.0f} / {s[f'{st}_ms_p95']:.0f}"
+                 for st in ("pre", "inference", "post", "total")]
+        lines.append(f"| {case['frame']} | {case['profile']} | {case['points']} | {' | '.join(cells)} | "
+                     f"{case['sustained_hz']:.2f} |")
+    lines += ["", *(f"- {k}: {v}" for k, v in results["frames"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer frames (about two minutes)")
+    parser.add_argument("--profiles", nargs="+", default=["cpu", "default"])
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    latency_frames, rate_s = (4, 4.0) if args.quick else (12, 10.0)
+    cases = frames()
+    results: dict = {
+        "machine": f"{platform.node() or 'host'}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "frames": {k: v[0] for k, v in cases.items()}, "latency_frames": latency_frames, "rate_window_s": rate_s,
+        "cases": [],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (_, frame, mode, features, voxel, classes) in cases.items():
+            for profile in args.profiles:
+                print(f"[bench] {name} / {profile} ...", file=sys.stderr, flush=True)
+                bundle = make_bundle(profile, features, voxel, classes, Path(tmp))
+                latency = run_replay(bundle, [frame], PARAMS, mode=mode, repeat=latency_frames + 1,
+                                     collect_labels=False, timeout_s=300.0)
+                latency.timings_ms = latency.timings_ms[1:]  # the first frame warms ONNX Runtime up
+                total = latency.summary()["total_ms_median"]
+                rate_hz = min(30.0, 3000.0 / total)  # ~3x faster than the node can follow
+                sustained = run_replay(bundle, [frame], PARAMS, mode=mode, rate_hz=rate_hz,
+                                       repeat=max(3, int(rate_s * rate_hz)), collect_labels=False, timeout_s=300.0)
+                points = frame.width * frame.height
+                results["cases"].append({
+                    "frame": name, "profile": profile, "points": points, "latency": latency.summary(),
+                    "sustained_hz": round(sustained.rate_hz, 3), "published_hz": round(rate_hz, 2),
+                    "sent": sustained.frames_sent, "answered": sustained.frames_received,
+                    "dropped_by_node": int(sustained.diagnostics.get("frames_dropped", "0")),
+                })
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "node.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown(results)
+    (args.out / "node.md").write_text(table)
+    print(table)
+    summary = {f"{c['frame']}_{c['profile']}_{k}": c["latency"][f"{k}_ms_median"]
+               for c in results["cases"] for k in ("pre", "inference", "post", "total")}
+    summary.update({f"{c['frame']}_{c['profile']}_sustained_hz": c["sustained_hz"] for c in results["cases"]})
+    print(f"wrote {args.out / 'node.json'} and node.md")
+    print("RESULT " + json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(main())

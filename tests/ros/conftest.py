@@ -1,0 +1,10 @@
+"""Fast DDS reads its XML profile once per process, when the first participant is created: give this test
+process the shipped large-message profile before any rclpy context exists (node processes get it per call)."""
+
+from __future__ import annotations
+
+import os
+
+from wsseg.ros.demo_replay import FASTDDS_PROFILE
+
+os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILE))

@@ -1,0 +1,108 @@
+"""The segment node's algorithm, free of ROS: decoded arrays -> Segmenter -> output arrays.
+
+``segment_frame`` applies the range crop and the point cap, runs the :class:`Segmenter` on the
+valid points and returns a label and a confidence per input point (layout kept: invalid or
+cropped points get ``UNLABELLED_ID`` and confidence 0).  ``output_fields`` and
+``visualization_fields`` build the per-point arrays of the two output clouds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from wsseg.core.classes import UNLABELLED_ID, ClassTable
+from wsseg.core.cloud_io import pack_rgb
+from wsseg.ros.conversions import CloudArrays, FrameError
+from wsseg.runtime.segmenter import Segmenter
+
+#: colour of unlabelled points in the visualization cloud
+UNLABELLED_RGB = (0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Range crop (metres from the sensor origin; 0 = off) and cap on valid points (0 = none)."""
+
+    min_range_m: float = 0.0
+    max_range_m: float = 0.0
+    max_points: int = 0
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """labels: (N,) uint16; confidence: (N,) float32; timings_ms: Segmenter's pre/inference/post/total;
+    valid_points: points segmented (finite and inside the crop)."""
+
+    labels: np.ndarray
+    confidence: np.ndarray
+    valid_points: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def crop_mask(xyz: np.ndarray, limits: Limits) -> np.ndarray:
+    """(N,) bool: finite points whose range is inside ``[min_range_m, max_range_m]`` (bounds that are 0 are off)."""
+    valid = np.isfinite(xyz).all(axis=1)
+    if limits.min_range_m > 0 or limits.max_range_m > 0:
+        squared = np.einsum("ij,ij->i", xyz, xyz, dtype=np.float64)
+        if limits.min_range_m > 0:
+            valid &= squared >= limits.min_range_m ** 2
+        if limits.max_range_m > 0:
+            valid &= squared <= limits.max_range_m ** 2
+    return valid
+
+
+def segment_frame(segmenter: Segmenter, cloud: CloudArrays, limits: Limits, where: str = "frame") -> FrameResult:
+    """Segment one decoded cloud; raises :class:`FrameError` for a missing model input or the point cap."""
+    n = cloud.xyz.shape[0]
+    features = segmenter.input_features
+    if "rgb" in features and cloud.rgb is None:
+        raise FrameError(f"{where}: the model needs colour but the cloud has no 'rgb'/'rgba' field", "missing_rgb")
+    if "intensity" in features and cloud.intensity is None:
+        raise FrameError(f"{where}: the model needs intensity but the cloud has no intensity field",
+                         "missing_intensity")
+    start = time.perf_counter()
+    keep = crop_mask(cloud.xyz, limits)
+    count = int(keep.sum())
+    if limits.max_points and count > limits.max_points:
+        raise FrameError(f"{where}: {count} valid points exceed max_points {limits.max_points}", "max_points")
+    crop_ms = (time.perf_counter() - start) * 1e3
+    labels = np.full(n, UNLABELLED_ID, dtype=np.uint16)
+    confidence = np.zeros(n, dtype=np.float32)
+    if count == 0:
+        return FrameResult(labels, confidence, 0, {"pre": crop_ms, "inference": 0.0, "post": 0.0, "total": crop_ms})
+    everything = count == n
+    result = segmenter.run(
+        cloud.xyz if everything else cloud.xyz[keep],
+        rgb=None if cloud.rgb is None or "rgb" not in features else (cloud.rgb if everything else cloud.rgb[keep]),
+        intensity=None if cloud.intensity is None or "intensity" not in features
+        else (cloud.intensity if everything else cloud.intensity[keep]),
+    )
+    if everything:
+        labels, confidence = result.labels, result.confidence
+    else:
+        labels[keep], confidence[keep] = result.labels, result.confidence
+    timings = dict(result.timings_ms)
+    timings["pre"] += crop_ms
+    timings["total"] += crop_ms
+    return FrameResult(labels, confidence, count, timings)
+
+
+def output_fields(xyz: np.ndarray, labels: np.ndarray, confidence: np.ndarray) -> dict[str, np.ndarray]:
+    """Arrays of ``~/output/points``: x, y, z float32 (NaN kept), confidence float32, label uint16."""
+    return {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2], "confidence": confidence.astype(np.float32, copy=False),
+            "label": labels.astype(np.uint16, copy=False)}
+
+
+def visualization_fields(xyz: np.ndarray, labels: np.ndarray, classes: ClassTable) -> dict[str, np.ndarray]:
+    """Arrays of ``~/output/visualization``: x, y, z float32 and rgb (packed float32) from the class palette."""
+    colours = classes.colourize(labels, unknown_rgb=UNLABELLED_RGB)
+    return {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2], "rgb": pack_rgb(colours).view(np.float32)}
+
+
+def classes_payload(classes: ClassTable) -> dict:
+    """What ``~/output/classes`` carries (as JSON): class table name, names, palette, unlabelled id."""
+    return {"name": classes.name, "names": list(classes.names), "palette": [list(c) for c in classes.palette],
+            "unlabelled_id": UNLABELLED_ID}

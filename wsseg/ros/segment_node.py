@@ -1,0 +1,306 @@
+"""``segment_node``: labels PointCloud2 or RGB-D streams with a model bundle (ROS glue only).
+
+Inputs (``input_mode``):
+
+* ``points``: ``~/input/points`` (sensor_msgs/PointCloud2, any field order/padding, organized or not);
+* ``rgbd``: ``~/input/depth`` (Image 16UC1 mm or 32FC1 m), ``~/input/color`` (Image rgb8/bgr8, same size),
+  ``~/input/camera_info`` (CameraInfo), matched by :class:`wsseg.ros.sync.ApproximateSync`.
+
+Outputs: ``~/output/points`` (x, y, z float32, confidence float32, label uint16; header, width and height
+of the input; invalid or cropped points keep their coordinates, label 65535, confidence 0),
+``~/output/visualization`` (x, y, z, rgb from the class palette), ``~/output/label_image`` (rgbd: mono16,
+65535 = unlabelled), ``~/output/timing`` (diagnostic_msgs/DiagnosticArray per frame, input header, stage
+times in ms), ``~/output/classes`` (std_msgs/String JSON class table, transient local), ``/diagnostics``.
+
+Callbacks only decode headers and put the message into a keep-latest slot; a worker thread does the
+decoding, inference and publishing, so the executor never blocks and no backlog forms.  An output is
+built only when it has subscribers; with none at all, frames are not processed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from dataclasses import replace
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import String
+
+from wsseg.core.bundle import BundleError
+from wsseg.ros.conversions import (
+    CloudArrays,
+    FrameError,
+    cloud_from_msg,
+    colour_from_msg,
+    depth_from_msg,
+    intrinsics_from_msg,
+    make_image,
+    make_pointcloud2,
+)
+from wsseg.ros.diagnostics import NodeStats
+from wsseg.ros.params import PARAMS, PARAMS_BY_NAME, NodeConfig, ParameterError, ParamSpec, config_from_values
+from wsseg.ros.pipeline import Limits, classes_payload, output_fields, segment_frame, visualization_fields
+from wsseg.ros.rgbd import backproject_depth, label_image
+from wsseg.ros.slot import KeepLatestSlot
+from wsseg.ros.sync import ApproximateSync, Matched
+from wsseg.runtime.segmenter import Segmenter
+
+NODE_NAME = "segment_node"
+LOG_THROTTLE_S = 5.0
+#: parameters rclpy itself may receive from launch files
+_FOREIGN_PARAMS = {"use_sim_time", "start_type_description_service"}
+
+
+def make_qos(name: str, depth: int = 1) -> QoSProfile:
+    """``sensor_data``: best effort, keep last ``depth``; ``reliable``: reliable, keep last ``depth``."""
+    reliability = ReliabilityPolicy.BEST_EFFORT if name == "sensor_data" else ReliabilityPolicy.RELIABLE
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    constraints = f"one of {list(spec.choices)}" if spec.choices else ""
+    descriptor = ParameterDescriptor(name=spec.name, description=spec.description, read_only=spec.read_only,
+                                     additional_constraints=constraints)
+    if spec.min_value is not None and spec.max_value is not None:
+        if isinstance(spec.default, float):
+            descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.min_value),
+                                                                  to_value=float(spec.max_value), step=0.0)]
+        elif isinstance(spec.default, int) and not isinstance(spec.default, bool):
+            descriptor.integer_range = [IntegerRange(from_value=int(spec.min_value), to_value=int(spec.max_value),
+                                                     step=1)]
+    return descriptor
+
+
+def stamp_ns(header: Any) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+class SegmentNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self.config = self._declare_parameters()
+        self.segmenter = Segmenter(self.config.model, engine=self.config.engine, num_threads=self.config.num_threads)
+        choice = self.segmenter.engine.choice
+        if choice.fallback_reason:
+            self.get_logger().warning(f"engine '{choice.requested}' unavailable: {choice.fallback_reason}")
+        self._engine_info = {"requested": choice.requested, "active": choice.active,
+                             "fallback": choice.fallback_reason or "none"}
+        self.stats = NodeStats()
+        self.slot: KeepLatestSlot[tuple[str, Any, float]] = KeepLatestSlot()
+        self._last_log: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+        out_qos = make_qos(self.config.output_qos)
+        self.pub_points = self.create_publisher(PointCloud2, "~/output/points", out_qos)
+        self.pub_vis = self.create_publisher(PointCloud2, "~/output/visualization", out_qos)
+        self.pub_timing = self.create_publisher(DiagnosticArray, "~/output/timing", out_qos)
+        self.pub_label_image = (self.create_publisher(Image, "~/output/label_image", out_qos)
+                                if self.config.input_mode == "rgbd" else None)
+        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub_classes = self.create_publisher(String, "~/output/classes", latched)
+        self.pub_classes.publish(String(data=json.dumps(classes_payload(self.segmenter.classes))))
+        self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._outputs = [p for p in (self.pub_points, self.pub_vis, self.pub_timing, self.pub_label_image) if p]
+
+        if self.config.input_mode == "points":
+            self.create_subscription(PointCloud2, "~/input/points", self._on_points, make_qos(self.config.input_qos))
+            inputs = "~/input/points"
+        else:
+            self.sync: ApproximateSync[Any] = ApproximateSync(self.config.sync_slop_s, self.config.sync_queue_size)
+            qos = make_qos(self.config.input_qos, depth=self.config.sync_queue_size)
+            self.create_subscription(Image, "~/input/depth", lambda m: self._on_rgbd("depth", m), qos)
+            self.create_subscription(Image, "~/input/color", lambda m: self._on_rgbd("color", m), qos)
+            self.create_subscription(CameraInfo, "~/input/camera_info", lambda m: self._on_rgbd("camera_info", m), qos)
+            inputs = "~/input/depth, ~/input/color, ~/input/camera_info"
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.create_timer(self.config.diagnostics_period_s, self._publish_diagnostics)
+        self._worker = threading.Thread(target=self._work, name="segment_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"model {self.config.model} ({self.segmenter.classes.num_classes} classes, features "
+            f"{list(self.segmenter.input_features)}), engine {choice.active}, input {self.config.input_mode} "
+            f"({inputs}, qos {self.config.input_qos})")
+
+    # ------------------------------------------------------------------------------------------- parameters
+    def _declare_parameters(self) -> NodeConfig:
+        values: dict[str, Any] = {}
+        for spec in PARAMS:
+            try:
+                values[spec.name] = self.declare_parameter(spec.name, spec.default, _descriptor(spec)).value
+            except Exception as exc:  # rclpy raises InvalidParameter{Type,Value}Exception for bad overrides
+                raise ParameterError(f"parameter '{spec.name}': {exc}") from None
+        overrides = set(getattr(self, "_parameter_overrides", {}))
+        unknown = sorted(overrides - set(PARAMS_BY_NAME) - _FOREIGN_PARAMS)
+        if unknown:
+            self.get_logger().warning(f"ignoring unknown parameter(s) {unknown}; known: {sorted(PARAMS_BY_NAME)}")
+        return config_from_values(values)
+
+    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        values = {name: getattr(self.config, name) for name in PARAMS_BY_NAME}
+        for parameter in parameters:
+            if parameter.name in PARAMS_BY_NAME:
+                values[parameter.name] = parameter.value
+        try:
+            config = config_from_values(values)
+        except ParameterError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        self.config = replace(config)
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------------------------------- callbacks
+    def _has_subscribers(self) -> bool:
+        return any(p.get_subscription_count() > 0 for p in self._outputs)
+
+    def _on_points(self, msg: PointCloud2) -> None:
+        self.stats.record_arrival()
+        if not self._has_subscribers():
+            self.stats.record_skipped()
+            return
+        if self.slot.put(("points", msg, time.perf_counter())):
+            self.stats.record_dropped()
+
+    def _on_rgbd(self, stream: str, msg: Image | CameraInfo) -> None:
+        if stream == "depth":
+            self.stats.record_arrival()
+            if not self._has_subscribers():
+                self.stats.record_skipped()
+                return
+        before = self.sync.unmatched
+        matched = self.sync.add(stream, stamp_ns(msg.header), msg)
+        if self.sync.unmatched > before:
+            self.stats.record_dropped(self.sync.unmatched - before)
+        if matched is not None and self.slot.put(("rgbd", matched, time.perf_counter())):
+            self.stats.record_dropped()
+
+    # ------------------------------------------------------------------------------------------- worker
+    def _work(self) -> None:
+        while not self.slot.closed:
+            item = self.slot.take(timeout=0.2)
+            if item is None:
+                continue
+            try:
+                self._process(*item)
+            except FrameError as exc:
+                self._reject(exc.cause, str(exc))
+            except Exception as exc:  # keep running whatever a frame does; the log names it
+                self._reject(type(exc).__name__, f"unexpected {type(exc).__name__} while processing a frame: {exc}")
+
+    def _reject(self, cause: str, message: str) -> None:
+        self.stats.record_rejected(cause, message)
+        now = time.monotonic()
+        if now - self._last_log.get(cause, -1e9) >= LOG_THROTTLE_S:
+            suppressed = self._suppressed.pop(cause, 0)
+            extra = f" ({suppressed} more since the last report)" if suppressed else ""
+            self.get_logger().error(f"frame rejected: {message}{extra}")
+            self._last_log[cause] = now
+        else:
+            self._suppressed[cause] = self._suppressed.get(cause, 0) + 1
+
+    def _decode(self, kind: str, payload: Any) -> tuple[Any, CloudArrays]:
+        if kind == "points":
+            return payload.header, cloud_from_msg(payload, where=self.resolve_topic_name("~/input/points"))
+        matched: Matched[Any] = payload
+        depth = depth_from_msg(matched.depth, where=self.resolve_topic_name("~/input/depth"))
+        colour = colour_from_msg(matched.color, where=self.resolve_topic_name("~/input/color"))
+        intrinsics = intrinsics_from_msg(matched.camera_info, where=self.resolve_topic_name("~/input/camera_info"))
+        h, w = depth.shape
+        if colour.shape[:2] != (h, w):
+            raise FrameError(f"{self.resolve_topic_name('~/input/color')}: image is {colour.shape[1]}x"
+                             f"{colour.shape[0]}, depth is {w}x{h} (a registered colour image is needed)", "size")
+        info = matched.camera_info
+        if info.width and info.height and (info.width, info.height) != (w, h):
+            raise FrameError(f"{self.resolve_topic_name('~/input/camera_info')}: {info.width}x{info.height}, depth "
+                             f"is {w}x{h}", "size")
+        xyz = backproject_depth(depth, intrinsics)
+        return matched.depth.header, CloudArrays(xyz, colour.reshape(-1, 3), None, w, h)
+
+    def _process(self, kind: str, payload: Any, arrival: float) -> None:
+        start = time.perf_counter()
+        header, cloud = self._decode(kind, payload)
+        decoded = time.perf_counter()
+        config = self.config
+        limits = Limits(config.min_range_m, config.max_range_m, config.max_points)
+        result = segment_frame(self.segmenter, cloud, limits, where=f"frame {stamp_ns(header)}")
+        segmented = time.perf_counter()
+        if self.pub_points.get_subscription_count():
+            self.pub_points.publish(make_pointcloud2(
+                header, output_fields(cloud.xyz, result.labels, result.confidence), cloud.width, cloud.height))
+        if self.pub_vis.get_subscription_count():
+            self.pub_vis.publish(make_pointcloud2(
+                header, visualization_fields(cloud.xyz, result.labels, self.segmenter.classes),
+                cloud.width, cloud.height))
+        if self.pub_label_image is not None and self.pub_label_image.get_subscription_count():
+            self.pub_label_image.publish(make_image(
+                header, label_image(result.labels, cloud.width, cloud.height), "mono16"))
+        done = time.perf_counter()
+        seg = result.timings_ms
+        timings = {
+            "pre": (decoded - start) * 1e3 + seg["pre"],
+            "inference": seg["inference"],
+            "post": seg["post"] + (done - segmented) * 1e3,
+            "total": (done - start) * 1e3,
+            "wait": (start - arrival) * 1e3,
+        }
+        self.stats.record_frame(timings)
+        if self.pub_timing.get_subscription_count():
+            values = [KeyValue(key=f"{k}_ms", value=f"{v:.3f}") for k, v in timings.items()]
+            values += [KeyValue(key="points", value=str(cloud.xyz.shape[0])),
+                       KeyValue(key="valid_points", value=str(result.valid_points))]
+            status = DiagnosticStatus(level=DiagnosticStatus.OK, name="timing", message="",
+                                      hardware_id=self._engine_info["active"], values=values)
+            self.pub_timing.publish(DiagnosticArray(header=header, status=[status]))
+
+    # ------------------------------------------------------------------------------------------- diagnostics
+    def _publish_diagnostics(self) -> None:
+        status = self.stats.status(self.config.time_budget_warn_ms, self.config.time_budget_error_ms,
+                                   self._engine_info)
+        message = DiagnosticStatus(
+            level=bytes([status.level]), name=f"{self.get_fully_qualified_name()}: segmentation",
+            message=status.message, hardware_id=self._engine_info["active"],
+            values=[KeyValue(key=k, value=v) for k, v in status.values.items()])
+        array = DiagnosticArray(status=[message])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diagnostics.publish(array)
+
+    def close(self) -> None:
+        self.slot.close()
+        self._worker.join(timeout=5.0)
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = SegmentNode()
+    except (ParameterError, BundleError, ValueError, OSError) as exc:
+        rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
+        rclpy.try_shutdown()
+        return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.close()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
