@@ -72,7 +72,7 @@ class NodeProcess:
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
 
-    def stop(self, timeout_s: float = 10.0) -> int:
+    def stop(self, timeout_s: float = 60.0) -> int:
         if self.alive():
             self.process.send_signal(signal.SIGINT)
             try:

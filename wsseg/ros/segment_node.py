@@ -20,6 +20,7 @@ built only when it has subscribers; with none at all, frames are not processed.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -274,9 +275,15 @@ class SegmentNode(Node):
         array.header.stamp = self.get_clock().now().to_msg()
         self.pub_diagnostics.publish(array)
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 120.0) -> bool:
+        """Stop the worker after its current frame; True when it has stopped.
+
+        The wait is generous: a daemon thread still inside ONNX Runtime or rclpy when the
+        interpreter finalizes crashes the process, so shutting down waits out one inference.
+        """
         self.slot.close()
-        self._worker.join(timeout=5.0)
+        self._worker.join(timeout=timeout_s)
+        return not self._worker.is_alive()
 
 
 def main(args: list[str] | None = None) -> int:
@@ -294,10 +301,15 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.close()
+        stopped = node.close()
         executor.shutdown()
-        node.destroy_node()
+        if stopped:
+            node.destroy_node()
         rclpy.try_shutdown()
+    if not stopped:
+        sys.stderr.write("segment_node: the inference worker did not stop; exiting without cleanup\n")
+        sys.stderr.flush()
+        os._exit(1)
     return 0
 
 
