@@ -21,8 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="end-to-end demo: synthesize, train, export, segment",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/demo", help="output directory")
-    parser.add_argument("--scenes", type=int, default=4, help="synthetic rooms (the last one is validation)")
-    parser.add_argument("--steps", type=int, default=150, help="training steps")
+    parser.add_argument("--scenes", type=int, default=10, help="synthetic rooms (every 5th is validation)")
+    parser.add_argument("--steps", type=int, default=200, help="training steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(handler=run_demo)
 
@@ -45,7 +45,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from wsseg_training.data.render import Panel, class_colours, class_legend, render_panels, visible_mask
     from wsseg_training.data.synth.config import IndoorConfig
     from wsseg_training.data.synth.generate import write_synthetic_dataset
-    from wsseg_training.fit import LabelledInput, fit, predict_points
+    from wsseg_training.fit import LabelledInput, fit, predict_points, recalibrate_batchnorm
     from wsseg_training.model.profiles import preprocess_config_for, unet_config_for
     from wsseg_training.model.unet import SparseUNet, count_parameters
 
@@ -62,7 +62,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"[1/5] synthesizing {args.scenes} indoor rooms (ray-cast RGB-D scans) -> {data_dir}")
     with tqdm(total=args.scenes, unit="room") as bar:
         write_synthetic_dataset(data_dir, IndoorConfig(), scenes=args.scenes, seed=args.seed,
-                                val_fraction=1.0 / args.scenes, progress=bar.update)
+                                val_fraction=0.2, progress=bar.update)
     dataset = Dataset(data_dir)
     classes = dataset.classes
     train_names, val_names = dataset.scene_names("train"), dataset.scene_names("val")
@@ -75,6 +75,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"[2/5] training the 'cpu' profile ({count_parameters(model)} parameters) for {args.steps} steps "
           f"on {len(train)} rooms")
     losses = fit(model, train, steps=args.steps, lr=1e-2, seed=args.seed)
+    recalibrate_batchnorm(model, [scene.net_input for scene in train])
     checkpoint_path = save_checkpoint(out / "model.pt", make_checkpoint(
         model.eval(), config, classes, sensor="rgbd",
         provenance={"method": "full", "profile": "cpu", "dataset": dataset.info.name, "steps": args.steps},

@@ -80,3 +80,25 @@ def predict_points(model: SparseUNet, net_input: NetworkInput, device: str = "cp
     features, maps = to_torch(net_input, device)
     logits = model(features, *maps)
     return logits.argmax(1).cpu().numpy()[net_input.grid.inverse]
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: SparseUNet, inputs: Sequence[NetworkInput], device: str = "cpu") -> None:
+    """Re-estimate every BatchNorm's running statistics as the plain average over ``inputs`` ("precise BN").
+
+    With few, large scenes per step and a fast-moving schedule, the exponential running
+    averages lag behind the weights and eval-mode predictions suffer; one pass over the
+    training scenes with the final weights fixes that.  Leaves the model in eval mode.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative moving average = plain mean over the passes
+    model.to(device).train()
+    for net_input in inputs:
+        features, maps = to_torch(net_input, device)
+        model.forward_features(features, maps, compact=True)
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    model.eval()

@@ -1,0 +1,24 @@
+"""Training methods: plugins over the one engine (see :mod:`wsseg_training.methods.base`).
+
+``METHODS`` maps the ``wsseg train --method`` name to its class.
+"""
+
+from wsseg_training.methods.base import Method, StepContext
+from wsseg_training.methods.full import FullMethod
+from wsseg_training.methods.otoc.method import OtocMethod
+
+METHODS: dict[str, type[Method]] = {
+    "full": FullMethod,
+    "otoc": OtocMethod,
+}
+
+
+def get_method(name: str) -> type[Method]:
+    """The method class called ``name``; ``ValueError`` naming the known ones otherwise."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; known: {sorted(METHODS)}") from None
+
+
+__all__ = ["METHODS", "FullMethod", "Method", "OtocMethod", "StepContext", "get_method"]

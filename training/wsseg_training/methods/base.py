@@ -1,0 +1,130 @@
+"""The method plugin interface (ARCHITECTURE.md decision 4).
+
+A method says what it learns from and how; the engine
+(:mod:`wsseg_training.engine.loop`) owns everything else (batching, optimiser, AMP,
+checkpoints, logging, DDP).  The hooks, in the order the engine calls them:
+
+1. ``Method(classes, options, weak)``: ``label_kinds`` lists the weak-label kinds it accepts
+   (``--labels``); ``options`` is the config's ``method:`` mapping, checked against ``default_options``.
+2. ``make_targets(name, scene)`` per training scene: returns the :class:`TrainScene` the method may see
+   (per-point / per-scene targets from the weak labels; super-voxels ride along), or None to skip it.
+3. ``setup(scenes)``: once, after all scenes are loaded (e.g. class frequencies).
+4. ``build_modules(backbone)``: training-only heads/modules, trained with the backbone, not exported.
+5. ``stages(total_steps)``: the outer loop (self-training rounds, two-stage schedules); default one stage.
+6. ``begin_stage(index, stage, trainer)``: before a stage starts (not again on resume): e.g. predict the
+   training scenes with ``trainer.infer`` and write pseudo labels into ``scene.point_targets``.
+7. ``losses(ctx)`` every step: named loss terms (scalars); the engine sums them.  ``ctx`` holds the
+   backbone's output with per-level features (:class:`~wsseg_training.model.unet.UNetOutput`), the batch
+   (targets, point -> voxel map, super-voxels) and the method's modules.  Use ``ctx.mean(sum, count)``
+   for averages so that multi-process training equals single-process training.
+8. ``state_dict()`` / ``load_state_dict()``: whatever the method changes during training (pseudo labels),
+   saved in checkpoints for ``--resume``.  Only tensors, numbers, strings, lists and dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import nn
+
+from wsseg.core.classes import ClassTable
+from wsseg.core.scene import Scene
+from wsseg_training.engine.batches import DeviceBatch
+from wsseg_training.engine.config import ConfigError
+from wsseg_training.engine.distributed import global_mean
+from wsseg_training.engine.optim import Stage
+from wsseg_training.engine.scenes import TrainScene
+from wsseg_training.model.unet import SparseUNet, UNetOutput
+
+if TYPE_CHECKING:
+    from wsseg_training.engine.loop import Trainer
+    from wsseg_training.labels import WeakLabels
+
+
+@dataclass
+class StepContext:
+    """What ``Method.losses`` sees at one step.
+
+    step: 0-based optimiser step.  stage_index / stage: the current stage.
+    batch: this process's batch on the device.  output: the backbone's forward pass over it.
+    backbone: the U-Net.  modules: the method's extra modules (``build_modules``).
+    forward: runs the backbone on another :class:`DeviceBatch` (e.g. a second augmented view).
+    generator: torch random generator seeded from (seed, step, rank), on the CPU.
+    """
+
+    step: int
+    stage_index: int
+    stage: Stage
+    batch: DeviceBatch
+    output: UNetOutput
+    backbone: SparseUNet
+    modules: nn.ModuleDict
+    forward: Callable[[DeviceBatch], UNetOutput]
+    generator: torch.Generator
+
+    def point_logits(self) -> torch.Tensor:
+        """(P, C) logits of every point of the batch (voxel logits through ``batch.inverse``)."""
+        return self.output.logits[self.batch.inverse]
+
+    @staticmethod
+    def mean(values_sum: torch.Tensor, count: torch.Tensor | float) -> torch.Tensor:
+        """Global-batch average of a summed quantity (see :func:`~wsseg_training.engine.distributed.global_mean`)."""
+        return global_mean(values_sum, count)
+
+
+class Method:
+    """Base class of every method; the defaults train nothing special (see the module docstring)."""
+
+    name: ClassVar[str] = ""
+    label_kinds: ClassVar[tuple[str, ...]] = ()
+    requires_labels: ClassVar[bool] = False
+    default_options: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, classes: ClassTable, options: Mapping[str, Any] | None = None,
+                 weak: WeakLabels | None = None) -> None:
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(self.default_options))
+        if unknown:
+            raise ConfigError(f"method {self.name!r}: unknown option(s) {unknown}; "
+                              f"known: {sorted(self.default_options)}")
+        if weak is None and self.requires_labels:
+            raise ValueError(f"method {self.name!r} needs a weak-label file (--labels) of kind "
+                             f"{' or '.join(self.label_kinds)}")
+        if weak is not None and weak.kind not in self.label_kinds:
+            accepted = ", ".join(self.label_kinds) or "none"
+            raise ValueError(f"method {self.name!r} does not use weak labels of kind {weak.kind!r} "
+                             f"(accepted: {accepted})")
+        self.classes = classes
+        self.options = {**self.default_options, **options}
+        self.weak = weak
+
+    @property
+    def num_classes(self) -> int:
+        return self.classes.num_classes
+
+    def make_targets(self, name: str, scene: Scene) -> TrainScene | None:
+        raise NotImplementedError
+
+    def setup(self, scenes: list[TrainScene]) -> None:
+        """Called once with every training scene before training."""
+
+    def build_modules(self, backbone: SparseUNet) -> nn.ModuleDict:
+        return nn.ModuleDict()
+
+    def stages(self, total_steps: int) -> list[Stage]:
+        return [Stage("train", total_steps)]
+
+    def begin_stage(self, index: int, stage: Stage, trainer: Trainer) -> None:
+        """Called when stage ``index`` starts (not when a run resumes inside it)."""
+
+    def losses(self, ctx: StepContext) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""

@@ -1,0 +1,99 @@
+"""``full``: cross-entropy on every labelled point, the fully supervised baseline.
+
+Without ``--labels`` it trains on the dataset's ground truth.  With a point weak-label
+file (``clicks``, ``sparse_points``) it sees only those points, which is the "train on
+raw clicks" baseline; with ``labelled_scenes`` only the labelled scenes and the labelled
+part of a cut scene.  Points labelled ``IGNORE_INDEX`` never contribute.
+
+Options (config ``method:``)::
+
+    class_weighting: none | inverse_frequency | inverse_sqrt_frequency
+        per-class loss weights from the training targets' class counts, normalised to mean 1 over the
+        classes present (absent classes get 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from wsseg.core.classes import IGNORE_INDEX
+from wsseg.core.scene import Scene
+from wsseg_training.engine.config import ConfigError
+from wsseg_training.engine.scenes import TrainScene, train_scene_from
+from wsseg_training.labels import Clicks, LabelledScenes, SparsePoints
+from wsseg_training.methods.base import Method, StepContext
+
+WEIGHTINGS = ("none", "inverse_frequency", "inverse_sqrt_frequency")
+
+
+def class_weights(counts: np.ndarray, weighting: str) -> np.ndarray:
+    """counts: (C,) labelled points per class -> (C,) float32 loss weights (mean 1 over present classes)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    present = counts > 0
+    weights = np.zeros_like(counts)
+    if weighting == "none":
+        weights[:] = 1.0
+        return weights.astype(np.float32)
+    power = 1.0 if weighting == "inverse_frequency" else 0.5
+    weights[present] = (counts[present] / counts[present].sum()) ** -power
+    if present.any():
+        weights[present] /= weights[present].mean()
+    return weights.astype(np.float32)
+
+
+class FullMethod(Method):
+    """Per-point cross-entropy on the labelled points (see the module docstring)."""
+
+    name = "full"
+    label_kinds: ClassVar[tuple[str, ...]] = ("clicks", "sparse_points", "labelled_scenes")
+    default_options: ClassVar[dict[str, Any]] = {"class_weighting": "none"}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.options["class_weighting"] not in WEIGHTINGS:
+            raise ConfigError(f"method 'full': option 'class_weighting' is {self.options['class_weighting']!r}, "
+                              f"expected one of {WEIGHTINGS}")
+        self.weights = torch.ones(self.num_classes)
+
+    def point_labels(self, name: str, scene: Scene) -> np.ndarray | None:
+        """(N,) int64 training labels of a scene (``IGNORE_INDEX`` where unseen); None = not a training scene."""
+        weak = self.weak
+        if isinstance(weak, (Clicks, SparsePoints)):
+            if name not in weak.scenes:
+                return None
+            return weak.point_labels(name, scene.num_points)
+        if scene.semantic is None:
+            raise ValueError(f"scene {name!r} has no field 'semantic'; method 'full' needs labels "
+                             "(or pass a weak-label file with --labels)")
+        labels = scene.semantic.astype(np.int64)
+        if isinstance(weak, LabelledScenes):
+            if name not in weak.labelled and name not in weak.cuts:
+                return None
+            labels = np.where(weak.labelled_mask(name, scene.xyz), labels, IGNORE_INDEX)
+        return labels
+
+    def make_targets(self, name: str, scene: Scene) -> TrainScene | None:
+        labels = self.point_labels(name, scene)
+        if labels is None or not (labels != IGNORE_INDEX).any():
+            return None
+        return train_scene_from(name, scene, {"labels": labels})
+
+    def setup(self, scenes: list[TrainScene]) -> None:
+        counts = np.zeros(self.num_classes, dtype=np.int64)
+        for scene in scenes:
+            labels = scene.point_targets["labels"]
+            counts += np.bincount(labels[labels != IGNORE_INDEX], minlength=self.num_classes)[: self.num_classes]
+        self.weights = torch.from_numpy(class_weights(counts, self.options["class_weighting"]))
+
+    def losses(self, ctx: StepContext) -> dict[str, torch.Tensor]:
+        labels = ctx.batch.point_targets["labels"]
+        labelled = labels != IGNORE_INDEX
+        logits = ctx.point_logits()[labelled].float()
+        targets = labels[labelled]
+        weights = self.weights.to(logits.device)
+        total = F.cross_entropy(logits, targets, weight=weights, reduction="sum")
+        return {"ce": ctx.mean(total, weights[targets].sum())}
