@@ -194,7 +194,8 @@ def bench_case(frame: dict[str, np.ndarray], features: FeatureConfig, voxel_size
 def markdown(results: dict) -> str:
     lines = [
         f"# Backbone benchmark ({results['machine']})", "",
-        f"torch {results['torch_version']}, {results['threads']} threads; median of {results['repeats']} runs; "
+        f"torch {results['torch_version']}, {results['threads']} threads; median of {results['repeats']} runs"
+        f"{' (--quick)' if results.get('quick') else ''}; "
         "random weights, BatchNorm folded.", "",
         "| frame | profile | points | voxels | pre ms | torch ms | spconv 1t ms | spconv mt ms | ORT ms | "
         "GFLOP (gemm / useful) | torch GFLOP/s | ORT GFLOP/s | ORT label agreement |",
@@ -252,7 +253,8 @@ def main() -> int:
             summary[f"{stage}_ms"] = round(first[f"{stage}_ms"], 2)
     results["summary"] = summary
     args.out.mkdir(parents=True, exist_ok=True)
-    name = "backbone_quick" if args.quick else "backbone"
+    results["quick"] = args.quick
+    name = "backbone"
     (args.out / f"{name}.json").write_text(json.dumps(results, indent=2))
     table = markdown(results)
     (args.out / f"{name}.md").write_text(table)

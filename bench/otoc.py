@@ -1,0 +1,325 @@
+"""1T1C ("One Thing One Click") benchmark: synthetic indoor rooms with one click per object, plus mOSD frames.
+
+Synthetic part (``IndoorConfig()`` rooms, S3DIS classes, the generator's train/val split):
+
+1. super-voxels for every room (``compute_supervoxels``, the ``wsseg data supervoxels`` defaults);
+2. ``clicks`` = one uniformly random click per object (``simulate_clicks``, seed 0), train split;
+3. runs, all with the same recipe and the same total number of optimiser steps (``rounds x steps``):
+   ``full`` (dense labels), ``1T1C*`` (``star``: trained on Y_0 only), and self-training with
+   ``--rounds`` rounds for the three Table 3 variants (``unet`` = 3D U-Net, ``gp`` = +GP, ``rel_gp`` =
+   +Rel+GP = 1T1C) and ``rel_gp`` without memory bank;
+4. after every round: val mIoU of Θ alone ("†", what is exported) and of the full inference (Θ + R + graph
+   propagation over super-voxels), and the coverage / quality of the pseudo labels that round trained on.
+
+mOSD part (when ``../shared/data/mosd/learn`` exists): the 45 table-top RGB-D frames (35 train / 10 val),
+one click per object instance, ``full`` vs 1T1C (``rel_gp``) with 1T1C† and full inference.
+
+Bounded time on a CPU: ``tiny`` profile (``--profile``), crops of ``--crop-points``; ``--quick`` runs fewer rooms,
+rounds and steps.  Writes ``bench/results/otoc.json`` and ``.md``; the last line printed is ``RESULT <json>``.
+Not a test: never gates CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+from wsseg_training.data.dataset import Dataset, DatasetWriter
+from wsseg_training.data.supervoxels import compute_supervoxels
+from wsseg_training.data.synth.config import IndoorConfig
+from wsseg_training.data.synth.generate import write_synthetic_dataset
+from wsseg_training.engine.config import config_from_dict
+from wsseg_training.engine.loop import Trainer
+from wsseg_training.evaluation.evaluate import TorchPredictor, evaluate_split
+from wsseg_training.labels import Clicks, compute_stats, simulate_clicks
+from wsseg_training.methods import FullMethod, OtocMethod
+from wsseg_training.methods.otoc import coverage, expand_clicks
+from wsseg_training.methods.otoc.inference import OtocFullPredictor
+from wsseg_training.methods.otoc.method import ROUNDS_FILE
+
+from wsseg.core.scene import save_scene
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MOSD = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mosd" / "learn"
+VARIANT_LABELS = {"unet": "3D U-Net", "gp": "3D U-Net+GP", "rel_gp": "3D U-Net+Rel+GP", "rel_gp_nomb": "+Rel+GP w/o MB"}
+
+
+def recipe(profile: str, steps: int, crop_points: int, seed: int, lr: float, method: dict | None = None,
+           checkpoint_every: int = 0, keep: int = 0) -> dict:
+    """The training config shared by every run (plain data, as a YAML would hold it)."""
+    return {
+        "seed": seed, "profile": profile, "device": "auto",
+        "data": {"features": ["offset", "rgb"], "crop_max_points": crop_points, "batch_scenes": 2},
+        "optim": {"optimizer": "adamw", "lr": lr, "weight_decay": 1e-4, "schedule": "cosine",
+                  "warmup_steps": max(1, steps // 20), "grad_clip_norm": 10.0},
+        "train": {"steps": steps, "checkpoint_every_steps": checkpoint_every, "keep_checkpoints": keep,
+                  "log_every_steps": 10},
+        "method": dict(method or {}),
+    }
+
+
+def add_supervoxels(dataset: Dataset) -> dict[str, float]:
+    """Compute and store super-voxels for every scene (as ``wsseg data supervoxels``); returns timing/size."""
+    start, count = time.perf_counter(), []
+    for name in tqdm(dataset.scene_names(), desc="supervoxels", unit="scene"):
+        scene = dataset.load(name)
+        if scene.supervoxel is None:
+            labels = compute_supervoxels(scene.xyz, scene.rgb)
+            save_scene(dataset.scene_path(name), dataclasses.replace(scene, supervoxel=labels),
+                       num_classes=dataset.classes.num_classes)
+            scene = dataset.load(name)
+        count.append(int(scene.supervoxel.max()) + 1)  # type: ignore[union-attr]
+    return {"seconds": round(time.perf_counter() - start, 1), "mean_per_scene": round(float(np.mean(count)), 1)}
+
+
+def label_fractions(dataset: Dataset, clicks: Clicks) -> dict[str, float]:
+    """Clicked points and Y_0 (clicks expanded to super-voxels) as fractions of the train points."""
+    total = clicked = expanded = 0
+    for name in clicks.scenes:
+        scene = dataset.load(name)
+        point = clicks.point_labels(name, scene.num_points)
+        y0 = expand_clicks(point, scene.supervoxel, dataset.classes.num_classes)  # type: ignore[arg-type]
+        total += scene.num_points
+        clicked += int((point >= 0).sum())
+        expanded += coverage(y0) * scene.num_points
+    return {"clicked_fraction": clicked / total, "y0_fraction": expanded / total, "clicks": clicked}
+
+
+def miou_of(predictor: Any, dataset: Dataset) -> float:
+    return round(evaluate_split(predictor, dataset, "val", progress=False).confusion.miou(), 4)
+
+
+def run_full(dataset: Dataset, work: Path, config: dict, clicks: Clicks | None = None) -> dict:
+    start = time.perf_counter()
+    Trainer(config_from_dict(config), FullMethod(dataset.classes, weak=clicks), dataset, work / "full",
+            progress=False, provenance={"labels": None}).run()
+    train_s = time.perf_counter() - start
+    return {"miou": miou_of(TorchPredictor.from_checkpoint(work / "full" / "model.pt"), dataset),
+            "train_s": round(train_s, 1)}
+
+
+def run_otoc(name: str, dataset: Dataset, clicks: Clicks, work: Path, config: dict, rounds: int, steps: int,
+             per_round_eval: bool = True) -> dict:
+    """One otoc run; evaluates Θ (†) and the full inference after every round (or only the last)."""
+    run = work / name
+    method = OtocMethod(dataset.classes, config["method"], clicks)
+    method.attach_analysis_truth(lambda scene: dataset.load(scene).semantic)  # logging only
+    start = time.perf_counter()
+    Trainer(config_from_dict(config), method, dataset, run, progress=False,
+            provenance={"labels": "clicks"}).run()
+    train_s = time.perf_counter() - start
+    history = json.loads((run / ROUNDS_FILE).read_text())["rounds"]
+    table = []
+    start = time.perf_counter()
+    for t in range(1, rounds + 1):
+        if not per_round_eval and t < rounds:
+            continue
+        path = run / "checkpoints" / f"step_{t * steps:08d}.pt"
+        row = {"iteration": t, "dagger_miou": miou_of(TorchPredictor.from_checkpoint(path), dataset),
+               "full_miou": miou_of(OtocFullPredictor.from_checkpoint(path), dataset)}
+        trained_on = next((h for h in history if h["round"] == t), None)
+        if trained_on is not None:
+            row.update({"pseudo_coverage": round(trained_on["coverage"], 4),
+                        "pseudo_miou": round(trained_on.get("analysis_miou", float("nan")), 4)})
+        table.append(row)
+        print(f"  {name} iteration {t}: 1T1C† {100 * row['dagger_miou']:.1f}  full {100 * row['full_miou']:.1f}  "
+              f"(trained on Y_{t - 1}: coverage {100 * row.get('pseudo_coverage', float('nan')):.1f}%)", flush=True)
+    return {"iterations": table, "train_s": round(train_s, 1), "eval_s": round(time.perf_counter() - start, 1),
+            "rounds": history}
+
+
+def synthetic(args: argparse.Namespace, work: Path) -> dict:
+    scenes, rounds, steps = args.scenes, args.rounds, args.steps
+    summary = write_synthetic_dataset(work / "data", IndoorConfig(), scenes=scenes, seed=args.seed)
+    dataset = Dataset(work / "data")
+    sv = add_supervoxels(dataset)
+    clicks = simulate_clicks(dataset, dataset.scene_names("train"), seed=args.seed)
+    fractions = label_fractions(dataset, clicks)
+    stats = compute_stats(clicks, dataset)
+    print(f"synthetic: {summary.train} train / {summary.val} val rooms, {summary.points_per_scene:,.0f} points/room, "
+          f"{sv['mean_per_scene']:.0f} super-voxels/room; {fractions['clicks']} clicks = "
+          f"{100 * fractions['clicked_fraction']:.4f}% of points, Y_0 = {100 * fractions['y0_fraction']:.2f}%",
+          flush=True)
+    total = rounds * steps
+    base = {"profile": args.profile, "crop_points": args.crop_points, "seed": args.seed, "lr": args.lr}
+    out: dict[str, Any] = {"scenes": {"train": summary.train, "val": summary.val,
+                                      "points_per_scene": round(summary.points_per_scene)},
+                           "supervoxels": sv, "labels": fractions, "clicks_labelled_points": stats.labelled_points}
+    out["full"] = run_full(dataset, work, recipe(steps=total, **base))
+    print(f"  full (dense labels): {100 * out['full']['miou']:.1f}", flush=True)
+    # 1T1C*: trained once on Y_0 with one round's schedule, as iteration 1 of Algorithm 1 (no R, no propagation)
+    star = run_otoc("star", dataset, clicks, work,
+                    recipe(steps=steps, method={"star": True, "steps_per_iteration": steps},
+                           checkpoint_every=steps, keep=2, **base), 1, steps)
+    out["star"] = star
+    variants = {"rel_gp": {"variant": "rel_gp"}, "gp": {"variant": "gp"}, "unet": {"variant": "unet"},
+                "rel_gp_nomb": {"variant": "rel_gp", "memory_bank": False}}
+    out["variants"] = {}
+    for key, options in variants.items():
+        method = {**options, "iterations": rounds, "steps_per_iteration": steps, "threshold": args.threshold}
+        config = recipe(steps=total, method=method, checkpoint_every=steps, keep=rounds + 1, **base)
+        out["variants"][key] = run_otoc(key, dataset, clicks, work, config, rounds, steps,
+                                        per_round_eval=key != "rel_gp_nomb" or not args.quick)
+    return out
+
+
+def mosd(args: argparse.Namespace, work: Path) -> dict | None:
+    if not MOSD.is_dir():
+        return None
+    from wsseg_training.data.readers.mosd import MOSDReader
+
+    reader = MOSDReader(MOSD)
+    with DatasetWriter(work / "mosd", reader.name, reader.classes, sensor=reader.sensor) as writer:
+        for item in reader:
+            writer.add(item.name, item.scene, split=item.split, **item.metadata)
+    dataset = Dataset(work / "mosd")
+    sv = add_supervoxels(dataset)
+    clicks = simulate_clicks(dataset, dataset.scene_names("train"), seed=args.seed)
+    fractions = label_fractions(dataset, clicks)
+    rounds, steps = args.mosd_rounds, args.mosd_steps
+    total = rounds * steps
+    base = {"profile": args.profile, "crop_points": args.crop_points, "seed": args.seed, "lr": args.lr}
+    print(f"mOSD: {len(dataset.scene_names('train'))} train / {len(dataset.scene_names('val'))} val frames, "
+          f"{fractions['clicks']} clicks = {100 * fractions['clicked_fraction']:.4f}% of points", flush=True)
+    frames = {"train": len(dataset.scene_names("train")), "val": len(dataset.scene_names("val"))}
+    out: dict[str, Any] = {"frames": frames, "supervoxels": sv, "labels": fractions}
+    out["full"] = run_full(dataset, work / "mosd_runs", recipe(steps=total, **base))
+    print(f"  mOSD full: {100 * out['full']['miou']:.1f}", flush=True)
+    method = {"variant": "rel_gp", "iterations": rounds, "steps_per_iteration": steps, "threshold": args.threshold}
+    out["otoc"] = run_otoc("otoc", dataset, clicks, work / "mosd_runs",
+                           recipe(steps=total, method=method, checkpoint_every=steps, keep=rounds + 1, **base),
+                           rounds, steps, per_round_eval=False)
+    return out
+
+
+def orderings(syn: dict) -> dict[str, bool]:
+    """The paper's orderings, checked on 1T1C† (Θ alone) at the last iteration unless named otherwise."""
+    last = {k: v["iterations"][-1] for k, v in syn["variants"].items()}
+    rel = syn["variants"]["rel_gp"]["iterations"]
+    return {
+        "iteration_last_gt_1 (rel_gp, †)": rel[-1]["dagger_miou"] > rel[0]["dagger_miou"],
+        "gp_gt_unet (†)": last["gp"]["dagger_miou"] > last["unet"]["dagger_miou"],
+        "rel_gp_gt_gp (†)": last["rel_gp"]["dagger_miou"] > last["gp"]["dagger_miou"],
+        "otoc_gt_star (full inference)": last["rel_gp"]["full_miou"] > syn["star"]["iterations"][-1]["full_miou"],
+        "otoc_dagger_gt_star_dagger": last["rel_gp"]["dagger_miou"] > syn["star"]["iterations"][-1]["dagger_miou"],
+        "no_memory_bank_le_with (†)": last["rel_gp_nomb"]["dagger_miou"] <= last["rel_gp"]["dagger_miou"],
+    }
+
+
+def markdown(result: dict) -> str:
+    syn = result["synthetic"]
+    pct = lambda v: "n/a" if v is None or v != v else f"{100 * v:.1f}"  # noqa: E731
+    lines = [f"# 1T1C benchmark{' (--quick)' if result['quick'] else ''}", "", result["note"], "",
+             "| run | mIoU % | vs full |", "|---|---:|---:|"]
+    for label, key in (("full (dense labels)", "full_miou"), ("1T1C* (Y_0 only, Θ)", "otoc_star_miou"),
+                       ("1T1C† (Θ only, exported)", "otoc_dagger_miou"), ("1T1C (full inference)", "otoc_miou")):
+        lines.append(f"| {label} | {pct(result[key])} | {100 * result[key] / result['full_miou']:.0f}% |")
+    lines += ["", f"Labelled points: clicks {100 * syn['labels']['clicked_fraction']:.4f}% of the train points; "
+              f"Y_0 (clicks expanded to super-voxels) {100 * syn['labels']['y0_fraction']:.2f}%.", "",
+              "Per iteration (Table 3), val mIoU % of Θ alone (†) / full inference; pseudo labels each round trained "
+              "on: coverage % and mIoU % against ground truth (analysis only):", "",
+              "| iter | " + " | ".join(VARIANT_LABELS[k] for k in syn["variants"]) + " |",
+              "|---:|" + "---|" * len(syn["variants"])]
+    rounds = max(len(v["iterations"]) for v in syn["variants"].values())
+    for t in range(1, rounds + 1):
+        cells = []
+        for v in syn["variants"].values():
+            row = next((r for r in v["iterations"] if r["iteration"] == t), None)
+            cells.append("–" if row is None else f"{pct(row['dagger_miou'])} / {pct(row['full_miou'])} "
+                         f"(Y: {pct(row.get('pseudo_coverage'))}% cov, {pct(row.get('pseudo_miou'))})")
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    lines += ["", "Orderings: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in result["orderings"].items())]
+    if result.get("mosd"):
+        m = result["mosd"]
+        last = m["otoc"]["iterations"][-1]
+        lines += ["", f"mOSD frames ({m['frames']['train']} train / {m['frames']['val']} val, one click per object "
+                  f"instance = {100 * m['labels']['clicked_fraction']:.4f}% of points):", "",
+                  "| run | mIoU % |", "|---|---:|", f"| full (dense labels) | {pct(m['full']['miou'])} |",
+                  f"| 1T1C† | {pct(last['dagger_miou'])} |", f"| 1T1C (full inference) | {pct(last['full_miou'])} |"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer rooms, rounds and steps (~30 min on 2 cores)")
+    parser.add_argument("--scenes", type=int, default=None, help="synthetic rooms (default 15, quick 8)")
+    parser.add_argument("--rounds", type=int, default=None, help="self-training rounds (default 5, quick 3)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per round (default 120, quick 15)")
+    parser.add_argument("--mosd-rounds", type=int, default=None, help="mOSD rounds (default 5, quick 2)")
+    parser.add_argument("--mosd-steps", type=int, default=None, help="mOSD steps per round (default 60, quick 8)")
+    parser.add_argument("--profile", default="tiny", help="model profile (tiny, cpu, default)")
+    parser.add_argument("--crop-points", type=int, default=None, help="points per training crop (20000, quick 10000)")
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--threshold", type=float, default=0.9, help="T of Eq. 8 (probability)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-mosd", action="store_true")
+    parser.add_argument("--work", type=Path, default=None, help="where to put data and runs (default: a temp dir)")
+    parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
+    args = parser.parse_args()
+    quick = args.quick
+    args.scenes = args.scenes or (8 if quick else 15)
+    args.rounds = args.rounds or (3 if quick else 5)
+    args.steps = args.steps or (15 if quick else 120)
+    args.mosd_rounds = args.mosd_rounds or (2 if quick else 5)
+    args.mosd_steps = args.mosd_steps or (8 if quick else 60)
+    args.crop_points = args.crop_points or (10_000 if quick else 20_000)
+    work = args.work or Path(tempfile.mkdtemp(prefix="wsseg_otoc_"))
+    started = time.perf_counter()
+
+    syn = synthetic(args, work)
+    rel = syn["variants"]["rel_gp"]["iterations"][-1]
+    result: dict[str, Any] = {
+        "full_miou": syn["full"]["miou"], "otoc_star_miou": syn["star"]["iterations"][-1]["dagger_miou"],
+        "otoc_star_full_miou": syn["star"]["iterations"][-1]["full_miou"],
+        "otoc_dagger_miou": rel["dagger_miou"], "otoc_miou": rel["full_miou"],
+        "labelled_point_fraction": syn["labels"]["clicked_fraction"], "y0_fraction": syn["labels"]["y0_fraction"],
+        "per_iteration": {k: v["iterations"] for k, v in syn["variants"].items()},
+        "synthetic": syn, "orderings": orderings(syn), "quick": quick,
+        "schedule": {"profile": args.profile, "rounds": args.rounds, "steps_per_round": args.steps,
+                     "total_steps": args.rounds * args.steps, "crop_points": args.crop_points, "batch_scenes": 2,
+                     "lr": args.lr, "threshold": args.threshold},
+    }
+    result["otoc_vs_full"] = round(result["otoc_miou"] / max(result["full_miou"], 1e-9), 3)
+    result["mosd"] = None if args.skip_mosd else mosd(args, work)
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else (platform.processor() or
+                                                                                platform.machine())
+    result["machine"] = {"device": device, "cores": os.cpu_count(), "torch": torch.__version__,
+                         "torch_threads": torch.get_num_threads(), "python": sys.version.split()[0]}
+    result["note"] = (
+        f"Synthetic indoor rooms ({syn['scenes']['train']} train / {syn['scenes']['val']} val, "
+        f"{syn['scenes']['points_per_scene']:,} points/room, ~{syn['supervoxels']['mean_per_scene']:.0f} super-voxels/"
+        f"room), one click per object; `{args.profile}` profile, crops of {args.crop_points:,} points, batches of 2, "
+        f"{args.rounds} rounds x {args.steps} steps (`full` gets the same {args.rounds * args.steps} steps; 1T1C* one "
+        f"round of {args.steps}, as iteration 1), T = {args.threshold}; {device}, {os.cpu_count()} cores shared "
+        f"with other jobs, torch {torch.__version__}; wall {result['wall_s'] / 60:.1f} min.")
+    table = markdown(result)
+    print(table)
+    if not args.no_write:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "otoc.json").write_text(json.dumps(result, indent=1) + "\n")
+        (RESULTS / "otoc.md").write_text(table)
+    keys = ("full_miou", "otoc_star_miou", "otoc_dagger_miou", "otoc_miou", "otoc_vs_full", "labelled_point_fraction",
+            "per_iteration", "orderings", "wall_s", "quick")
+    summary = {k: result[k] for k in keys}
+    if result["mosd"]:
+        summary["mosd"] = {"full_miou": result["mosd"]["full"]["miou"],
+                           "otoc_dagger_miou": result["mosd"]["otoc"]["iterations"][-1]["dagger_miou"],
+                           "otoc_miou": result["mosd"]["otoc"]["iterations"][-1]["full_miou"]}
+    print("RESULT " + json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
