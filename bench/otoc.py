@@ -262,12 +262,17 @@ def main() -> int:
     parser.add_argument("--crop-points", type=int, default=None, help="points per training crop (20000, quick 10000)")
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--threshold", type=float, default=0.9, help="T of Eq. 8 (probability)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (1: on a shared 2-core CPU two threads contend and run the small "
+                             "sparse convolutions several times slower)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-mosd", action="store_true")
     parser.add_argument("--work", type=Path, default=None, help="where to put data and runs (default: a temp dir)")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
     args = parser.parse_args()
     quick = args.quick
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     args.scenes = args.scenes or (8 if quick else 15)
     args.rounds = args.rounds or (3 if quick else 5)
     args.steps = args.steps or (15 if quick else 120)
