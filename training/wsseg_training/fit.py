@@ -1,8 +1,9 @@
 """A small, explicit training loop over prepared scenes (CPU-sized runs, demos, tests).
 
-The full engine (batching, augmentation, checkpoint/resume, DDP) is
-``wsseg train``; this loop is the minimal core it builds on: per-point
-cross-entropy through the point->voxel map, Adam, fixed number of steps.
+The full engine (batching, crops, augmentation, checkpoint/resume, DDP) is
+``wsseg train`` (:mod:`wsseg_training.engine`); this loop is the smallest
+useful one, for the issue-2 demo and tests: per-point cross-entropy through
+the point->voxel map, Adam, a fixed number of steps, one scene per step.
 """
 
 from __future__ import annotations
