@@ -45,6 +45,7 @@ from wsseg_training.evaluation.evaluate import TorchPredictor, evaluate_split
 from wsseg_training.labels import Clicks, compute_stats, simulate_clicks
 from wsseg_training.methods import FullMethod, OtocMethod
 from wsseg_training.methods.otoc import coverage, expand_clicks
+from wsseg_training.methods.otoc.config import FUSION_EXPONENTS, SELECTIONS, OtocConfig
 from wsseg_training.methods.otoc.inference import OtocFullPredictor
 from wsseg_training.methods.otoc.method import ROUNDS_FILE
 
@@ -67,6 +68,19 @@ def recipe(profile: str, steps: int, crop_points: int, seed: int, lr: float, met
                   "log_every_steps": 10},
         "method": dict(method or {}),
     }
+
+
+def rule_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The pseudo-label rule in force: the command line's fields over OtocConfig's defaults."""
+    defaults = OtocConfig()
+    return {"selection": defaults.selection, "fusion": defaults.fusion,
+            "pairwise_weight": defaults.pairwise_weight, **rule_options(args)}
+
+
+def rule_options(args: argparse.Namespace) -> dict[str, Any]:
+    """OtocConfig fields of the pseudo-label rule given on the command line (absent: the config defaults)."""
+    given = {"selection": args.selection, "fusion": args.fusion, "pairwise_weight": args.pairwise_weight}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def add_supervoxels(dataset: Dataset) -> dict[str, float]:
@@ -167,7 +181,8 @@ def synthetic(args: argparse.Namespace, work: Path) -> dict:
                 "rel_gp_nomb": {"variant": "rel_gp", "memory_bank": False}}
     out["variants"] = {}
     for key, options in variants.items():
-        method = {**options, "iterations": rounds, "steps_per_iteration": steps, "threshold": args.threshold}
+        method = {**options, "iterations": rounds, "steps_per_iteration": steps, "threshold": args.threshold,
+                  "otoc": rule_options(args)}
         config = recipe(steps=total, method=method, checkpoint_every=steps, keep=rounds + 1, **base)
         out["variants"][key] = run_otoc(key, dataset, clicks, work, config, rounds, steps,
                                         per_round_eval=key != "rel_gp_nomb" or not args.quick)
@@ -196,25 +211,37 @@ def mosd(args: argparse.Namespace, work: Path) -> dict | None:
     out: dict[str, Any] = {"frames": frames, "supervoxels": sv, "labels": fractions}
     out["full"] = run_full(dataset, work / "mosd_runs", recipe(steps=total, **base))
     print(f"  mOSD full: {100 * out['full']['miou']:.1f}", flush=True)
-    method = {"variant": "rel_gp", "iterations": rounds, "steps_per_iteration": steps, "threshold": args.threshold}
+    method = {"variant": "rel_gp", "iterations": rounds, "steps_per_iteration": steps, "threshold": args.threshold,
+              "otoc": rule_options(args)}
     out["otoc"] = run_otoc("otoc", dataset, clicks, work / "mosd_runs",
                            recipe(steps=total, method=method, checkpoint_every=steps, keep=rounds + 1, **base),
                            rounds, steps, per_round_eval=False)
     return out
 
 
-def orderings(syn: dict) -> dict[str, bool]:
-    """The paper's orderings, checked on 1T1C† (Θ alone) at the last iteration unless named otherwise."""
+def ordering_checks(syn: dict) -> list[dict[str, Any]]:
+    """The paper's orderings with both sides' val mIoU; 1T1C† (Θ alone) at the last iteration unless named."""
     last = {k: v["iterations"][-1] for k, v in syn["variants"].items()}
     rel = syn["variants"]["rel_gp"]["iterations"]
-    return {
-        "iteration_last_gt_1 (rel_gp, †)": rel[-1]["dagger_miou"] > rel[0]["dagger_miou"],
-        "gp_gt_unet (†)": last["gp"]["dagger_miou"] > last["unet"]["dagger_miou"],
-        "rel_gp_gt_gp (†)": last["rel_gp"]["dagger_miou"] > last["gp"]["dagger_miou"],
-        "otoc_gt_star (full inference)": last["rel_gp"]["full_miou"] > syn["star"]["iterations"][-1]["full_miou"],
-        "otoc_dagger_gt_star_dagger": last["rel_gp"]["dagger_miou"] > syn["star"]["iterations"][-1]["dagger_miou"],
-        "no_memory_bank_le_with (†)": last["rel_gp_nomb"]["dagger_miou"] <= last["rel_gp"]["dagger_miou"],
-    }
+    star = syn["star"]["iterations"][-1]
+    rows = [  # (name, left, left value, relation, right, right value)
+        ("iteration_last_gt_1 (rel_gp, †)", f"+Rel+GP iteration {rel[-1]['iteration']}", rel[-1]["dagger_miou"], ">",
+         "+Rel+GP iteration 1", rel[0]["dagger_miou"]),
+        ("gp_gt_unet (†)", "+GP", last["gp"]["dagger_miou"], ">", "3D U-Net", last["unet"]["dagger_miou"]),
+        ("rel_gp_gt_gp (†)", "+Rel+GP", last["rel_gp"]["dagger_miou"], ">", "+GP", last["gp"]["dagger_miou"]),
+        ("otoc_gt_star (full inference)", "1T1C", last["rel_gp"]["full_miou"], ">", "1T1C*", star["full_miou"]),
+        ("otoc_dagger_gt_star_dagger", "1T1C†", last["rel_gp"]["dagger_miou"], ">", "1T1C* (Θ)",
+         star["dagger_miou"]),
+        ("no_memory_bank_le_with (†)", "+Rel+GP w/o MB", last["rel_gp_nomb"]["dagger_miou"], "<=", "+Rel+GP",
+         last["rel_gp"]["dagger_miou"]),
+    ]
+    return [{"name": name, "left": left, "left_miou": a, "relation": rel_, "right": right, "right_miou": b,
+             "held": bool(a > b if rel_ == ">" else a <= b)} for name, left, a, rel_, right, b in rows]
+
+
+def orderings(syn: dict) -> dict[str, bool]:
+    """{ordering: held} (see :func:`ordering_checks`)."""
+    return {row["name"]: row["held"] for row in ordering_checks(syn)}
 
 
 def markdown(result: dict) -> str:
@@ -239,7 +266,11 @@ def markdown(result: dict) -> str:
             cells.append("–" if row is None else f"{pct(row['dagger_miou'])} / {pct(row['full_miou'])} "
                          f"(Y: {pct(row.get('pseudo_coverage'))}% cov, {pct(row.get('pseudo_miou'))})")
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
-    lines += ["", "Orderings: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in result["orderings"].items())]
+    lines += ["", "Orderings of the paper (val mIoU %, last iteration):", "", "| ordering | left | right | held |",
+              "|---|---:|---:|---|"]
+    for row in result["ordering_checks"]:
+        lines.append(f"| {row['left']} {row['relation']} {row['right']} | {pct(row['left_miou'])} | "
+                     f"{pct(row['right_miou'])} | {'yes' if row['held'] else '**NO**'} |")
     if result.get("mosd"):
         m = result["mosd"]
         last = m["otoc"]["iterations"][-1]
@@ -247,6 +278,8 @@ def markdown(result: dict) -> str:
                   f"instance = {100 * m['labels']['clicked_fraction']:.4f}% of points):", "",
                   "| run | mIoU % |", "|---|---:|", f"| full (dense labels) | {pct(m['full']['miou'])} |",
                   f"| 1T1C† | {pct(last['dagger_miou'])} |", f"| 1T1C (full inference) | {pct(last['full_miou'])} |"]
+    if result.get("notes"):
+        lines += ["", "## Notes", "", result["notes"].strip()]
     return "\n".join(lines) + "\n"
 
 
@@ -265,6 +298,12 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (1: on a shared 2-core CPU two threads contend and run the small "
                              "sparse convolutions several times slower)")
+    parser.add_argument("--selection", choices=SELECTIONS, default=None,
+                        help="pseudo-label selection rule (default: OtocConfig's; 'marginal' = the paper's Eq. 8)")
+    parser.add_argument("--fusion", choices=tuple(FUSION_EXPONENTS), default=None,
+                        help="Θ x R fusion (default: OtocConfig's; 'product' = the paper's)")
+    parser.add_argument("--pairwise-weight", type=float, default=None, help="CRF pairwise weight (default: config)")
+    parser.add_argument("--notes", type=Path, default=None, help="text file appended to the results as '## Notes'")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-mosd", action="store_true")
     parser.add_argument("--work", type=Path, default=None, help="where to put data and runs (default: a temp dir)")
@@ -281,6 +320,7 @@ def main() -> int:
     args.crop_points = args.crop_points or (10_000 if quick else 20_000)
     work = args.work or Path(tempfile.mkdtemp(prefix="wsseg_otoc_"))
     started = time.perf_counter()
+    load_start = os.getloadavg()
 
     syn = synthetic(args, work)
     rel = syn["variants"]["rel_gp"]["iterations"][-1]
@@ -290,25 +330,34 @@ def main() -> int:
         "otoc_dagger_miou": rel["dagger_miou"], "otoc_miou": rel["full_miou"],
         "labelled_point_fraction": syn["labels"]["clicked_fraction"], "y0_fraction": syn["labels"]["y0_fraction"],
         "per_iteration": {k: v["iterations"] for k, v in syn["variants"].items()},
-        "synthetic": syn, "orderings": orderings(syn), "quick": quick,
+        "synthetic": syn, "orderings": orderings(syn), "ordering_checks": ordering_checks(syn), "quick": quick,
         "schedule": {"profile": args.profile, "rounds": args.rounds, "steps_per_round": args.steps,
                      "total_steps": args.rounds * args.steps, "crop_points": args.crop_points, "batch_scenes": 2,
-                     "lr": args.lr, "threshold": args.threshold},
+                     "lr": args.lr, "threshold": args.threshold, "rule": rule_of(args)},
     }
     result["otoc_vs_full"] = round(result["otoc_miou"] / max(result["full_miou"], 1e-9), 3)
     result["mosd"] = None if args.skip_mosd else mosd(args, work)
     result["wall_s"] = round(time.perf_counter() - started, 1)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else (platform.processor() or
                                                                                 platform.machine())
+    load_end = os.getloadavg()
     result["machine"] = {"device": device, "cores": os.cpu_count(), "torch": torch.__version__,
-                         "torch_threads": torch.get_num_threads(), "python": sys.version.split()[0]}
+                         "torch_threads": torch.get_num_threads(), "python": sys.version.split()[0],
+                         "loadavg_1_5_15_start": [round(v, 2) for v in load_start],
+                         "loadavg_1_5_15_end": [round(v, 2) for v in load_end]}
+    result["notes"] = args.notes.read_text() if args.notes else ""
+    rule = result["schedule"]["rule"]
     result["note"] = (
         f"Synthetic indoor rooms ({syn['scenes']['train']} train / {syn['scenes']['val']} val, "
         f"{syn['scenes']['points_per_scene']:,} points/room, ~{syn['supervoxels']['mean_per_scene']:.0f} super-voxels/"
         f"room), one click per object; `{args.profile}` profile, crops of {args.crop_points:,} points, batches of 2, "
         f"{args.rounds} rounds x {args.steps} steps (`full` gets the same {args.rounds * args.steps} steps; 1T1C* one "
-        f"round of {args.steps}, as iteration 1), T = {args.threshold}; {device}, {os.cpu_count()} cores shared "
-        f"with other jobs, torch {torch.__version__}; wall {result['wall_s'] / 60:.1f} min.")
+        f"round of {args.steps}, as iteration 1), T = {args.threshold}, pseudo-label rule: selection "
+        f"`{rule['selection']}`, fusion `{rule['fusion']}`, pairwise weight {rule['pairwise_weight']}.  "
+        f"Machine: {device}, {os.cpu_count()} cores shared with other jobs (load average 1/5/15 min "
+        f"{' / '.join(f'{v:.2f}' for v in load_start)} at the start, {' / '.join(f'{v:.2f}' for v in load_end)} at "
+        f"the end), torch {torch.__version__} with {torch.get_num_threads()} thread(s); wall "
+        f"{result['wall_s'] / 60:.1f} min.")
     table = markdown(result)
     print(table)
     if not args.no_write:

@@ -17,6 +17,7 @@ from wsseg_training.methods.otoc import (
     build_graph,
     build_relation_net,
     class_sums,
+    combine_probabilities,
     contrastive_loss,
     coverage,
     crf_energy,
@@ -36,6 +37,7 @@ from wsseg_training.methods.otoc import (
     segment_majority,
     segment_mean,
     select_confident,
+    select_nodes,
     supervoxel_confidence,
     unary_from_probabilities,
 )
@@ -205,6 +207,19 @@ def test_relation_probabilities_and_fusion() -> None:
     torch.testing.assert_close(rel, torch.softmax(torch.tensor([[1.0, 0.0]]), dim=1))
 
 
+def test_fusion_product_and_normalised_geometric_mean() -> None:
+    theta = torch.tensor([[0.8, 0.2], [0.5, 0.5]])
+    relation = torch.tensor([[0.8, 0.2], [0.9, 0.1]])
+    # paper: product renormalised, 0.64 / (0.64 + 0.04) = 16/17
+    torch.testing.assert_close(combine_probabilities(theta, relation),
+                               torch.tensor([[16 / 17, 1 / 17], [0.9, 0.1]]))
+    # geometric mean: two identical opinions are one opinion, not twice the evidence; same argmax
+    torch.testing.assert_close(combine_probabilities(theta, relation, exponent=0.5),
+                               torch.tensor([[0.8, 0.2], [0.75, 0.25]]))
+    with pytest.raises(ValueError, match="exponent"):
+        combine_probabilities(theta, relation, exponent=0.0)
+
+
 # --- graph propagation (Eq. 3-5) ----------------------------------------------------------------------------
 
 def _random_problem(seed: int, nodes: int = 40, classes: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
@@ -299,6 +314,25 @@ def test_confidence_filter_keeps_exactly_the_expected_supervoxels() -> None:
     assert coverage(labels_next) == pytest.approx(9 / 13)
 
 
+def test_selection_rules_by_hand() -> None:
+    q = torch.tensor([[0.95, 0.05], [0.95, 0.05], [0.3, 0.7], [0.92, 0.08]])     # after the CRF
+    theta = torch.tensor([[0.8, 0.2], [0.4, 0.6], [0.2, 0.8], [0.6, 0.4]])
+    relation = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [0.3, 0.7]])
+    prob = torch.tensor([[0.97, 0.03], [0.86, 0.14], [0.03, 0.97], [0.39, 0.61]])  # fused, before the CRF
+    labels, keep = select_nodes("marginal", 0.9, q, prob, theta, relation)
+    assert labels.tolist() == [0, 0, 1, 0] and keep.tolist() == [True, True, False, True]
+    # agree: node 1 is overruled against Θ, node 3 against R -> both dropped
+    labels, keep = select_nodes("agree", 0.9, q, prob, theta, relation)
+    assert labels.tolist() == [0, 0, 1, 0] and keep.tolist() == [True, False, False, False]
+    _, keep = select_nodes("agree", 0.9, q, prob, theta, None)                   # +GP: Θ only
+    assert keep.tolist() == [True, False, False, True]
+    # authors' code: pre-CRF fused argmax, kept iff the larger network peak >= T (0.9 passes exactly)
+    labels, keep = select_nodes("code", 0.9, q, prob, theta, relation)
+    assert labels.tolist() == [0, 0, 1, 1] and keep.tolist() == [True, True, True, False]
+    with pytest.raises(ValueError, match="selection rule"):
+        select_nodes("vote", 0.9, q, prob, theta, relation)
+
+
 def test_point_confidence_is_mean_negative_log_probability() -> None:
     segments = Segments.from_ids(torch.tensor([0, 0, 1]))
     point_prob = torch.tensor([[0.9, 0.1], [0.5, 0.5], [0.2, 0.8]])
@@ -371,3 +405,7 @@ def test_config_validation_and_round_trip() -> None:
         OtocConfig(confidence_threshold=1.5)
     with pytest.raises(ValueError, match="unknown field"):
         OtocConfig.from_dict({"tau": 0.1})
+    with pytest.raises(ValueError, match="'selection'"):
+        OtocConfig(selection="vote")
+    with pytest.raises(ValueError, match="'fusion'"):
+        OtocConfig(fusion="sum")

@@ -35,6 +35,7 @@ from wsseg_training.methods.otoc.propagate import (
     propagate,
     propagate_scene,
     select_confident,
+    select_nodes,
     supervoxel_confidence,
 )
 from wsseg_training.methods.otoc.pseudo_labels import (
@@ -66,5 +67,5 @@ __all__ = [
     "kernel_features", "mean_field", "next_pseudo_labels", "point_confidence", "point_pseudo_labels", "pool_nodes",
     "propagate", "propagate_scene", "prototype_logits", "prototypes_from_sums", "pseudo_label_confusion",
     "relation_loss", "relation_probabilities", "sample_balanced", "segment_majority", "segment_mean",
-    "segment_sum", "select_confident", "supervoxel_confidence", "unary_from_probabilities",
+    "segment_sum", "select_confident", "select_nodes", "supervoxel_confidence", "unary_from_probabilities",
 ]

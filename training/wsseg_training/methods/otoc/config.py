@@ -23,6 +23,10 @@ VARIANT_GROUPS: dict[str, tuple[str, ...]] = {
 }
 NEIGHBOURHOODS = ("dense", "topk")
 PAIRWISE_NORMALISATIONS = ("degree", "none")
+#: fusion of Θ's and R's probabilities -> exponent on their product (``relation.combine_probabilities``)
+FUSION_EXPONENTS: dict[str, float] = {"product": 1.0, "geometric": 0.5}
+#: pseudo-label selection rules (``propagate.select_nodes``)
+SELECTIONS = ("marginal", "agree", "code")
 
 
 @dataclass(frozen=True)
@@ -82,10 +86,13 @@ class OtocConfig:
     confidence_threshold: float = 0.9
     self_training_iterations: int = 5
     probability_eps: float = 1e-6
+    fusion: str = "product"
+    selection: str = "marginal"
 
     def __post_init__(self) -> None:
         choices = {"variant": (self.variant, VARIANTS), "neighbourhood": (self.neighbourhood, NEIGHBOURHOODS),
-                   "pairwise_normalisation": (self.pairwise_normalisation, PAIRWISE_NORMALISATIONS)}
+                   "pairwise_normalisation": (self.pairwise_normalisation, PAIRWISE_NORMALISATIONS),
+                   "fusion": (self.fusion, tuple(FUSION_EXPONENTS)), "selection": (self.selection, SELECTIONS)}
         for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ValueError(f"OtocConfig: field '{name}' is {value!r}, expected one of {allowed}")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from wsseg.core.classes import IGNORE_INDEX
-from wsseg_training.methods.otoc.config import OtocConfig
+from wsseg_training.methods.otoc.config import FUSION_EXPONENTS, SELECTIONS, OtocConfig
 from wsseg_training.methods.otoc.crf import mean_field, unary_from_probabilities
 from wsseg_training.methods.otoc.graph import graph_for_nodes
 from wsseg_training.methods.otoc.pooling import Segments, SupervoxelNodes, pool_nodes
@@ -57,7 +57,9 @@ class Propagation:
 
     nodes: the pooled super-voxels.  prob: (S, C) unary probabilities (Θ, times R for ``rel_gp``).
     q: (S, C) marginals after mean field (= ``prob`` for the ``unet`` variant).  labels: (S,) int64 argmax q.
-    confidence: (S,) Eq. 8 (mean -log probability, lower = surer).  keep: (S,) bool, passes the threshold.
+    confidence: (S,) Eq. 8 (mean -log probability, lower = surer).  keep: (S,) bool, passes the selection
+    rule.  pseudo: (S,) int64 pseudo label of each node (None: ``labels``; the ``code`` rule uses the pre-CRF
+    argmax).
     """
 
     nodes: SupervoxelNodes
@@ -66,10 +68,12 @@ class Propagation:
     labels: torch.Tensor
     confidence: torch.Tensor
     keep: torch.Tensor
+    pseudo: torch.Tensor | None = None
 
     def pseudo_labels(self, initial: np.ndarray) -> np.ndarray:
         """Y_{t+1}: (N,) int64 from the kept nodes, clicked super-voxels (``initial`` = Y_0) on top."""
-        return next_pseudo_labels(self.nodes.segments.node.cpu().numpy(), self.labels.cpu().numpy(),
+        labels = self.labels if self.pseudo is None else self.pseudo
+        return next_pseudo_labels(self.nodes.segments.node.cpu().numpy(), labels.cpu().numpy(),
                                   self.keep.cpu().numpy(), initial)
 
     def point_predictions(self, fallback: torch.Tensor) -> torch.Tensor:
@@ -83,13 +87,16 @@ def propagate(nodes: SupervoxelNodes, config: OtocConfig, prototypes: torch.Tens
     """Fuse the unaries, run mean field on the variant's graph, score and select the nodes.
 
     prototypes: (C, D) R's prototypes (the memory bank's), required for the ``rel_gp`` variant.
+    Fusion and selection follow ``config.fusion`` / ``config.selection`` (see :func:`select_nodes`).
     """
-    prob = nodes.prob
+    theta = nodes.prob
+    rel = None
+    prob = theta
     if config.uses_relation:
         if prototypes is None or nodes.relation_embedding is None:
             raise ValueError("variant 'rel_gp' needs pooled relation embeddings and the prototypes")
         rel = relation_probabilities(nodes.relation_embedding, prototypes.to(prob), config.temperature)
-        prob = combine_probabilities(prob, rel, config.probability_eps)
+        prob = combine_probabilities(theta, rel, config.probability_eps, FUSION_EXPONENTS[config.fusion])
     if config.pairwise_groups and nodes.num_nodes > 1:
         unary = unary_from_probabilities(prob, config.probability_eps)
         q = mean_field(unary, graph_for_nodes(nodes, config), config.mean_field_iterations)
@@ -97,8 +104,39 @@ def propagate(nodes: SupervoxelNodes, config: OtocConfig, prototypes: torch.Tens
         q = prob
     labels = q.argmax(dim=1)
     confidence = supervoxel_confidence(q, labels, config.probability_eps)
-    keep = select_confident(confidence, config.confidence_threshold)
-    return Propagation(nodes=nodes, prob=prob, q=q, labels=labels, confidence=confidence, keep=keep)
+    pseudo, keep = select_nodes(config.selection, config.confidence_threshold, q, prob, theta, rel,
+                                config.probability_eps)
+    return Propagation(nodes=nodes, prob=prob, q=q, labels=labels, confidence=confidence, keep=keep,
+                       pseudo=pseudo)
+
+
+def select_nodes(rule: str, threshold: float, q: torch.Tensor, prob: torch.Tensor, theta: torch.Tensor,
+                 relation: torch.Tensor | None, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pseudo label and keep flag of each super-voxel: ((S,) int64, (S,) bool).
+
+    q: (S, C) marginals after propagation.  prob: (S, C) fused pre-CRF unary.  theta: (S, C) Θ's pooled
+    probabilities.  relation: (S, C) R's, or None (variants without R).  Rules (T = ``threshold``):
+
+    * ``marginal`` (paper, Eq. 8): label argmax q, keep iff q_j(label) >= T.
+    * ``agree``: ``marginal``, and Θ's pooled argmax (and R's, when present) equal the label: the graph may
+      only confirm what the networks already say, never overrule them into a pseudo label.
+    * ``code`` (authors' ``merge/test_train.py``): label argmax of the pre-CRF fused unary, keep iff
+      max(max_c theta_jc, max_c relation_jc) >= T -- the CRF output is not used for selection.
+    """
+    labels = q.argmax(dim=1)
+    if rule == "code":
+        peak = theta.max(dim=1).values
+        if relation is not None:
+            peak = torch.maximum(peak, relation.max(dim=1).values)
+        return prob.argmax(dim=1), peak >= threshold - 1e-6
+    keep = select_confident(supervoxel_confidence(q, labels, eps), threshold)
+    if rule == "agree":
+        keep = keep & (theta.argmax(dim=1) == labels)
+        if relation is not None:
+            keep = keep & (relation.argmax(dim=1) == labels)
+    elif rule != "marginal":
+        raise ValueError(f"unknown selection rule {rule!r}, expected one of {SELECTIONS}")
+    return labels, keep
 
 
 @torch.no_grad()

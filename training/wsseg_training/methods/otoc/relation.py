@@ -145,10 +145,18 @@ def relation_probabilities(embeddings: torch.Tensor, prototypes: torch.Tensor, t
     return torch.softmax(prototype_logits(F.normalize(embeddings, dim=1), prototypes, temperature), dim=1)
 
 
-def combine_probabilities(theta: torch.Tensor, relation: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Θ's and R's (S, C) probabilities multiplied per class and renormalised [§3.3]."""
-    product = theta.clamp(min=eps) * relation.clamp(min=eps)
-    return product / product.sum(dim=1, keepdim=True)
+def combine_probabilities(theta: torch.Tensor, relation: torch.Tensor, eps: float = 1e-6,
+                          exponent: float = 1.0) -> torch.Tensor:
+    """Θ's and R's (S, C) probabilities multiplied per class and renormalised [§3.3].
+
+    ``exponent`` e gives (p_Θ p_R)^e renormalised: 1 is the paper's product, 0.5 the normalised geometric
+    mean (same argmax, the log-odds halved: two networks trained on the same labels are not independent
+    witnesses, and their plain product counts the shared evidence twice).
+    """
+    if not exponent > 0:
+        raise ValueError(f"combine_probabilities: exponent {exponent} is not > 0")
+    log_product = torch.log(theta.clamp(min=eps)) + torch.log(relation.clamp(min=eps))
+    return torch.softmax(exponent * log_product, dim=1)
 
 
 def relation_loss(pooled: torch.Tensor, node_labels: torch.Tensor, bank: PrototypeBank | None, num_classes: int,
