@@ -196,3 +196,33 @@ def test_diagnostic_levels() -> None:
     status = stats.status(100.0, 500.0, engine, now=2.0)
     assert status.level == ERROR and "no field 'x'" in status.message and status.values["frames_rejected"] == "1"
     assert stats.status(100.0, 500.0, engine, now=2.5).level == WARN  # errors are reported once
+
+
+def test_rgbd_frame_moves_into_the_scene_frame_with_its_pose(tmp_path: Path) -> None:
+    """A synthetic frame file's pose takes its organized cloud into the scene frame; NaN pixels stay NaN."""
+    h, w = 4, 5
+    depth = np.full((h, w), 2000, dtype=np.uint16)
+    depth[1, 2] = 0  # no measurement
+    k = np.array([[10.0, 0.0, 2.0], [0.0, 10.0, 1.5], [0.0, 0.0, 1.0]])
+    pose = np.eye(4)
+    pose[:3, :3] = [[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]  # optical (z forward) -> z up
+    pose[:3, 3] = [1.0, 2.0, 1.5]
+    colour = np.arange(h * w * 3, dtype=np.uint8).reshape(h, w, 3)
+    np.savez(tmp_path / "frame_0000.npz", depth=depth, colour=colour, intrinsics=k, pose=pose,
+             semantic=np.ones((h, w), dtype=np.int16), depth_scale=np.float64(0.001))
+    frame = load_frames(tmp_path / "frame_0000.npz")[0]
+    moved = frame.in_scene_frame()
+    assert (moved.width, moved.height) == (w, h) and moved.semantic is not None
+    camera = backproject_depth(frame.depth_m, k)
+    valid = np.isfinite(camera).all(axis=1)
+    assert valid.sum() == h * w - 1 and not np.isfinite(moved.xyz[~valid]).any()
+    np.testing.assert_allclose(moved.xyz[valid], camera[valid] @ pose[:3, :3].T + pose[:3, 3], atol=1e-5)
+    np.testing.assert_allclose(moved.xyz[valid][:, 0], 1.0 + 2.0, atol=1e-5)  # 2 m in front of the camera = +x
+    np.testing.assert_array_equal(moved.rgb, colour.reshape(-1, 3))
+
+    np.savez(tmp_path / "no_pose.npz", depth=depth, colour=colour, intrinsics=k)
+    with pytest.raises(ValueError, match="no sensor pose"):
+        load_frames(tmp_path / "no_pose.npz")[0].in_scene_frame()
+    np.savez(tmp_path / "bad_pose.npz", depth=depth, colour=colour, intrinsics=k, pose=np.eye(3))
+    with pytest.raises(ValueError, match="'pose' has shape"):
+        load_frames(tmp_path / "bad_pose.npz")

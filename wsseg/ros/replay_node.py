@@ -4,8 +4,10 @@ Parameters: ``source`` (dataset directory, synthetic RGB-D frame(s), cloud file(
 folder / ``.mcap`` / ``.db3``), ``mode`` (``points``: PointCloud2 on ``points``; ``rgbd``: Image on
 ``depth`` (``depth_encoding`` 16UC1 mm or 32FC1 m) and ``color`` (rgb8) + CameraInfo on ``camera_info``,
 all with the same stamp), ``rate_hz``, ``loop``, ``max_frames``, ``frame_id``, ``qos``
-(sensor_data | reliable) and ``wait_for_subscribers_s`` (wait up to that long for a subscriber before
-the first frame).  Stamps are the node clock's ``now`` (so ``use_sim_time`` works).
+(sensor_data | reliable), ``wait_for_subscribers_s`` (wait up to that long for a subscriber before
+the first frame) and ``scene_frame`` (points mode, RGB-D frames with a recorded camera pose: publish the
+organized cloud in the scene frame, z up, as a robot does after transforming its camera cloud to its base
+frame).  Stamps are the node clock's ``now`` (so ``use_sim_time`` works).
 
 Bags are republished message by message on their recorded topics with their recorded spacing
 (``rate_hz`` is then a speed factor, 1.0 = real time); with ``restamp`` true every header stamp is
@@ -81,6 +83,7 @@ class ReplayNode(Node):
         self.depth_encoding = self.declare_parameter("depth_encoding", "16UC1").value
         self.restamp = bool(self.declare_parameter("restamp", True).value)
         self.wait_s = float(self.declare_parameter("wait_for_subscribers_s", 10.0).value)
+        self.scene_frame = bool(self.declare_parameter("scene_frame", False).value)
         qos = make_qos(self.declare_parameter("qos", "sensor_data").value, depth=5)
         if not str(self.source) or not self.source.exists():
             raise ValueError(f"parameter 'source' is {str(self.source)!r}: no such file or directory")
@@ -107,6 +110,10 @@ class ReplayNode(Node):
         if is_bag(self.source):
             return self._run_bag()
         frames = load_frames(self.source, limit=self.max_frames)
+        if self.scene_frame:
+            if self.mode != "points":
+                raise ValueError("parameter 'scene_frame' needs mode 'points' (depth images stay in the camera frame)")
+            frames = [frame.in_scene_frame() for frame in frames]
         types = {"points": "sensor_msgs/msg/PointCloud2"} if self.mode == "points" else {
             "depth": "sensor_msgs/msg/Image", "color": "sensor_msgs/msg/Image",
             "camera_info": "sensor_msgs/msg/CameraInfo"}

@@ -33,7 +33,8 @@ CLOUD_SUFFIXES = (".pcd", ".ply", ".npz", ".bin")
 class ReplayFrame:
     """One frame: a cloud (``xyz`` (N, 3) float32 m, NaN invalid; ``rgb`` (N, 3) uint8; ``intensity`` (N,)
     float32; ``width`` x ``height`` row-major) or an RGB-D image pair (``depth_m`` (H, W) float32 m, NaN = none;
-    ``colour`` (H, W, 3) uint8; ``intrinsics`` (3, 3) float64).  ``semantic`` (N,) int ground truth when known."""
+    ``colour`` (H, W, 3) uint8; ``intrinsics`` (3, 3) float64).  ``semantic`` (N,) int ground truth when known.
+    ``pose``: (4, 4) float64 sensor (optical frame) -> scene frame, metres, when the source records it."""
 
     name: str
     xyz: np.ndarray | None = None
@@ -45,6 +46,7 @@ class ReplayFrame:
     colour: np.ndarray | None = None
     intrinsics: np.ndarray | None = None
     semantic: np.ndarray | None = None
+    pose: np.ndarray | None = None
 
     @property
     def is_rgbd(self) -> bool:
@@ -58,7 +60,21 @@ class ReplayFrame:
             raise ValueError(f"{self.name}: RGB-D frame without colour or intrinsics")
         h, w = self.depth_m.shape
         return ReplayFrame(self.name, xyz=backproject_depth(self.depth_m, self.intrinsics),
-                           rgb=self.colour.reshape(-1, 3), width=w, height=h, semantic=self.semantic)
+                           rgb=self.colour.reshape(-1, 3), width=w, height=h, semantic=self.semantic, pose=self.pose)
+
+    def in_scene_frame(self) -> ReplayFrame:
+        """The frame as an organized cloud in the scene frame (``pose`` applied; NaN rows stay NaN).
+
+        For models trained on gravity-aligned (z-up) scenes: what a robot publishes after transforming
+        the camera's cloud into its base or map frame.  Raises ``ValueError`` without a pose.
+        """
+        if self.pose is None:
+            raise ValueError(f"{self.name}: no sensor pose recorded, cannot move it into the scene frame")
+        cloud = self.as_cloud()
+        pose = np.asarray(self.pose, dtype=np.float64)
+        xyz = (cloud.xyz.astype(np.float64) @ pose[:3, :3].T + pose[:3, 3]).astype(np.float32)
+        return ReplayFrame(self.name, xyz=xyz, rgb=cloud.rgb, intensity=cloud.intensity, width=cloud.width,
+                           height=cloud.height, semantic=self.semantic)
 
     def as_rgbd(self) -> ReplayFrame:
         """The frame as depth + colour + intrinsics; a cloud must be organized, coloured, in an optical frame."""
@@ -81,14 +97,17 @@ def read_rgbd_frame(path: Path) -> ReplayFrame:
                 raise ValueError(f"{path}: missing field '{key}'")
         depth, colour, k = data["depth"], data["colour"], data["intrinsics"]
         semantic = data["semantic"].reshape(-1) if "semantic" in data.files else None
+        pose = data["pose"].astype(np.float64) if "pose" in data.files else None
         scale = float(data["depth_scale"]) if "depth_scale" in data.files else 0.001
     if depth.ndim != 2 or colour.shape != (*depth.shape, 3) or k.shape != (3, 3):
         raise ValueError(f"{path}: depth {depth.shape}, colour {colour.shape}, intrinsics {k.shape} do not fit")
+    if pose is not None and pose.shape != (4, 4):
+        raise ValueError(f"{path}: field 'pose' has shape {pose.shape}, expected (4, 4)")
     depth_m = depth.astype(np.float32) * np.float32(scale) if depth.dtype != np.float32 else depth.copy()
     depth_m[~(depth_m > 0)] = np.nan
     h, w = depth.shape
     return ReplayFrame(path.stem, depth_m=depth_m, colour=colour.astype(np.uint8), intrinsics=k.astype(np.float64),
-                       width=w, height=h, semantic=semantic)
+                       width=w, height=h, semantic=semantic, pose=pose)
 
 
 def read_cloud_frame(path: Path) -> ReplayFrame:
