@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -48,7 +49,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--full-config", type=Path, default=CONFIGS / "demo_full.yaml")
     parser.add_argument("--replay-frames", type=int, default=24, help="val RGB-D frames sent through the node")
     parser.add_argument("--seed", type=int, default=0)
-    parser.set_defaults(handler=run_demo)
+    parser.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    try:
+        return run_demo(args)
+    except DemoError as exc:
+        print(f"wsseg demo: error: {exc}", file=sys.stderr)
+        return 1
 
 
 # ------------------------------------------------------------------------------------------ running commands
@@ -171,7 +180,7 @@ def run_demo(args: argparse.Namespace) -> int:
     )
 
     out: Path = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output(out)
     started = time.perf_counter()
     log = CommandLog(out)
     data, frames, clicks = out / "data", out / "data" / "frames", out / "clicks.json"
@@ -227,6 +236,16 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"    ros2 launch wsseg segment.launch.py model:={bundle} input_mode:=points "
           "points_topic:=/camera/depth/points")
     return 0
+
+
+def prepare_output(out: Path) -> None:
+    """Create ``out``; a previous demo's output there (it has ``commands.sh``) is replaced, anything else refused."""
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / "commands.sh").is_file():
+            raise DemoError(f"{out} is not empty and holds no previous demo output; choose another --out")
+        print(f"replacing the previous demo output in {_short(str(out))}", flush=True)
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
 
 
 def _configured_steps(path: Path) -> int:
