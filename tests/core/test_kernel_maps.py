@@ -10,7 +10,9 @@ from wsseg.core.kernel_maps import (
     OFFSETS_3X3X3,
     build_kernel_maps,
     coarsen,
+    down_map,
     map_input_names,
+    up_map,
 )
 from wsseg.core.voxelize import voxelize
 
@@ -61,6 +63,9 @@ def test_down_and_up_maps_brute_force() -> None:
         # every fine voxel appears exactly once in the down map
         present = down[down < fine.shape[0]]
         assert sorted(present.tolist()) == list(range(fine.shape[0]))
+        # the stand-alone maps (search based) equal the fused ones build_kernel_maps uses
+        np.testing.assert_array_equal(up_map(fine, coarse), up)
+        np.testing.assert_array_equal(down_map(fine, coarse), down)
 
 
 def test_levels_shrink_and_names() -> None:

@@ -92,14 +92,41 @@ def neighbour_map(coords: np.ndarray) -> np.ndarray:
 
     coords: (M, 4) int32, unique, sorted (as :func:`voxelize` returns them).
     Returns (M, 27) int64, ``M`` where the neighbour is inactive.
+
+    Keys of shifted voxels are the voxel's key plus a constant step (packing is linear; the packer's
+    one-voxel margin keeps every shifted key unambiguous), and the map is symmetric -- row ``j`` is
+    neighbour ``k`` of row ``i`` exactly when ``i`` is neighbour ``26 - k`` (the opposite offset) of
+    ``j`` -- so only 13 of the 27 columns are searched.
     """
     coords = np.asarray(coords, dtype=np.int64)
     m = coords.shape[0]
     packer = CoordinateKeys(coords, margin_voxels=1)
     keys = _sorted_rows(coords, packer)
-    offsets = np.concatenate([np.zeros((27, 1), dtype=np.int64), OFFSETS_3X3X3], axis=1)
-    query = (coords[:, None, :] + offsets[None, :, :]).reshape(-1, 4)
-    return _lookup(keys, packer.pack(query), m).reshape(m, 27)
+    steps = packer.offset_keys(OFFSETS_3X3X3)
+    rows = np.arange(m, dtype=np.int64)
+    out = np.empty((m, 27), dtype=np.int64)
+    out[:, 13] = rows  # offset (0, 0, 0)
+    for k in range(13):
+        found = _lookup(keys, keys + steps[k], m)
+        out[:, k] = found
+        mirror = np.full(m, m, dtype=np.int64)
+        hit = found < m
+        mirror[found[hit]] = rows[hit]
+        out[:, 26 - k] = mirror
+    return out
+
+
+def _parents(fine: np.ndarray) -> np.ndarray:
+    """(M, 4) int64 parent coordinates ``[batch, floor(xyz / 2)]`` of stride-2 coarsening."""
+    parents = np.asarray(fine, dtype=np.int64).copy()
+    parents[:, 1:] = np.floor_divide(parents[:, 1:], 2)
+    return parents
+
+
+def _child_offset_index(fine: np.ndarray, parents: np.ndarray) -> np.ndarray:
+    """(M,) int64 index ``4 * ox + 2 * oy + oz`` of each fine voxel inside its parent (OFFSETS_2X2X2 order)."""
+    child = np.asarray(fine, dtype=np.int64)[:, 1:] - 2 * parents[:, 1:]
+    return child[:, 0] * 4 + child[:, 1] * 2 + child[:, 2]
 
 
 def coarsen(coords: np.ndarray) -> np.ndarray:
@@ -107,39 +134,49 @@ def coarsen(coords: np.ndarray) -> np.ndarray:
 
     coords: (M, 4) int32.  Returns (M', 4) int32.
     """
-    coords = np.asarray(coords, dtype=np.int64)
-    parents = coords.copy()
-    parents[:, 1:] = np.floor_divide(coords[:, 1:], 2)
+    return coarsen_with_up_map(coords)[0]
+
+
+def coarsen_with_up_map(fine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The next level and the up map in one pass: ``(coarse (M', 4) int32, up (M,) int64)``.
+
+    Same results as :func:`coarsen` and :func:`up_map`; the parent of every fine voxel comes from the
+    inverse of the ``unique`` that forms the coarse level, so no search is needed.
+    """
+    fine = np.asarray(fine, dtype=np.int64)
+    parents = _parents(fine)
     packer = CoordinateKeys(parents)
-    return packer.unpack(np.unique(packer.pack(parents)))
+    keys, parent_rows = np.unique(packer.pack(parents), return_inverse=True)
+    up = parent_rows.reshape(-1).astype(np.int64) * 8 + _child_offset_index(fine, parents)
+    return packer.unpack(keys), up
 
 
 def down_map(fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:
     """Stride-2 2x2x2 map: (M_coarse, 8) int64 rows into ``fine``, ``M_fine`` if absent."""
-    fine = np.asarray(fine, dtype=np.int64)
-    coarse = np.asarray(coarse, dtype=np.int64)
-    packer = CoordinateKeys(fine, margin_voxels=1)
-    keys = _sorted_rows(fine, packer)
-    children = coarse.copy()
-    children[:, 1:] *= 2
-    offsets = np.concatenate([np.zeros((8, 1), dtype=np.int64), OFFSETS_2X2X2], axis=1)
-    query = (children[:, None, :] + offsets[None, :, :]).reshape(-1, 4)
-    return _lookup(keys, packer.pack(query), fine.shape[0]).reshape(coarse.shape[0], 8)
+    return down_from_up(up_map(fine, coarse), len(fine), len(coarse))
+
+
+def down_from_up(up: np.ndarray, num_fine: int, num_coarse: int) -> np.ndarray:
+    """The down map as the inverse of the up map: child slot ``up[i]`` of the coarse level holds fine row ``i``.
+
+    Every fine voxel has exactly one parent and one slot in it, so the scatter is exact.
+    Returns (num_coarse, 8) int64, ``num_fine`` in empty slots.
+    """
+    down = np.full(num_coarse * 8, num_fine, dtype=np.int64)
+    down[np.asarray(up, dtype=np.int64)] = np.arange(num_fine, dtype=np.int64)
+    return down.reshape(num_coarse, 8)
 
 
 def up_map(fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:
     """Transposed-conv map: (M_fine,) int64 ``parent_row * 8 + child_offset_index``."""
     fine = np.asarray(fine, dtype=np.int64)
     coarse = np.asarray(coarse, dtype=np.int64)
-    parents = fine.copy()
-    parents[:, 1:] = np.floor_divide(fine[:, 1:], 2)
+    parents = _parents(fine)
     packer = CoordinateKeys(coarse)
     parent_rows = _lookup(_sorted_rows(coarse, packer), packer.pack(parents), -1)
     if parent_rows.size and parent_rows.min() < 0:
         raise ValueError("coarse level does not contain the parent of every fine voxel")
-    child = fine[:, 1:] - 2 * parents[:, 1:]
-    offset_index = child[:, 0] * 4 + child[:, 1] * 2 + child[:, 2]
-    return parent_rows * 8 + offset_index
+    return parent_rows * 8 + _child_offset_index(fine, parents)
 
 
 def build_kernel_maps(coords: np.ndarray, num_levels: int) -> KernelMaps:
@@ -152,12 +189,14 @@ def build_kernel_maps(coords: np.ndarray, num_levels: int) -> KernelMaps:
     coords = np.asarray(coords, dtype=np.int32)
     if coords.ndim != 2 or coords.shape[1] != 4:
         raise ValueError(f"coords must have shape (M, 4), got {coords.shape}")
-    levels = [coords]
+    levels, ups = [coords], []
     for _ in range(num_levels - 1):
-        levels.append(coarsen(levels[-1]))
+        coarse, up = coarsen_with_up_map(levels[-1])
+        levels.append(coarse)
+        ups.append(up)
     return KernelMaps(
         coords=tuple(levels),
         neighbours=tuple(neighbour_map(c) for c in levels),
-        down=tuple(down_map(levels[i], levels[i + 1]) for i in range(num_levels - 1)),
-        up=tuple(up_map(levels[i], levels[i + 1]) for i in range(num_levels - 1)),
+        down=tuple(down_from_up(ups[i], len(levels[i]), len(levels[i + 1])) for i in range(num_levels - 1)),
+        up=tuple(ups),
     )

@@ -72,6 +72,15 @@ class CoordinateKeys:
         rel = np.asarray(coords, dtype=np.int64) - self._low
         return (rel << self._shift).sum(axis=1)
 
+    def offset_keys(self, offsets: np.ndarray) -> np.ndarray:
+        """(K, 3) int xyz offsets -> (K,) int64 key steps: ``pack(row + [0, *offset]) == pack(row) + step``.
+
+        Packing is linear, so this holds for every row; the shifted key names the shifted voxel (and no
+        other) only while the shifted row stays inside the packed range, i.e. within ``margin_voxels``.
+        """
+        offsets = np.asarray(offsets, dtype=np.int64)
+        return (offsets << self._shift[1:]).sum(axis=1)
+
     def unpack(self, keys: np.ndarray) -> np.ndarray:
         """``(M,)`` int64 keys -> ``(M, 4)`` int32 rows."""
         keys = np.asarray(keys, dtype=np.int64)
