@@ -14,9 +14,13 @@ Synthetic part (``IndoorConfig()`` rooms, S3DIS classes, the generator's train/v
 mOSD part (when ``../shared/data/mosd/learn`` exists): the 45 table-top RGB-D frames (35 train / 10 val),
 one click per object instance, ``full`` vs 1T1C (``rel_gp``) with 1T1C† and full inference.
 
-Bounded time on a CPU: ``tiny`` profile (``--profile``), crops of ``--crop-points``; ``--quick`` runs fewer rooms,
-rounds and steps.  Writes ``bench/results/otoc.json`` and ``.md``; the last line printed is ``RESULT <json>``.
-Not a test: never gates CI.
+Bounded time on a CPU: ``tiny`` profile (``--profile``), crops of 10,000 points (``--crop-points``), one torch
+thread (``--threads``).  Default schedule: 15 rooms, 5 rounds x 200 steps, mOSD 5 x 60 -- about 30-45 min on a
+shared 2-core VM.  ``--quick``: 8 rooms, 5 rounds x 40 steps, mOSD 5 x 20 -- about 10 min; it keeps the 5 rounds
+because the paper's orderings are about iteration 5.  The pseudo-label rule is OtocConfig's default unless
+``--selection`` / ``--fusion`` / ``--pairwise-weight`` say otherwise (``--selection marginal --fusion product``
+is the paper's rule).  Writes ``bench/results/otoc.json`` and ``.md`` (machine, threads, load average, wall time,
+ordering margins, ``--notes``); the last line printed is ``RESULT <json>``.  Not a test: never gates CI.
 """
 
 from __future__ import annotations
@@ -285,14 +289,14 @@ def markdown(result: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer rooms, rounds and steps (~30 min on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="fewer rooms and steps, still 5 rounds (~10 min)")
     parser.add_argument("--scenes", type=int, default=None, help="synthetic rooms (default 15, quick 8)")
-    parser.add_argument("--rounds", type=int, default=None, help="self-training rounds (default 5, quick 3)")
-    parser.add_argument("--steps", type=int, default=None, help="steps per round (default 120, quick 15)")
-    parser.add_argument("--mosd-rounds", type=int, default=None, help="mOSD rounds (default 5, quick 2)")
-    parser.add_argument("--mosd-steps", type=int, default=None, help="mOSD steps per round (default 60, quick 8)")
+    parser.add_argument("--rounds", type=int, default=None, help="self-training rounds (default 5, quick 5)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per round (default 200, quick 40)")
+    parser.add_argument("--mosd-rounds", type=int, default=None, help="mOSD rounds (default 5, quick 5)")
+    parser.add_argument("--mosd-steps", type=int, default=None, help="mOSD steps per round (default 60, quick 20)")
     parser.add_argument("--profile", default="tiny", help="model profile (tiny, cpu, default)")
-    parser.add_argument("--crop-points", type=int, default=None, help="points per training crop (20000, quick 10000)")
+    parser.add_argument("--crop-points", type=int, default=None, help="points per training crop (default 10000)")
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--threshold", type=float, default=0.9, help="T of Eq. 8 (probability)")
     parser.add_argument("--threads", type=int, default=1,
@@ -313,11 +317,11 @@ def main() -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     args.scenes = args.scenes or (8 if quick else 15)
-    args.rounds = args.rounds or (3 if quick else 5)
-    args.steps = args.steps or (15 if quick else 120)
-    args.mosd_rounds = args.mosd_rounds or (2 if quick else 5)
-    args.mosd_steps = args.mosd_steps or (8 if quick else 60)
-    args.crop_points = args.crop_points or (10_000 if quick else 20_000)
+    args.rounds = args.rounds or 5
+    args.steps = args.steps or (40 if quick else 200)
+    args.mosd_rounds = args.mosd_rounds or 5
+    args.mosd_steps = args.mosd_steps or (20 if quick else 60)
+    args.crop_points = args.crop_points or 10_000
     work = args.work or Path(tempfile.mkdtemp(prefix="wsseg_otoc_"))
     started = time.perf_counter()
     load_start = os.getloadavg()

@@ -366,10 +366,16 @@ def test_propagate_scene_rel_gp_relabels_an_uncertain_supervoxel() -> None:
     prob = torch.tensor([[0.97, 0.03]] * 8 + [[0.45, 0.55]] * 4 + [[0.02, 0.98]] * 4 + [[0.5, 0.5]])
     feature = torch.tensor([[1.0, 0.0]] * 12 + [[0.0, 1.0]] * 4 + [[1.0, 1.0]])
     prototypes = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    result = propagate_scene(sv, xyz, prob, OtocConfig(), rgb=rgb, unet_feature=feature,
+    paper = OtocConfig(fusion="product", selection="marginal")
+    result = propagate_scene(sv, xyz, prob, paper, rgb=rgb, unet_feature=feature,
                              relation_embedding=feature, prototypes=prototypes)
     assert result.labels.tolist() == [0, 0, 0, 1]
     assert result.keep.tolist() == [True, True, True, True]
+    # default rule (geometric fusion, agreement): same labels, but super-voxel 2 is not a pseudo label while
+    # Θ still says 1 -- the graph may fix the prediction, the networks must agree before Θ is taught it
+    default = propagate_scene(sv, xyz, prob, OtocConfig(), rgb=rgb, unet_feature=feature,
+                              relation_embedding=feature, prototypes=prototypes)
+    assert default.labels.tolist() == [0, 0, 0, 1] and default.keep.tolist() == [True, True, False, True]
     initial = np.full(17, X)
     initial[[0, 1, 2, 3]] = 0
     np.testing.assert_array_equal(result.pseudo_labels(initial), [0] * 12 + [1] * 4 + [X])

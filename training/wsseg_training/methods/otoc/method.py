@@ -22,7 +22,10 @@ Options (config ``method:``)::
     threshold: 0.9             T of Eq. 8 as a probability (see ``propagate.select_confident``)
     star: false                1T1C*: train once on Y_0, no self-training (one round, no R)
     relation_weight: 1.0       factor on R's contrastive loss
-    otoc: {}                   any other OtocConfig field (samples_per_class, pairwise_weight, ...)
+    otoc: {}                   any other OtocConfig field (samples_per_class, pairwise_weight, fusion,
+                               selection, ...); the pseudo-label rule defaults to fusion: geometric,
+                               selection: agree (see ``propagate``); {fusion: product, selection: marginal}
+                               is the paper's rule
 
 Every round's pseudo labels are logged (coverage; and their mIoU against ground truth only when an
 analysis truth source is attached with :meth:`OtocMethod.attach_analysis_truth` -- never used for
