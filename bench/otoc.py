@@ -16,7 +16,7 @@ one click per object instance, ``full`` vs 1T1C (``rel_gp``) with 1T1C† and fu
 
 Bounded time on a CPU: ``tiny`` profile (``--profile``), crops of 10,000 points (``--crop-points``), one torch
 thread (``--threads``).  Default schedule: 15 rooms, 5 rounds x 200 steps, mOSD 5 x 60 -- about 30-45 min on a
-shared 2-core VM.  ``--quick``: 8 rooms, 5 rounds x 40 steps, mOSD 5 x 20 -- about 10 min; it keeps the 5 rounds
+shared 2-core VM.  ``--quick``: 10 rooms, 5 rounds x 40 steps, mOSD 5 x 20 -- about 10 min; it keeps the 5 rounds
 because the paper's orderings are about iteration 5.  The pseudo-label rule is OtocConfig's default unless
 ``--selection`` / ``--fusion`` / ``--pairwise-weight`` say otherwise (``--selection marginal --fusion product``
 is the paper's rule).  Writes ``bench/results/otoc.json`` and ``.md`` (machine, threads, load average, wall time,
@@ -290,7 +290,7 @@ def markdown(result: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rooms and steps, still 5 rounds (~10 min)")
-    parser.add_argument("--scenes", type=int, default=None, help="synthetic rooms (default 15, quick 8)")
+    parser.add_argument("--scenes", type=int, default=None, help="synthetic rooms (default 15, quick 10)")
     parser.add_argument("--rounds", type=int, default=None, help="self-training rounds (default 5, quick 5)")
     parser.add_argument("--steps", type=int, default=None, help="steps per round (default 200, quick 40)")
     parser.add_argument("--mosd-rounds", type=int, default=None, help="mOSD rounds (default 5, quick 5)")
@@ -316,7 +316,7 @@ def main() -> int:
     quick = args.quick
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    args.scenes = args.scenes or (8 if quick else 15)
+    args.scenes = args.scenes or (10 if quick else 15)
     args.rounds = args.rounds or 5
     args.steps = args.steps or (40 if quick else 200)
     args.mosd_rounds = args.mosd_rounds or 5
