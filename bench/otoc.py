@@ -308,11 +308,20 @@ def main() -> int:
                         help="Θ x R fusion (default: OtocConfig's; 'product' = the paper's)")
     parser.add_argument("--pairwise-weight", type=float, default=None, help="CRF pairwise weight (default: config)")
     parser.add_argument("--notes", type=Path, default=None, help="text file appended to the results as '## Notes'")
+    parser.add_argument("--rerender", action="store_true",
+                        help="run nothing: re-write bench/results/otoc.md from otoc.json (with --notes, if given)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-mosd", action="store_true")
     parser.add_argument("--work", type=Path, default=None, help="where to put data and runs (default: a temp dir)")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
     args = parser.parse_args()
+    if args.rerender:
+        saved = json.loads((RESULTS / "otoc.json").read_text())
+        if args.notes:
+            saved["notes"] = args.notes.read_text()
+        (RESULTS / "otoc.json").write_text(json.dumps(saved, indent=1) + "\n")
+        (RESULTS / "otoc.md").write_text(markdown(saved))
+        return 0
     quick = args.quick
     if args.threads > 0:
         torch.set_num_threads(args.threads)

@@ -19,6 +19,7 @@ from wsseg_training.engine.config import ConfigError, config_from_dict
 from wsseg_training.engine.loop import Trainer
 from wsseg_training.labels import load_weak_labels, save_weak_labels, simulate_clicks
 from wsseg_training.methods import OtocMethod, get_method
+from wsseg_training.methods.otoc import OtocConfig
 from wsseg_training.methods.otoc.inference import OtocFullPredictor
 from wsseg_training.methods.otoc.method import ROUNDS_FILE
 
@@ -176,7 +177,7 @@ def test_resume_inside_a_round_equals_uninterrupted(rooms: tuple[Path, Path], tm
 
 
 @pytest.mark.parametrize("method", [{"variant": "unet"}, {"variant": "gp"}, {"memory_bank": False},
-                                    {"star": True}])
+                                    {"star": True}, {"otoc": {"fusion": "product", "selection": "marginal"}}])
 def test_variants_train(rooms: tuple[Path, Path], tmp_path: Path, method: dict) -> None:
     data, clicks = rooms
     trainer = train(data, clicks, tmp_path / "run", otoc_config(steps_per_round=2, **method))
@@ -186,7 +187,8 @@ def test_variants_train(rooms: tuple[Path, Path], tmp_path: Path, method: dict) 
         assert len(rounds) == 1 and names == set()
     else:
         assert rounds[1]["coverage"] > rounds[0]["coverage"]
-        expected = {"unet": set(), "gp": set()}.get(method.get("variant", ""), {"relation", "sums"})
+        bank = "bank" if method.get("memory_bank", True) else "sums"
+        expected = {"unet": set(), "gp": set()}.get(method.get("variant", ""), {"relation", bank})
         assert names == expected
     predictor = OtocFullPredictor.from_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     scene = Dataset(data).load("room3")
@@ -226,6 +228,10 @@ def test_clear_errors(rooms: tuple[Path, Path], cli_run: Path, tmp_path: Path) -
         OtocMethod(dataset.classes, {"variant": "crf"}, weak)
     with pytest.raises(ConfigError, match="steps_per_iteration"):
         OtocMethod(dataset.classes, {"steps_per_iteration": 0}, weak)
+    with pytest.raises(ConfigError, match="selection"):
+        OtocMethod(dataset.classes, {"otoc": {"selection": "vote"}}, weak)
+    assert OtocMethod(dataset.classes, {"otoc": {"selection": "code"}}, weak).config.selection == "code"
+    assert (OtocMethod(dataset.classes, {}, weak).config.fusion, OtocConfig().selection) == ("geometric", "agree")
     with pytest.raises(ValueError, match="clicks"):
         get_method("otoc")(dataset.classes, {}, None)
     bare = tmp_path / "bare"
