@@ -94,7 +94,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None, help="where to put data and runs (default: a temp dir)")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     scenes = args.scenes or (10 if args.quick else 15)
     steps = args.steps or (60 if args.quick else 600)
     budgets = {"cpu": (steps, args.crop_points), "default": (args.default_steps or max(1, steps // 4),
@@ -163,7 +166,8 @@ def report(args: argparse.Namespace, runs: dict[str, dict], summary, stats, clic
     note = (f"Synthetic indoor rooms (generator defaults, {summary.points_per_scene:,.0f} points/room), "
             f"{summary.train} train / {summary.val} val rooms; batches of 2 crops; raw clicks = one click per "
             f"object ({clicks.num_labelled()} points, {100 * result['labelled_fraction_raw_clicks']:.3f}% of the "
-            f"train points); {os.cpu_count()}-core CPU shared with other jobs, torch {torch.__version__}; "
+            f"train points); {os.cpu_count()}-core CPU, {torch.get_num_threads()} torch threads, load average "
+            f"{os.getloadavg()[1]:.1f} over the last 5 min at the end, torch {torch.__version__}; "
             f"total wall {result['wall_s'] / 60:.1f} min{' (--quick)' if args.quick else ''}.")
     print(table)
     print(note)
