@@ -49,7 +49,7 @@ from wsseg_training.evaluation.evaluate import TorchPredictor, evaluate_split
 from wsseg_training.labels import Clicks, compute_stats, simulate_clicks
 from wsseg_training.methods import FullMethod, OtocMethod
 from wsseg_training.methods.otoc import coverage, expand_clicks
-from wsseg_training.methods.otoc.config import FUSION_EXPONENTS, SELECTIONS, OtocConfig
+from wsseg_training.methods.otoc.config import ANCHORS, FUSION_EXPONENTS, SELECTIONS, OtocConfig
 from wsseg_training.methods.otoc.inference import OtocFullPredictor
 from wsseg_training.methods.otoc.method import ROUNDS_FILE
 
@@ -78,12 +78,13 @@ def rule_of(args: argparse.Namespace) -> dict[str, Any]:
     """The pseudo-label rule in force: the command line's fields over OtocConfig's defaults."""
     defaults = OtocConfig()
     return {"selection": defaults.selection, "fusion": defaults.fusion,
-            "pairwise_weight": defaults.pairwise_weight, **rule_options(args)}
+            "pairwise_weight": defaults.pairwise_weight, "anchor": defaults.anchor, **rule_options(args)}
 
 
 def rule_options(args: argparse.Namespace) -> dict[str, Any]:
     """OtocConfig fields of the pseudo-label rule given on the command line (absent: the config defaults)."""
-    given = {"selection": args.selection, "fusion": args.fusion, "pairwise_weight": args.pairwise_weight}
+    given = {"selection": args.selection, "fusion": args.fusion, "pairwise_weight": args.pairwise_weight,
+             "anchor": args.anchor}
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -306,6 +307,8 @@ def main() -> int:
                         help="pseudo-label selection rule (default: OtocConfig's; 'marginal' = the paper's Eq. 8)")
     parser.add_argument("--fusion", choices=tuple(FUSION_EXPONENTS), default=None,
                         help="Θ x R fusion (default: OtocConfig's; 'product' = the paper's)")
+    parser.add_argument("--anchor", choices=ANCHORS, default=None,
+                        help="labels kept on top every round (default: config; 'supervoxel' = the paper's)")
     parser.add_argument("--pairwise-weight", type=float, default=None, help="CRF pairwise weight (default: config)")
     parser.add_argument("--notes", type=Path, default=None, help="text file appended to the results as '## Notes'")
     parser.add_argument("--rerender", action="store_true",
@@ -366,7 +369,8 @@ def main() -> int:
         f"room), one click per object; `{args.profile}` profile, crops of {args.crop_points:,} points, batches of 2, "
         f"{args.rounds} rounds x {args.steps} steps (`full` gets the same {args.rounds * args.steps} steps; 1T1C* one "
         f"round of {args.steps}, as iteration 1), T = {args.threshold}, pseudo-label rule: selection "
-        f"`{rule['selection']}`, fusion `{rule['fusion']}`, pairwise weight {rule['pairwise_weight']}.  "
+        f"`{rule['selection']}`, fusion `{rule['fusion']}`, pairwise weight {rule['pairwise_weight']}, anchor "
+        f"`{rule.get('anchor', 'supervoxel')}`.  "
         f"Machine: {device}, {os.cpu_count()} cores shared with other jobs (load average 1/5/15 min "
         f"{' / '.join(f'{v:.2f}' for v in load_start)} at the start, {' / '.join(f'{v:.2f}' for v in load_end)} at "
         f"the end), torch {torch.__version__} with {torch.get_num_threads()} thread(s); wall "

@@ -246,3 +246,20 @@ def test_clear_errors(rooms: tuple[Path, Path], cli_run: Path, tmp_path: Path) -
         OtocFullPredictor.from_checkpoint(cli_run / "checkpoints" / "last.pt").predict(Dataset(bare).load("room0"))
     with pytest.raises(ValueError, match="otoc run"):
         OtocFullPredictor.from_checkpoint(cli_run / "model.pt")  # the exported-side checkpoint has no R
+
+
+@pytest.mark.parametrize("anchor", ["supervoxel", "click"])
+def test_anchor_decides_what_later_rounds_keep(rooms: tuple[Path, Path], tmp_path: Path, anchor: str) -> None:
+    data, clicks = rooms
+    config = otoc_config(steps_per_round=2, otoc={"samples_per_class": 8, "anchor": anchor})
+    trainer = train(data, clicks, tmp_path / "run", config)
+    method = trainer.method
+    assert isinstance(method, OtocMethod)
+    weak = load_weak_labels(clicks, Dataset(data))
+    for scene in method.scenes:
+        clicked = weak.point_labels(scene.name, scene.num_points)  # type: ignore[attr-defined]
+        expected = method.initial[scene.name] if anchor == "supervoxel" else clicked
+        np.testing.assert_array_equal(method.anchors[scene.name], expected)
+        labels = scene.point_targets["labels"]  # Y_1: the anchors always survive
+        pinned = expected >= 0
+        np.testing.assert_array_equal(labels[pinned], expected[pinned])

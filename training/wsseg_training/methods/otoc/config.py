@@ -27,6 +27,8 @@ PAIRWISE_NORMALISATIONS = ("degree", "none")
 FUSION_EXPONENTS: dict[str, float] = {"product": 1.0, "geometric": 0.5}
 #: pseudo-label selection rules (``propagate.select_nodes``)
 SELECTIONS = ("marginal", "agree", "code")
+#: what every Y_t (t >= 1) keeps on top of the propagated labels (``method.OtocMethod``)
+ANCHORS = ("supervoxel", "click")
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,10 @@ class OtocConfig:
         unaries the geometric mean does not calibrate; for +Rel+GP it changed nothing measurable); ``code`` =
         the authors' release
         (METHOD_NOTES §1.7: pre-CRF fused argmax, kept iff the larger network peak >= T).
+    anchor: labels that every later Y_t keeps whatever the propagation says.  ``supervoxel`` = the paper and
+        the authors' code: Y_0, the clicks expanded to their whole super-voxels.  ``click`` = only the clicked
+        points; round 1 still trains on Y_0, but from then on a clicked super-voxel is a pseudo label only
+        when the selection rule keeps it.
     """
 
     variant: str = "rel_gp"
@@ -101,11 +107,13 @@ class OtocConfig:
     probability_eps: float = 1e-6
     fusion: str = "geometric"
     selection: str = "agree"
+    anchor: str = "supervoxel"
 
     def __post_init__(self) -> None:
         choices = {"variant": (self.variant, VARIANTS), "neighbourhood": (self.neighbourhood, NEIGHBOURHOODS),
                    "pairwise_normalisation": (self.pairwise_normalisation, PAIRWISE_NORMALISATIONS),
-                   "fusion": (self.fusion, tuple(FUSION_EXPONENTS)), "selection": (self.selection, SELECTIONS)}
+                   "fusion": (self.fusion, tuple(FUSION_EXPONENTS)), "selection": (self.selection, SELECTIONS),
+                   "anchor": (self.anchor, ANCHORS)}
         for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ValueError(f"OtocConfig: field '{name}' is {value!r}, expected one of {allowed}")

@@ -137,6 +137,7 @@ class OtocMethod(Method):
             raise ConfigError(f"method 'otoc': option 'relation_weight' is {self.options['relation_weight']!r}, "
                               "expected >= 0")
         self.initial: dict[str, np.ndarray] = {}
+        self.anchors: dict[str, np.ndarray] = {}
         self.scenes: list[TrainScene] = []
         self.history: list[dict[str, Any]] = []
         self._analysis_truth: Callable[[str], np.ndarray | None] | None = None
@@ -164,6 +165,8 @@ class OtocMethod(Method):
         if not (initial != IGNORE_INDEX).any():
             return None
         self.initial[name] = initial
+        # labels every later Y_t keeps on top of the propagated ones (OtocConfig.anchor)
+        self.anchors[name] = initial if self.config.anchor == "supervoxel" else clicks.astype(np.int64)
         return train_scene_from(name, scene, {"labels": initial.copy()})
 
     def setup(self, scenes: list[TrainScene]) -> None:
@@ -245,7 +248,7 @@ class OtocMethod(Method):
         for scene in bar:
             outputs = scene_outputs(trainer.model, relation, trainer.preprocess, scene.xyz,  # type: ignore[arg-type]
                                     scene.rgb, scene.intensity, trainer.device)
-            initial = self.initial[scene.name]
+            initial = self.anchors[scene.name]
             if self.config.variant == "unet":
                 labels = point_pseudo_labels(outputs.prob.cpu().numpy(), self.config.confidence_threshold, initial)
             else:
