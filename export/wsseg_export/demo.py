@@ -222,8 +222,8 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"[7/7] replaying {args.replay_frames} validation RGB-D frames through the real segment_node", flush=True)
     replay = replay_val_frames(bundle, data, frames, NODE_PARAMS, args.replay_frames, out / "node.log")
     results = DemoResults(
-        metrics=read_metrics(out / "eval"), rounds=read_rounds(runs["otoc"]), label_stats=label_stats.strip(),
-        parity=parity.strip(), replay=replay, commands=log.entries, train_s=train_s, steps=steps,
+        metrics=read_metrics(out / "eval"), rounds=read_rounds(runs["otoc"]), label_stats=label_stats.rstrip(),
+        parity=parity.rstrip(), replay=replay, commands=log.entries, train_s=train_s, steps=steps,
         wall_s=time.perf_counter() - started)
     pictures = write_pictures(out, data, clicks, runs, bundle, replay)
     results.wall_s = time.perf_counter() - started
