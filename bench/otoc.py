@@ -15,12 +15,13 @@ mOSD part (when ``../shared/data/mosd/learn`` exists): the 45 table-top RGB-D fr
 one click per object instance, ``full`` vs 1T1C (``rel_gp``) with 1T1C† and full inference.
 
 Bounded time on a CPU: ``tiny`` profile (``--profile``), crops of 10,000 points (``--crop-points``), one torch
-thread (``--threads``).  Default schedule: 15 rooms, 5 rounds x 200 steps, mOSD 5 x 60 -- about 30-45 min on a
-shared 2-core VM.  ``--quick``: 10 rooms, 5 rounds x 40 steps, mOSD 5 x 20 -- about 10 min; it keeps the 5 rounds
-because the paper's orderings are about iteration 5.  The pseudo-label rule is OtocConfig's default unless
-``--selection`` / ``--fusion`` / ``--pairwise-weight`` say otherwise (``--selection marginal --fusion product``
-is the paper's rule).  Writes ``bench/results/otoc.json`` and ``.md`` (machine, threads, load average, wall time,
-ordering margins, ``--notes``); the last line printed is ``RESULT <json>``.  Not a test: never gates CI.
+thread (``--threads``).  Default schedule: 15 rooms (12 train / 3 val), 5 rounds x 400 steps, mOSD 5 x 100 --
+about 30 min on a shared 2-core VM (5 x 200 took 17 min).  ``--quick``: 10 rooms, 5 rounds x 40 steps, mOSD
+5 x 20 -- about 6 min; it keeps the 5 rounds because the paper's orderings are about iteration 5.  The
+pseudo-label rule is OtocConfig's default unless ``--selection`` / ``--fusion`` / ``--pairwise-weight`` /
+``--anchor`` say otherwise (``--selection marginal --fusion product`` is the paper's rule).  Writes
+``bench/results/otoc.json`` and ``.md`` (machine, threads, load average, wall time, ordering margins,
+``--notes``); the last line printed is ``RESULT <json>``.  Not a test: never gates CI.
 """
 
 from __future__ import annotations
@@ -293,9 +294,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rooms and steps, still 5 rounds (~10 min)")
     parser.add_argument("--scenes", type=int, default=None, help="synthetic rooms (default 15, quick 10)")
     parser.add_argument("--rounds", type=int, default=None, help="self-training rounds (default 5, quick 5)")
-    parser.add_argument("--steps", type=int, default=None, help="steps per round (default 200, quick 40)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per round (default 400, quick 40)")
     parser.add_argument("--mosd-rounds", type=int, default=None, help="mOSD rounds (default 5, quick 5)")
-    parser.add_argument("--mosd-steps", type=int, default=None, help="mOSD steps per round (default 60, quick 20)")
+    parser.add_argument("--mosd-steps", type=int, default=None, help="mOSD steps per round (default 100, quick 20)")
     parser.add_argument("--profile", default="tiny", help="model profile (tiny, cpu, default)")
     parser.add_argument("--crop-points", type=int, default=None, help="points per training crop (default 10000)")
     parser.add_argument("--lr", type=float, default=0.01)
@@ -330,9 +331,9 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     args.scenes = args.scenes or (10 if quick else 15)
     args.rounds = args.rounds or 5
-    args.steps = args.steps or (40 if quick else 200)
+    args.steps = args.steps or (40 if quick else 400)
     args.mosd_rounds = args.mosd_rounds or 5
-    args.mosd_steps = args.mosd_steps or (20 if quick else 60)
+    args.mosd_steps = args.mosd_steps or (20 if quick else 100)
     args.crop_points = args.crop_points or 10_000
     work = args.work or Path(tempfile.mkdtemp(prefix="wsseg_otoc_"))
     started = time.perf_counter()
