@@ -15,11 +15,14 @@ Default rule (``OtocConfig.fusion = "geometric"``, ``selection = "agree"``), exa
 
 Why: with the paper's product, R's very peaked softmax (cos / τ, τ = 0.07) makes the fused unary and the CRF
 marginals over-confident, T = 0.9 admits many wrong super-voxels, and self-training amplifies them
-(synthetic rooms, 5 rounds x 120 steps: pseudo-label mIoU 73 -> 51 -> 46 -> 33 -> 32 % at coverage 16 -> 66 %;
-with the default 73 -> 72 -> 73 -> 73 -> 72 % at 16 -> 28 %, and val mIoU 9.3 -> 16.5-17.0 %).  The
-agreement clause changed nothing for +Rel+GP there (the geometric mean already keeps only agreeing nodes) and
-guards the variants without that calibration.  ``selection = "marginal", fusion = "product"`` is the paper's
-rule; ``selection = "code"`` the authors' release (METHOD_NOTES §1.7).
+(8 synthetic train rooms, ``tiny``, 5 rounds x 120 steps: pseudo-label mIoU 73 -> 51 -> 46 -> 33 -> 32 % at
+coverage 16 -> 66 %; with the default 73 -> 72 -> 73 -> 73 -> 72 % at 16 -> 28 %, and val mIoU of the full
+inference 9.3 -> 16.5-17.0 %).  The agreement clause changed nothing for +Rel+GP there (the geometric mean
+already keeps only agreeing nodes) and guards the variants without that calibration.  Limit: with very weak
+networks (5 rounds x 40 steps) the default's pseudo-label mIoU still falls (76 -> 40 -> 30 -> 35 -> 42 %).
+The authors' rule (``code``) scored best on fixed round-1 outputs but lower after 5 rounds there.
+``selection = "marginal", fusion = "product"`` is the paper's rule; ``selection = "code"`` the authors'
+release (METHOD_NOTES §1.7).
 """
 
 from __future__ import annotations
