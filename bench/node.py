@@ -83,6 +83,9 @@ def markdown(results: dict) -> str:
         lines.append(f"| {case['frame']} | {case['profile']} | {case['points']} | {' | '.join(cells)} | "
                      f"{case['sustained_hz']:.2f} |")
     lines += ["", *(f"- {k}: {v}" for k, v in results["frames"].items())]
+    if "load_average" in results:
+        lines += [f"- machine load average (1 min) at start / end: {results['load_average']['start']:.1f} / "
+                  f"{results['load_average']['end']:.1f}; {'quick run' if results.get('quick') else 'full run'}"]
     return "\n".join(lines) + "\n"
 
 
@@ -97,7 +100,7 @@ def main() -> int:
     results: dict = {
         "machine": f"{platform.node() or 'host'}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "frames": {k: v[0] for k, v in cases.items()}, "latency_frames": latency_frames, "rate_window_s": rate_s,
-        "cases": [],
+        "cases": [], "quick": args.quick, "load_average": {"start": os.getloadavg()[0]},
     }
     with tempfile.TemporaryDirectory() as tmp:
         for name, (_, frame, mode, features, voxel, classes) in cases.items():
@@ -118,6 +121,7 @@ def main() -> int:
                     "sent": sustained.frames_sent, "answered": sustained.frames_received,
                     "dropped_by_node": int(sustained.diagnostics.get("frames_dropped", "0")),
                 })
+    results["load_average"]["end"] = os.getloadavg()[0]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "node.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
