@@ -243,3 +243,16 @@ def test_invalid_parameter_stops_the_node_with_its_name(tiny_bundle: Path, tmp_p
     missing = start_segment_node(tmp_path / "nowhere", PARAMS, free_domain_id(), log_path=tmp_path / "missing.log")
     missing.process.wait(60)
     assert missing.stop() == 1 and "nowhere" in missing.log()
+
+
+def test_replay_node_refuses_scene_frame_for_depth_images(tmp_path: Path) -> None:
+    """``scene_frame`` moves clouds, not depth images: the replay node exits 1 naming the parameter."""
+    h, w = 4, 5
+    np.savez(tmp_path / "frame_0000.npz", depth=np.full((h, w), 1500, dtype=np.uint16),
+             colour=np.zeros((h, w, 3), dtype=np.uint8), intrinsics=np.array([[5.0, 0, 2], [0, 5.0, 1.5], [0, 0, 1]]),
+             pose=np.eye(4))
+    replay = NodeProcess("replay_node", ["-p", f"source:={tmp_path / 'frame_0000.npz'}", "-p", "mode:=rgbd",
+                                         "-p", "scene_frame:=true", "-p", "wait_for_subscribers_s:=0.0"],
+                         free_domain_id(), tmp_path / "replay.log")
+    replay.process.wait(60)
+    assert replay.stop() == 1 and "scene_frame" in replay.log()
