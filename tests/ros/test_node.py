@@ -256,3 +256,19 @@ def test_replay_node_refuses_scene_frame_for_depth_images(tmp_path: Path) -> Non
                          free_domain_id(), tmp_path / "replay.log")
     replay.process.wait(60)
     assert replay.stop() == 1 and "scene_frame" in replay.log()
+
+
+def test_node_applies_the_model_frame_transform(tiny_bundle: Path, tmp_path: Path) -> None:
+    """``-p model_frame_transform:=[...]`` on the real node: labels == offline Segmenter on the moved points."""
+    from wsseg.ros.pipeline import pose_matrix
+
+    transform = [0.3, 0.0, 1.2, -1.5708, 0.0, -1.5708]
+    frame = box_frames(1)[0]
+    stats = run_replay(tiny_bundle, [frame], PARAMS, extra_params={"model_frame_transform": transform},
+                       log_path=tmp_path / "node.log")
+    assert stats.frames_received == 1, (tmp_path / "node.log").read_text()
+    pose = pose_matrix(transform)
+    assert pose is not None
+    moved = (frame.xyz.astype(np.float64) @ pose[:3, :3].T + pose[:3, 3]).astype(np.float32)
+    expected = Segmenter(tiny_bundle, engine="onnxruntime-cpu").segment(moved, frame.rgb)[0]
+    np.testing.assert_array_equal(stats.labels[0], expected)

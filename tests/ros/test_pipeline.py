@@ -24,7 +24,7 @@ from wsseg.ros.conversions import (
 )
 from wsseg.ros.diagnostics import ERROR, OK, WARN, NodeStats
 from wsseg.ros.params import ParameterError, config_from_values, schema_dict
-from wsseg.ros.pipeline import Limits, segment_frame
+from wsseg.ros.pipeline import Limits, pose_matrix, segment_frame
 from wsseg.ros.replay_sources import load_frames
 from wsseg.ros.rgbd import backproject_depth, depth_to_millimetres
 from wsseg.ros.slot import KeepLatestSlot
@@ -165,9 +165,41 @@ def test_parameters_are_validated_by_name() -> None:
     for values, name in (({"model": ""}, "model"), ({"model": "/m", "engine": "gpu"}, "engine"),
                          ({"model": "/m", "max_points": -1}, "max_points"),
                          ({"model": "/m", "min_range_m": 5.0, "max_range_m": 2.0}, "max_range_m"),
-                         ({"model": "/m", "input_qos": 3}, "input_qos"), ({"model": "/m", "typo_m": 1}, "typo_m")):
+                         ({"model": "/m", "input_qos": 3}, "input_qos"), ({"model": "/m", "typo_m": 1}, "typo_m"),
+                         ({"model": "/m", "model_frame_transform": [1.0, 2.0]}, "model_frame_transform"),
+                         ({"model": "/m", "model_frame_transform": ["a"] * 6}, "model_frame_transform"),
+                         ({"model": "/m", "model_frame_transform": [float("nan")] * 6}, "model_frame_transform")):
         with pytest.raises(ParameterError, match=name):
             config_from_values(values)
+    moved = config_from_values({"model": "/m", "model_frame_transform": [0, 0, 1, 0, 0, 0]})
+    assert moved.model_frame_transform == (0.0, 0.0, 1.0, 0.0, 0.0, 0.0)
+
+
+def test_pose_matrix_of_a_camera_optical_frame() -> None:
+    """roll = yaw = -90 deg: optical z (forward) -> +x, x (right) -> -y, y (down) -> -z, as for a level camera."""
+    pose = pose_matrix([0.1, 0.0, 1.2, -np.pi / 2, 0.0, -np.pi / 2])
+    assert pose is not None and pose_matrix([0.0] * 6) is None
+    np.testing.assert_allclose(pose[:3, :3] @ [0.0, 0.0, 1.0], [1.0, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(pose[:3, :3] @ [1.0, 0.0, 0.0], [0.0, -1.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(pose[:3, :3] @ [0.0, 1.0, 0.0], [0.0, 0.0, -1.0], atol=1e-12)
+    np.testing.assert_allclose(pose[:3, 3], [0.1, 0.0, 1.2])
+    yawed = pose_matrix([0.0, 0.0, 0.0, 0.0, 0.0, np.pi / 2])
+    np.testing.assert_allclose(yawed[:3, :3] @ [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], atol=1e-12)  # type: ignore[index]
+
+
+def test_segment_frame_moves_points_into_the_model_frame(tiny_bundle: Path) -> None:
+    """The network sees the moved points; the range crop stays in the sensor frame."""
+    segmenter = Segmenter(tiny_bundle, engine="onnxruntime-cpu")
+    xyz, rgb, _ = make_box_scene(seed=4, n=3000)
+    cloud = cloud_from_msg(cloud_to_msg(Header(), xyz, 3000, 1, rgb=rgb))
+    pose = pose_matrix([0.5, -0.2, 1.2, -np.pi / 2, 0.1, -np.pi / 2])
+    assert pose is not None
+    moved = (xyz.astype(np.float64) @ pose[:3, :3].T + pose[:3, 3]).astype(np.float32)
+    keep = np.linalg.norm(xyz, axis=1) <= 2.5
+    expected = np.full(xyz.shape[0], UNLABELLED_ID, dtype=np.uint16)
+    expected[keep] = segmenter.segment(moved[keep], rgb[keep])[0]
+    result = segment_frame(segmenter, cloud, Limits(max_range_m=2.5), to_model=pose)
+    np.testing.assert_array_equal(result.labels, expected)
 
 
 def test_shipped_yaml_validates_against_the_shipped_schema() -> None:

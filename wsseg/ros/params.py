@@ -7,6 +7,7 @@ so the checks are tested without ROS.  Units are in the names (``_m``, ``_s``, `
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ class ParamSpec:
     """
 
     name: str
-    default: bool | int | float | str
+    default: bool | int | float | str | tuple[float, ...]
     description: str
     read_only: bool = True
     choices: tuple[str, ...] = ()
@@ -33,7 +34,7 @@ class ParamSpec:
 
     @property
     def type_name(self) -> str:
-        return {bool: "boolean", int: "integer", float: "number", str: "string"}[type(self.default)]
+        return {bool: "boolean", int: "integer", float: "number", str: "string", tuple: "array"}[type(self.default)]
 
 
 PARAMS: tuple[ParamSpec, ...] = (
@@ -61,6 +62,11 @@ PARAMS: tuple[ParamSpec, ...] = (
               read_only=False, min_value=0.0, max_value=1e6),
     ParamSpec("time_budget_error_ms", 1000.0, "Diagnostics ERROR when the median total processing time exceeds "
               "this.", read_only=False, min_value=0.0, max_value=1e6),
+    ParamSpec("model_frame_transform", (0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+              "Pose of the input frame in the frame the model was trained in, [x, y, z, roll, pitch, yaw] in metres "
+              "and radians (fixed-axis roll-pitch-yaw, as URDF): points are moved by it before segmentation, "
+              "outputs stay in the input frame. E.g. a camera optical frame -> a z-up base frame for a model "
+              "trained on z-up scenes. All zeros = none.", read_only=False),
     ParamSpec("diagnostics_period_s", 1.0, "Period of the /diagnostics status, seconds.",
               min_value=0.05, max_value=60.0),
 )
@@ -89,11 +95,27 @@ class NodeConfig:
     time_budget_warn_ms: float = 200.0
     time_budget_error_ms: float = 1000.0
     diagnostics_period_s: float = 1.0
+    model_frame_transform: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def _check_array(spec: ParamSpec, value: Any) -> tuple[float, ...]:
+    """A fixed-length array of finite numbers (list, tuple or rclpy's array.array) -> tuple of floats."""
+    length = len(spec.default)  # type: ignore[arg-type]
+    items = list(value) if isinstance(value, list | tuple) or type(value).__name__ == "array" else None
+    if items is None or len(items) != length or any(isinstance(v, bool) or not isinstance(v, int | float)
+                                                   for v in items):
+        raise ParameterError(f"parameter '{spec.name}' is {value!r}, expected {length} numbers")
+    numbers = tuple(float(v) for v in items)
+    if not all(math.isfinite(v) for v in numbers):
+        raise ParameterError(f"parameter '{spec.name}' is {list(numbers)}, expected finite numbers")
+    return numbers
 
 
 def check_value(spec: ParamSpec, value: Any) -> Any:
     """Type- and range-check one value; returns it (ints accepted for float parameters)."""
     expected = type(spec.default)
+    if expected is tuple:
+        return _check_array(spec, value)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if type(value) is not expected:
@@ -131,7 +153,10 @@ def schema_dict(node_name: str = "segment_node") -> dict[str, Any]:
     """JSON schema (draft-07) of a ``ros__parameters`` YAML file for the node, generated from :data:`PARAMS`."""
     properties: dict[str, Any] = {}
     for spec in PARAMS:
-        entry: dict[str, Any] = {"type": spec.type_name, "default": spec.default, "description": spec.description}
+        default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+        entry: dict[str, Any] = {"type": spec.type_name, "default": default, "description": spec.description}
+        if isinstance(spec.default, tuple):
+            entry.update({"items": {"type": "number"}, "minItems": len(spec.default), "maxItems": len(spec.default)})
         if spec.choices:
             entry["enum"] = list(spec.choices)
         if spec.min_value is not None:

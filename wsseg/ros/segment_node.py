@@ -50,7 +50,14 @@ from wsseg.ros.conversions import (
 )
 from wsseg.ros.diagnostics import NodeStats
 from wsseg.ros.params import PARAMS, PARAMS_BY_NAME, NodeConfig, ParameterError, ParamSpec, config_from_values
-from wsseg.ros.pipeline import Limits, classes_payload, output_fields, segment_frame, visualization_fields
+from wsseg.ros.pipeline import (
+    Limits,
+    classes_payload,
+    output_fields,
+    pose_matrix,
+    segment_frame,
+    visualization_fields,
+)
 from wsseg.ros.rgbd import backproject_depth, label_image
 from wsseg.ros.slot import KeepLatestSlot
 from wsseg.ros.sync import ApproximateSync, Matched
@@ -139,7 +146,8 @@ class SegmentNode(Node):
         values: dict[str, Any] = {}
         for spec in PARAMS:
             try:
-                values[spec.name] = self.declare_parameter(spec.name, spec.default, _descriptor(spec)).value
+                default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+                values[spec.name] = self.declare_parameter(spec.name, default, _descriptor(spec)).value
             except Exception as exc:  # rclpy raises InvalidParameter{Type,Value}Exception for bad overrides
                 raise ParameterError(f"parameter '{spec.name}': {exc}") from None
         overrides = set(getattr(self, "_parameter_overrides", {}))
@@ -233,7 +241,8 @@ class SegmentNode(Node):
         decoded = time.perf_counter()
         config = self.config
         limits = Limits(config.min_range_m, config.max_range_m, config.max_points)
-        result = segment_frame(self.segmenter, cloud, limits, where=f"frame {stamp_ns(header)}")
+        result = segment_frame(self.segmenter, cloud, limits, where=f"frame {stamp_ns(header)}",
+                               to_model=pose_matrix(config.model_frame_transform))
         segmented = time.perf_counter()
         if self.pub_points.get_subscription_count():
             self.pub_points.publish(make_pointcloud2(
