@@ -31,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from wsseg_training.engine.run_dir import RunDir
     from wsseg_training.evaluation.evaluate import BundlePredictor, TorchPredictor
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     dataset = Dataset(args.data)
     run_dir = RunDir(args.run) if args.run is not None else None
     jobs = []  # (predictor, source, key suffix)
@@ -96,4 +100,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=None, help="report directory")
     parser.add_argument("--render", type=int, default=3, help="scenes to render (prediction vs ground truth)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.set_defaults(handler=run)

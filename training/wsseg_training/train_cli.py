@@ -34,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
     from wsseg_training.labels import load_weak_labels
     from wsseg_training.methods import get_method
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     config = build_config(args)
     dataset = Dataset(args.data)
     weak = load_weak_labels(args.labels, dataset) if args.labels is not None else None
@@ -75,4 +79,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=None, help="override the seed")
     parser.add_argument("--split", default="train", help="split to train on")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0 = torch's default; 1 is often fastest on a busy machine)")
     parser.set_defaults(handler=run)
