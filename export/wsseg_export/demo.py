@@ -235,6 +235,8 @@ def run_demo(args: argparse.Namespace) -> int:
     print("  on a robot (ROS 2 Humble/Jazzy/Kilted, after `colcon build` of ros2_ws):")
     print(f"    ros2 launch wsseg segment.launch.py model:={bundle} input_mode:=points "
           "points_topic:=/camera/depth/points")
+    print("    (the model was trained on z-up rooms: for clouds in a camera's optical frame set the node parameter "
+          "model_frame_transform to the camera's pose, see config/segment_rgbd.yaml)")
     return 0
 
 

@@ -314,6 +314,9 @@ def write_report(out: Path, results: DemoResults, pictures: dict[str, Path], bun
               "## Use it on a robot", "", "```",
               f"ros2 launch wsseg segment.launch.py model:={bundle} input_mode:=points "
               "points_topic:=/camera/depth/points", "```", "",
+              "The model was trained on z-up rooms. For clouds in a camera's optical frame (z forward), set the "
+              "node parameter `model_frame_transform` to the camera's pose in a z-up frame, `[x, y, z, roll, pitch, "
+              "yaw]` (see `config/segment_rgbd.yaml`).", "",
               "## Commands (also in `commands.sh`)", "", "| command | s |", "|---|---:|"]
     lines += [f"| `{command}` | {seconds:.0f} |" for command, seconds in results.commands]
     report = out / "report.md"
