@@ -25,8 +25,10 @@ import sys
 import threading
 import time
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -74,6 +76,15 @@ def make_qos(name: str, depth: int = 1) -> QoSProfile:
     reliability = ReliabilityPolicy.BEST_EFFORT if name == "sensor_data" else ReliabilityPolicy.RELIABLE
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability,
                       durability=DurabilityPolicy.VOLATILE)
+
+
+@lru_cache(maxsize=4)
+def _model_pose(xyz_rpy: tuple[float, ...]) -> np.ndarray | None:
+    """:func:`pose_matrix` once per parameter value (read only), not once per frame."""
+    pose = pose_matrix(xyz_rpy)
+    if pose is not None:
+        pose.setflags(write=False)
+    return pose
 
 
 def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
@@ -242,7 +253,7 @@ class SegmentNode(Node):
         config = self.config
         limits = Limits(config.min_range_m, config.max_range_m, config.max_points)
         result = segment_frame(self.segmenter, cloud, limits, where=f"frame {stamp_ns(header)}",
-                               to_model=pose_matrix(config.model_frame_transform))
+                               to_model=_model_pose(config.model_frame_transform))
         segmented = time.perf_counter()
         if self.pub_points.get_subscription_count():
             self.pub_points.publish(make_pointcloud2(
