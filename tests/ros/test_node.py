@@ -260,7 +260,7 @@ def test_replay_node_refuses_scene_frame_for_depth_images(tmp_path: Path) -> Non
 
 def test_node_applies_the_model_frame_transform(tiny_bundle: Path, tmp_path: Path) -> None:
     """``-p model_frame_transform:=[...]`` on the real node: labels == offline Segmenter on the moved points."""
-    from wsseg.ros.pipeline import pose_matrix
+    from wsseg.core.transforms import pose_matrix
 
     transform = [0.3, 0.0, 1.2, -1.5708, 0.0, -1.5708]
     frame = box_frames(1)[0]

@@ -14,6 +14,7 @@ from std_msgs.msg import Header
 
 from tests.conftest import SHARED_DATA, make_box_scene
 from wsseg.core.classes import UNLABELLED_ID
+from wsseg.core.transforms import pose_matrix
 from wsseg.ros.conversions import (
     FrameError,
     cloud_from_msg,
@@ -24,7 +25,7 @@ from wsseg.ros.conversions import (
 )
 from wsseg.ros.diagnostics import ERROR, OK, WARN, NodeStats
 from wsseg.ros.params import ParameterError, config_from_values, schema_dict
-from wsseg.ros.pipeline import Limits, pose_matrix, segment_frame
+from wsseg.ros.pipeline import Limits, segment_frame
 from wsseg.ros.replay_sources import load_frames
 from wsseg.ros.rgbd import backproject_depth, depth_to_millimetres
 from wsseg.ros.slot import KeepLatestSlot

@@ -15,6 +15,7 @@ import numpy as np
 
 from wsseg.core.classes import UNLABELLED_ID, ClassTable
 from wsseg.core.cloud_io import pack_rgb
+from wsseg.core.transforms import transform_points
 from wsseg.ros.conversions import CloudArrays, FrameError
 from wsseg.runtime.segmenter import Segmenter
 
@@ -54,26 +55,12 @@ def crop_mask(xyz: np.ndarray, limits: Limits) -> np.ndarray:
     return valid
 
 
-def pose_matrix(xyz_rpy: tuple[float, ...] | list[float]) -> np.ndarray | None:
-    """[x, y, z, roll, pitch, yaw] (metres, radians; fixed axes: R = Rz(yaw) Ry(pitch) Rx(roll), as URDF)
-    -> (4, 4) float64 pose, or None for all zeros (no transform)."""
-    x, y, z, roll, pitch, yaw = (float(v) for v in xyz_rpy)
-    if not any((x, y, z, roll, pitch, yaw)):
-        return None
-    cr, sr, cp, sp, cy, sy = np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw)
-    pose = np.eye(4)
-    pose[:3, :3] = [[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-                    [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-                    [-sp, cp * sr, cp * cr]]
-    pose[:3, 3] = (x, y, z)
-    return pose
-
-
 def segment_frame(segmenter: Segmenter, cloud: CloudArrays, limits: Limits, where: str = "frame",
                   to_model: np.ndarray | None = None) -> FrameResult:
     """Segment one decoded cloud; raises :class:`FrameError` for a missing model input or the point cap.
 
-    to_model: optional (4, 4) pose of the input frame in the model's frame (:func:`pose_matrix`); the
+    to_model: optional (4, 4) pose of the input frame in the model's frame
+    (:func:`wsseg.core.transforms.pose_matrix`); the
     range crop stays in the input frame (distance from the sensor), the network sees the moved points.
     """
     n = cloud.xyz.shape[0]
@@ -97,7 +84,7 @@ def segment_frame(segmenter: Segmenter, cloud: CloudArrays, limits: Limits, wher
     moved = time.perf_counter()
     xyz = cloud.xyz if everything else cloud.xyz[keep]
     if to_model is not None:
-        xyz = (xyz.astype(np.float64) @ to_model[:3, :3].T + to_model[:3, 3]).astype(np.float32)
+        xyz = transform_points(xyz, to_model)
     crop_ms += (time.perf_counter() - moved) * 1e3
     result = segmenter.run(
         xyz,

@@ -24,6 +24,7 @@ import yaml
 
 from wsseg.core.cloud_io import read_cloud
 from wsseg.core.scene import load_scene
+from wsseg.core.transforms import transform_points
 from wsseg.ros.rgbd import backproject_depth, depth_from_organized, fit_intrinsics
 
 CLOUD_SUFFIXES = (".pcd", ".ply", ".npz", ".bin")
@@ -71,10 +72,8 @@ class ReplayFrame:
         if self.pose is None:
             raise ValueError(f"{self.name}: no sensor pose recorded, cannot move it into the scene frame")
         cloud = self.as_cloud()
-        pose = np.asarray(self.pose, dtype=np.float64)
-        xyz = (cloud.xyz.astype(np.float64) @ pose[:3, :3].T + pose[:3, 3]).astype(np.float32)
-        return ReplayFrame(self.name, xyz=xyz, rgb=cloud.rgb, intensity=cloud.intensity, width=cloud.width,
-                           height=cloud.height, semantic=self.semantic)
+        return ReplayFrame(self.name, xyz=transform_points(cloud.xyz, self.pose), rgb=cloud.rgb,
+                           intensity=cloud.intensity, width=cloud.width, height=cloud.height, semantic=self.semantic)
 
     def as_rgbd(self) -> ReplayFrame:
         """The frame as depth + colour + intrinsics; a cloud must be organized, coloured, in an optical frame."""

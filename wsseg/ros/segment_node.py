@@ -40,6 +40,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 
 from wsseg.core.bundle import BundleError
+from wsseg.core.transforms import pose_matrix
 from wsseg.ros.conversions import (
     CloudArrays,
     FrameError,
@@ -56,7 +57,6 @@ from wsseg.ros.pipeline import (
     Limits,
     classes_payload,
     output_fields,
-    pose_matrix,
     segment_frame,
     visualization_fields,
 )
