@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -90,22 +89,15 @@ def _short(arg: str) -> str:
     return arg
 
 
-def _env(threads: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"})
-    return env
-
-
 def _wsseg(argv: list[str]) -> list[str]:
     return [sys.executable, "-m", "wsseg.cli", *argv]
 
 
-def run_command(log: CommandLog, argv: list[str], threads: int = 0) -> str:
+def run_command(log: CommandLog, argv: list[str]) -> str:
     """Run ``wsseg ARGV`` in the foreground (its progress bars on this terminal); returns its stdout."""
     print(f"$ {log.display(argv)}", flush=True)
     start = time.perf_counter()
-    env = _env(threads) if threads else dict(os.environ)
-    done = subprocess.run(_wsseg(argv), env=env, stdout=subprocess.PIPE, text=True)
+    done = subprocess.run(_wsseg(argv), stdout=subprocess.PIPE, text=True)
     sys.stdout.write(done.stdout)
     log.add(argv, time.perf_counter() - start)
     if done.returncode != 0:
@@ -126,8 +118,8 @@ def _last_step(log_txt: Path) -> int:
 
 
 def train_side_by_side(log: CommandLog, jobs: dict[str, tuple[list[str], Path, int]]) -> dict[str, float]:
-    """Start every ``wsseg train`` of ``jobs`` (name -> (argv, run dir, total steps)) at once, one torch thread
-    each, with one progress bar per run; raises :class:`DemoError` (stopping the others) when one fails."""
+    """Start every ``wsseg train`` of ``jobs`` (name -> (argv, run dir, total steps)) at once, with one progress
+    bar per run (from the steps in RUN/log.txt); raises :class:`DemoError` (stopping the others) when one fails."""
     from tqdm import tqdm
 
     processes, bars, logs, started, seconds = {}, {}, {}, {}, {}
@@ -136,7 +128,7 @@ def train_side_by_side(log: CommandLog, jobs: dict[str, tuple[list[str], Path, i
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         logs[name] = open(f"{run_dir}.log", "w")  # noqa: SIM115 - closed below
         started[name] = time.perf_counter()
-        processes[name] = subprocess.Popen(_wsseg([*argv, "--no-progress"]), env=_env(1), stdout=logs[name],
+        processes[name] = subprocess.Popen(_wsseg([*argv, "--no-progress"]), stdout=logs[name],
                                            stderr=subprocess.STDOUT)
         bars[name] = tqdm(total=total, desc=f"train {name}", unit="step", position=index, leave=True)
     try:
@@ -203,9 +195,9 @@ def run_demo(args: argparse.Namespace) -> int:
           "steps) side by side, one thread each", flush=True)
     train_s = train_side_by_side(log, {
         "otoc": (["train", "--method", "otoc", "--data", str(data), "--labels", str(clicks), "--config",
-                  str(args.otoc_config), "--out", str(runs["otoc"])], runs["otoc"], steps["otoc"]),
+                  str(args.otoc_config), "--out", str(runs["otoc"]), "--threads", "1"], runs["otoc"], steps["otoc"]),
         "full": (["train", "--method", "full", "--data", str(data), "--config", str(args.full_config), "--out",
-                  str(runs["full"])], runs["full"], steps["full"]),
+                  str(runs["full"]), "--threads", "1"], runs["full"], steps["full"]),
     })
 
     print("[5/7] exporting the 1T1C backbone (1T1C†) for the robot", flush=True)
@@ -221,12 +213,11 @@ def run_demo(args: argparse.Namespace) -> int:
 
     print(f"[7/7] replaying {args.replay_frames} validation RGB-D frames through the real segment_node", flush=True)
     replay = replay_val_frames(bundle, data, frames, NODE_PARAMS, args.replay_frames, out / "node.log")
+    pictures = write_pictures(out, data, clicks, runs, bundle, replay)
     results = DemoResults(
         metrics=read_metrics(out / "eval"), rounds=read_rounds(runs["otoc"]), label_stats=label_stats.rstrip(),
         parity=parity.rstrip(), replay=replay, commands=log.entries, train_s=train_s, steps=steps,
         wall_s=time.perf_counter() - started)
-    pictures = write_pictures(out, data, clicks, runs, bundle, replay)
-    results.wall_s = time.perf_counter() - started
     report = write_report(out, results, pictures, bundle, NODE_PARAMS)
     (out / "summary.json").write_text(json.dumps(results.summary(), indent=1) + "\n")
     print(f"\ndone in {results.wall_s / 60:.1f} min")

@@ -91,8 +91,8 @@ def read_rounds(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def val_frames(data: Path, frames_dir: Path, limit: int) -> list[Any]:
-    """Up to ``limit`` RGB-D frames of the validation rooms, taken evenly over the rooms, as organized
-    clouds in the room frame (z up, the frame the model was trained in)."""
+    """Up to ``limit`` RGB-D frames (:class:`~wsseg.ros.replay_sources.ReplayFrame`, with their camera poses) of
+    the validation rooms, taken in turn from each room."""
     from wsseg_training.data.dataset import Dataset
 
     from wsseg.ros.replay_sources import load_frames
@@ -159,15 +159,6 @@ def _truth_image(frame: Any) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ pictures
 
 
-def label_image_colours(labels: np.ndarray, classes: ClassTable) -> np.ndarray:
-    """(H, W) label ids (65535 or -1 = none) -> (H, W, 3) uint8 palette image, black where none."""
-    labels = np.asarray(labels).astype(np.int64)
-    rgb = np.zeros((*labels.shape, 3), dtype=np.uint8)
-    known = (labels >= 0) & (labels < classes.num_classes)
-    rgb[known] = np.asarray(classes.palette, dtype=np.uint8)[labels[known]]
-    return rgb
-
-
 def render_frames(replay: ReplayResult, classes: ClassTable, path: Path, count: int = 4) -> Path:
     """Rows of (colour image, node label image, ground truth) for ``count`` replayed frames."""
     from matplotlib.figure import Figure
@@ -179,8 +170,8 @@ def render_frames(replay: ReplayResult, classes: ClassTable, path: Path, count: 
     fig = Figure(figsize=(10.5, 2.4 * len(rows) + 0.6), dpi=100)
     axes = fig.subplots(len(rows), 3, squeeze=False)
     for row, i in enumerate(rows):
-        panels = (replay.colour_images[i], label_image_colours(replay.label_images[i], classes),  # type: ignore[arg-type]
-                  label_image_colours(replay.truth_images[i], classes))
+        panels = (replay.colour_images[i], classes.colourize(replay.label_images[i]),  # type: ignore[arg-type]
+                  classes.colourize(replay.truth_images[i]))
         for col, (image, title) in enumerate(zip(panels, ("colour", "segment_node labels", "ground truth"),
                                                  strict=True)):
             ax = axes[row][col]

@@ -47,7 +47,7 @@ class ClassTable:
         return np.asarray(self.palette, dtype=np.uint8).reshape(-1, 3)
 
     def colourize(self, labels: np.ndarray, unknown_rgb: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
-        """labels: (N,) int, class ids (anything outside [0, C) is "unknown").  Returns (N, 3) uint8."""
+        """labels: (N,) or (H, W) int class ids (anything outside [0, C) is "unknown").  Returns (..., 3) uint8."""
         labels = np.asarray(labels).astype(np.int64)
         table = np.concatenate([self.palette_array(), np.asarray([unknown_rgb], dtype=np.uint8)])
         index = np.where((labels >= 0) & (labels < self.num_classes), labels, self.num_classes)
