@@ -42,8 +42,6 @@ import torch
 from tqdm import tqdm
 from wsseg_training.data.dataset import Dataset, DatasetWriter
 from wsseg_training.data.supervoxels import compute_supervoxels
-from wsseg_training.data.synth.config import IndoorConfig
-from wsseg_training.data.synth.generate import write_synthetic_dataset
 from wsseg_training.engine.config import config_from_dict
 from wsseg_training.engine.loop import Trainer
 from wsseg_training.evaluation.evaluate import TorchPredictor, evaluate_split
@@ -62,17 +60,24 @@ VARIANT_LABELS = {"unet": "3D U-Net", "gp": "3D U-Net+GP", "rel_gp": "3D U-Net+R
 
 
 def recipe(profile: str, steps: int, crop_points: int, seed: int, lr: float, method: dict | None = None,
-           checkpoint_every: int = 0, keep: int = 0) -> dict:
+           checkpoint_every: int = 0, keep: int = 0, workers: int = 0, amp: bool = False) -> dict:
     """The training config shared by every run (plain data, as a YAML would hold it)."""
     return {
         "seed": seed, "profile": profile, "device": "auto",
-        "data": {"features": ["offset", "rgb"], "crop_max_points": crop_points, "batch_scenes": 2},
+        "data": {"features": ["offset", "rgb"], "crop_max_points": crop_points, "batch_scenes": 2,
+                 "num_workers": workers},
         "optim": {"optimizer": "adamw", "lr": lr, "weight_decay": 1e-4, "schedule": "cosine",
                   "warmup_steps": max(1, steps // 20), "grad_clip_norm": 10.0},
         "train": {"steps": steps, "checkpoint_every_steps": checkpoint_every, "keep_checkpoints": keep,
-                  "log_every_steps": 10},
+                  "log_every_steps": 10, "amp": amp},
         "method": dict(method or {}),
     }
+
+
+def recipe_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :func:`recipe` arguments every run of this benchmark shares."""
+    return {"profile": args.profile, "crop_points": args.crop_points, "seed": args.seed, "lr": args.lr,
+            "workers": args.workers, "amp": args.amp}
 
 
 def rule_of(args: argparse.Namespace) -> dict[str, Any]:
@@ -159,22 +164,33 @@ def run_otoc(name: str, dataset: Dataset, clicks: Clicks, work: Path, config: di
             "rounds": history}
 
 
+def synthetic_dataset(args: argparse.Namespace, work: Path) -> Dataset:
+    """``--data`` when given (a dataset from ``wsseg data synth --kind indoor``), else ``--scenes`` new rooms."""
+    if args.data is not None:
+        return Dataset(args.data)
+    from wsseg_training.data.synth.config import IndoorConfig  # Open3D: import on use
+    from wsseg_training.data.synth.generate import write_synthetic_dataset
+
+    write_synthetic_dataset(work / "data", IndoorConfig(), scenes=args.scenes, seed=args.seed)
+    return Dataset(work / "data")
+
+
 def synthetic(args: argparse.Namespace, work: Path) -> dict:
-    scenes, rounds, steps = args.scenes, args.rounds, args.steps
-    summary = write_synthetic_dataset(work / "data", IndoorConfig(), scenes=scenes, seed=args.seed)
-    dataset = Dataset(work / "data")
+    rounds, steps = args.rounds, args.steps
+    dataset = synthetic_dataset(args, work)
     sv = add_supervoxels(dataset)
+    split = {s: len(dataset.scene_names(s)) for s in ("train", "val")}
+    points_per_scene = float(np.mean([dataset.load(n).num_points for n in dataset.scene_names()]))
     clicks = simulate_clicks(dataset, dataset.scene_names("train"), seed=args.seed)
     fractions = label_fractions(dataset, clicks)
     stats = compute_stats(clicks, dataset)
-    print(f"synthetic: {summary.train} train / {summary.val} val rooms, {summary.points_per_scene:,.0f} points/room, "
+    print(f"synthetic: {split['train']} train / {split['val']} val rooms, {points_per_scene:,.0f} points/room, "
           f"{sv['mean_per_scene']:.0f} super-voxels/room; {fractions['clicks']} clicks = "
           f"{100 * fractions['clicked_fraction']:.4f}% of points, Y_0 = {100 * fractions['y0_fraction']:.2f}%",
           flush=True)
     total = rounds * steps
-    base = {"profile": args.profile, "crop_points": args.crop_points, "seed": args.seed, "lr": args.lr}
-    out: dict[str, Any] = {"scenes": {"train": summary.train, "val": summary.val,
-                                      "points_per_scene": round(summary.points_per_scene)},
+    base = recipe_options(args)
+    out: dict[str, Any] = {"scenes": {**split, "points_per_scene": round(points_per_scene)},
                            "supervoxels": sv, "labels": fractions, "clicks_labelled_points": stats.labelled_points}
     out["full"] = run_full(dataset, work, recipe(steps=total, **base))
     print(f"  full (dense labels): {100 * out['full']['miou']:.1f}", flush=True)
@@ -196,11 +212,11 @@ def synthetic(args: argparse.Namespace, work: Path) -> dict:
 
 
 def mosd(args: argparse.Namespace, work: Path) -> dict | None:
-    if not MOSD.is_dir():
+    if not args.mosd.is_dir():
         return None
     from wsseg_training.data.readers.mosd import MOSDReader
 
-    reader = MOSDReader(MOSD)
+    reader = MOSDReader(args.mosd)
     with DatasetWriter(work / "mosd", reader.name, reader.classes, sensor=reader.sensor) as writer:
         for item in reader:
             writer.add(item.name, item.scene, split=item.split, **item.metadata)
@@ -210,7 +226,7 @@ def mosd(args: argparse.Namespace, work: Path) -> dict | None:
     fractions = label_fractions(dataset, clicks)
     rounds, steps = args.mosd_rounds, args.mosd_steps
     total = rounds * steps
-    base = {"profile": args.profile, "crop_points": args.crop_points, "seed": args.seed, "lr": args.lr}
+    base = recipe_options(args)
     print(f"mOSD: {len(dataset.scene_names('train'))} train / {len(dataset.scene_names('val'))} val frames, "
           f"{fractions['clicks']} clicks = {100 * fractions['clicked_fraction']:.4f}% of points", flush=True)
     frames = {"train": len(dataset.scene_names("train")), "val": len(dataset.scene_names("val"))}
@@ -317,14 +333,22 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-mosd", action="store_true")
     parser.add_argument("--work", type=Path, default=None, help="where to put data and runs (default: a temp dir)")
-    parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
+    parser.add_argument("--no-write", action="store_true", help="do not write the results files")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="folder for otoc.json / otoc.md (default bench/results)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="a prepared synthetic indoor dataset (`wsseg data synth --kind indoor`, super-voxels are "
+                             "added when missing) instead of generating --scenes rooms (the GPU machine has no Open3D)")
+    parser.add_argument("--mosd", type=Path, default=MOSD, help="mOSD 'learn' folder of PCD frames")
+    parser.add_argument("--workers", type=int, default=0, help="data-loader worker processes per run")
+    parser.add_argument("--amp", action="store_true", help="float16 autocast (CUDA only)")
     args = parser.parse_args()
     if args.rerender:
-        saved = json.loads((RESULTS / "otoc.json").read_text())
+        saved = json.loads((args.results / "otoc.json").read_text())
         if args.notes:
             saved["notes"] = args.notes.read_text()
-        (RESULTS / "otoc.json").write_text(json.dumps(saved, indent=1) + "\n")
-        (RESULTS / "otoc.md").write_text(markdown(saved))
+        (args.results / "otoc.json").write_text(json.dumps(saved, indent=1) + "\n")
+        (args.results / "otoc.md").write_text(markdown(saved))
         return 0
     quick = args.quick
     if args.threads > 0:
@@ -350,7 +374,8 @@ def main() -> int:
         "synthetic": syn, "orderings": orderings(syn), "ordering_checks": ordering_checks(syn), "quick": quick,
         "schedule": {"profile": args.profile, "rounds": args.rounds, "steps_per_round": args.steps,
                      "total_steps": args.rounds * args.steps, "crop_points": args.crop_points, "batch_scenes": 2,
-                     "lr": args.lr, "threshold": args.threshold, "rule": rule_of(args)},
+                     "lr": args.lr, "threshold": args.threshold, "rule": rule_of(args), "workers": args.workers,
+                     "amp": args.amp},
     }
     result["otoc_vs_full"] = round(result["otoc_miou"] / max(result["full_miou"], 1e-9), 3)
     result["mosd"] = None if args.skip_mosd else mosd(args, work)
@@ -379,9 +404,9 @@ def main() -> int:
     table = markdown(result)
     print(table)
     if not args.no_write:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "otoc.json").write_text(json.dumps(result, indent=1) + "\n")
-        (RESULTS / "otoc.md").write_text(table)
+        args.results.mkdir(parents=True, exist_ok=True)
+        (args.results / "otoc.json").write_text(json.dumps(result, indent=1) + "\n")
+        (args.results / "otoc.md").write_text(table)
     keys = ("full_miou", "otoc_star_miou", "otoc_dagger_miou", "otoc_miou", "otoc_vs_full", "labelled_point_fraction",
             "per_iteration", "orderings", "wall_s", "quick")
     summary = {k: result[k] for k in keys}

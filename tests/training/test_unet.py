@@ -110,6 +110,28 @@ def test_compact_path_equals_gather_path_with_gradients() -> None:
         assert (parameter.grad - gather_grads[name]).abs().max().item() < 1e-10, name
 
 
+def test_compact_path_trains_under_autocast() -> None:
+    """Mixed precision (``train.amp``): the compact path's scatter must take the autocast dtype of its matmuls.
+
+    CPU bfloat16 autocast stands in for CUDA float16 here; both make the per-offset matmuls low precision while
+    the features stay float32 (the bug seen on the GPU: index_add_ of Half into Float)."""
+    torch.manual_seed(5)
+    features, maps = to_torch(prepared(5))
+    model = SparseUNet(config(5))
+    labels = torch.randint(0, NUM_CLASSES, (features.shape[0],))
+    with torch.no_grad():
+        reference = model.forward_features(features, maps).logits
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model.forward_features(features, maps, compact=True).logits
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+    loss.backward()
+
+    assert torch.isfinite(loss)
+    relative = torch.linalg.norm(logits.float() - reference) / torch.linalg.norm(reference)
+    assert relative.item() < 5e-2  # bfloat16 keeps ~3 significant digits per product
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
 def test_batchnorm_folding_matches_eval_model() -> None:
     torch.manual_seed(3)
     features, maps = to_torch(prepared(4))

@@ -74,10 +74,11 @@ class _KernelConv(nn.Module):
         contributions = [
             torch.matmul(chunk, kernel[:, k, :].t()) for k, chunk in enumerate(gathered) if chunk.shape[0] > 0
         ]
-        out = features.new_zeros((pairs.num_out, self.out_channels))
-        if contributions:
-            out = out.index_add_(0, pairs.out_rows, torch.cat(contributions, dim=0))
-        return self._add_bias(out)
+        if not contributions:
+            return self._add_bias(features.new_zeros((pairs.num_out, self.out_channels)))
+        stacked = torch.cat(contributions, dim=0)  # float16 / bfloat16 under autocast
+        out = stacked.new_zeros((pairs.num_out, self.out_channels))
+        return self._add_bias(out.index_add_(0, pairs.out_rows, stacked))
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, bias={self.bias is not None}"
