@@ -19,7 +19,8 @@ thread (``--threads``).  Default schedule: 15 rooms (12 train / 3 val), 5 rounds
 about 30 min on a shared 2-core VM (5 x 200 took 17 min).  ``--quick``: 10 rooms, 5 rounds x 40 steps, mOSD
 5 x 20 -- about 6 min; it keeps the 5 rounds because the paper's orderings are about iteration 5.  The
 pseudo-label rule is OtocConfig's default unless ``--selection`` / ``--fusion`` / ``--pairwise-weight`` /
-``--anchor`` say otherwise (``--selection marginal --fusion product`` is the paper's rule).  Writes
+``--anchor`` / ``--click-radius`` say otherwise (``--selection marginal --fusion product --click-radius 0`` is
+the paper's rule).  Writes
 ``bench/results/otoc.json`` and ``.md`` (machine, threads, load average, wall time, ordering margins,
 ``--notes``); the last line printed is ``RESULT <json>``.  Not a test: never gates CI.
 """
@@ -47,7 +48,7 @@ from wsseg_training.engine.loop import Trainer
 from wsseg_training.evaluation.evaluate import TorchPredictor, evaluate_split
 from wsseg_training.labels import Clicks, compute_stats, simulate_clicks
 from wsseg_training.methods import FullMethod, OtocMethod
-from wsseg_training.methods.otoc import coverage, expand_clicks
+from wsseg_training.methods.otoc import initial_pseudo_labels
 from wsseg_training.methods.otoc.config import ANCHORS, FUSION_EXPONENTS, SELECTIONS, OtocConfig
 from wsseg_training.methods.otoc.inference import OtocFullPredictor
 from wsseg_training.methods.otoc.method import ROUNDS_FILE
@@ -84,13 +85,16 @@ def rule_of(args: argparse.Namespace) -> dict[str, Any]:
     """The pseudo-label rule in force: the command line's fields over OtocConfig's defaults."""
     defaults = OtocConfig()
     return {"selection": defaults.selection, "fusion": defaults.fusion,
-            "pairwise_weight": defaults.pairwise_weight, "anchor": defaults.anchor, **rule_options(args)}
+            "pairwise_weight": defaults.pairwise_weight, "anchor": defaults.anchor,
+            "click_radius_m": defaults.click_radius_m, **rule_options(args)}
 
 
 def rule_options(args: argparse.Namespace) -> dict[str, Any]:
     """OtocConfig fields of the pseudo-label rule given on the command line (absent: the config defaults)."""
     given = {"selection": args.selection, "fusion": args.fusion, "pairwise_weight": args.pairwise_weight,
-             "anchor": args.anchor}
+             "anchor": args.anchor, "click_radius_m": args.click_radius}
+    if args.click_radius is not None and args.click_radius <= 0:
+        given["click_radius_m"] = None  # --click-radius 0: whole super-voxels (the paper)
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -108,17 +112,21 @@ def add_supervoxels(dataset: Dataset) -> dict[str, float]:
     return {"seconds": round(time.perf_counter() - start, 1), "mean_per_scene": round(float(np.mean(count)), 1)}
 
 
-def label_fractions(dataset: Dataset, clicks: Clicks) -> dict[str, float]:
-    """Clicked points and Y_0 (clicks expanded to super-voxels) as fractions of the train points."""
-    total = clicked = expanded = 0
+def label_fractions(dataset: Dataset, clicks: Clicks, rule: dict[str, Any]) -> dict[str, float]:
+    """Clicked points and Y_0 (clicks expanded to super-voxels under ``rule``, OtocConfig fields) as fractions
+    of the train points, and Y_0's point accuracy (analysis only)."""
+    config = OtocConfig(**rule)
+    total = clicked = expanded = correct = 0
     for name in clicks.scenes:
         scene = dataset.load(name)
         point = clicks.point_labels(name, scene.num_points)
-        y0 = expand_clicks(point, scene.supervoxel, dataset.classes.num_classes)  # type: ignore[arg-type]
+        y0 = initial_pseudo_labels(point, scene.supervoxel, scene.xyz, dataset.classes, config)  # type: ignore[arg-type]
         total += scene.num_points
         clicked += int((point >= 0).sum())
-        expanded += coverage(y0) * scene.num_points
-    return {"clicked_fraction": clicked / total, "y0_fraction": expanded / total, "clicks": clicked}
+        expanded += int((y0 >= 0).sum())
+        correct += int(((y0 >= 0) & (y0 == scene.semantic)).sum())
+    return {"clicked_fraction": clicked / total, "y0_fraction": expanded / total,
+            "y0_accuracy": correct / max(1, expanded), "clicks": clicked}
 
 
 def miou_of(predictor: Any, dataset: Dataset) -> float:
@@ -182,11 +190,12 @@ def synthetic(args: argparse.Namespace, work: Path) -> dict:
     split = {s: len(dataset.scene_names(s)) for s in ("train", "val")}
     points_per_scene = float(np.mean([dataset.load(n).num_points for n in dataset.scene_names()]))
     clicks = simulate_clicks(dataset, dataset.scene_names("train"), seed=args.seed)
-    fractions = label_fractions(dataset, clicks)
+    fractions = label_fractions(dataset, clicks, rule_options(args))
     stats = compute_stats(clicks, dataset)
     print(f"synthetic: {split['train']} train / {split['val']} val rooms, {points_per_scene:,.0f} points/room, "
           f"{sv['mean_per_scene']:.0f} super-voxels/room; {fractions['clicks']} clicks = "
-          f"{100 * fractions['clicked_fraction']:.4f}% of points, Y_0 = {100 * fractions['y0_fraction']:.2f}%",
+          f"{100 * fractions['clicked_fraction']:.4f}% of points, Y_0 = {100 * fractions['y0_fraction']:.2f}% "
+          f"({100 * fractions['y0_accuracy']:.1f}% accurate)",
           flush=True)
     total = rounds * steps
     base = recipe_options(args)
@@ -223,7 +232,7 @@ def mosd(args: argparse.Namespace, work: Path) -> dict | None:
     dataset = Dataset(work / "mosd")
     sv = add_supervoxels(dataset)
     clicks = simulate_clicks(dataset, dataset.scene_names("train"), seed=args.seed)
-    fractions = label_fractions(dataset, clicks)
+    fractions = label_fractions(dataset, clicks, rule_options(args))
     rounds, steps = args.mosd_rounds, args.mosd_steps
     total = rounds * steps
     base = recipe_options(args)
@@ -275,7 +284,9 @@ def markdown(result: dict) -> str:
                        ("1T1C† (Θ only, exported)", "otoc_dagger_miou"), ("1T1C (full inference)", "otoc_miou")):
         lines.append(f"| {label} | {pct(result[key])} | {100 * result[key] / result['full_miou']:.0f}% |")
     lines += ["", f"Labelled points: clicks {100 * syn['labels']['clicked_fraction']:.4f}% of the train points; "
-              f"Y_0 (clicks expanded to super-voxels) {100 * syn['labels']['y0_fraction']:.2f}%.", "",
+              f"Y_0 (clicks expanded to super-voxels) {100 * syn['labels']['y0_fraction']:.2f}%"
+              + (f", {100 * syn['labels']['y0_accuracy']:.1f}% point accuracy (analysis only)."
+                 if "y0_accuracy" in syn["labels"] else "."), "",
               "Per iteration (Table 3), val mIoU % of Θ alone (†) / full inference; pseudo labels each round trained "
               "on: coverage % and mIoU % against ground truth (analysis only):", "",
               "| iter | " + " | ".join(VARIANT_LABELS[k] for k in syn["variants"]) + " |",
@@ -326,6 +337,9 @@ def main() -> int:
                         help="Θ x R fusion (default: OtocConfig's; 'product' = the paper's)")
     parser.add_argument("--anchor", choices=ANCHORS, default=None,
                         help="labels kept on top every round (default: config; 'supervoxel' = the paper's)")
+    parser.add_argument("--click-radius", type=float, default=None,
+                        help="object clicks label their super-voxel within this many metres (default: config; "
+                             "0 = the whole super-voxel, the paper)")
     parser.add_argument("--pairwise-weight", type=float, default=None, help="CRF pairwise weight (default: config)")
     parser.add_argument("--notes", type=Path, default=None, help="text file appended to the results as '## Notes'")
     parser.add_argument("--rerender", action="store_true",
@@ -396,7 +410,8 @@ def main() -> int:
         f"{args.rounds} rounds x {args.steps} steps (`full` gets the same {args.rounds * args.steps} steps; 1T1C* one "
         f"round of {args.steps}, as iteration 1), T = {args.threshold}, pseudo-label rule: selection "
         f"`{rule['selection']}`, fusion `{rule['fusion']}`, pairwise weight {rule['pairwise_weight']}, anchor "
-        f"`{rule.get('anchor', 'supervoxel')}`.  "
+        f"`{rule.get('anchor', 'supervoxel')}`, object clicks limited to "
+        f"{rule.get('click_radius_m') or 'none (whole super-voxels)'} m.  "
         f"Machine: {device}, {os.cpu_count()} cores shared with other jobs (load average 1/5/15 min "
         f"{' / '.join(f'{v:.2f}' for v in load_start)} at the start, {' / '.join(f'{v:.2f}' for v in load_end)} at "
         f"the end), torch {torch.__version__} with {torch.get_num_threads()} thread(s); wall "

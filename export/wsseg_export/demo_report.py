@@ -211,7 +211,7 @@ def write_pictures(out: Path, data: Path, clicks_path: Path, runs: dict[str, Pat
     point = clicks.point_labels(room, scene.num_points)
     clicked = point >= 0
     marks = np.where(clicked[:, None], class_colours(point, classes), np.uint8(200)).astype(np.uint8)
-    y0 = _expanded_clicks(point, scene, classes)
+    y0 = _expanded_clicks(point, scene, classes, runs["otoc"])
     pictures["clicks"] = render_panels(
         [Panel(scene.xyz[shown], scene.rgb[shown], f"{room}: input"),
          Panel(scene.xyz[shown], marks[shown], f"{int(clicked.sum())} clicks (one per object)",
@@ -241,13 +241,17 @@ def _shown(mask: np.ndarray | None, n: int) -> np.ndarray:
     return np.ones(n, dtype=bool) if mask is None else mask
 
 
-def _expanded_clicks(point: np.ndarray, scene: Any, classes: ClassTable) -> np.ndarray:
-    """Y_0 of one room: (N,) click classes spread over their super-voxels (the clicks alone without them)."""
-    from wsseg_training.methods.otoc import expand_clicks
+def _expanded_clicks(point: np.ndarray, scene: Any, classes: ClassTable, otoc_run: Path) -> np.ndarray:
+    """Y_0 of one room as the 1T1C run built it (its config's ``method`` options; clicks alone without
+    super-voxels): (N,) int64."""
+    import yaml
+    from wsseg_training.methods.otoc import initial_pseudo_labels
+    from wsseg_training.methods.otoc.method import otoc_config_from_options
 
     if scene.supervoxel is None:
         return point
-    return expand_clicks(point, scene.supervoxel, classes.num_classes)
+    options = yaml.safe_load((otoc_run / "config.yaml").read_text()).get("method") or {}
+    return initial_pseudo_labels(point, scene.supervoxel, scene.xyz, classes, otoc_config_from_options(options))
 
 
 # ------------------------------------------------------------------------------------------ report

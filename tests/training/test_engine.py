@@ -201,3 +201,20 @@ def test_method_registry_and_options(dataset: Dataset) -> None:
         FullMethod(dataset.classes, {"class_weighting": "sometimes"})
     weights = class_weights(np.array([900, 100, 0]), "inverse_frequency")
     assert weights[2] == 0 and weights[1] == pytest.approx(9 * weights[0]) and weights[:2].mean() == pytest.approx(1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (run on the GPU machine)")
+def test_amp_on_cuda_learns_resumes_and_loads_on_cpu(dataset: Dataset, tmp_path: Path) -> None:
+    """``train.amp`` on CUDA: float16 autocast + GradScaler; resume restores the scaler; weights stay float32."""
+    train = {**TINY["train"], "amp": True}
+    trainer, straight = _train(dataset, tmp_path / "straight", device="cuda", train=train)
+    assert trainer.amp and trainer.device.type == "cuda"
+    assert all(np.isfinite(straight)) and straight[-1] < straight[0]
+    with pytest.raises(KeyboardInterrupt):
+        _train(dataset, tmp_path / "resumed", method=CrashAt, device="cuda", train=train)
+    scaler = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")["training"]["scaler"]
+    assert scaler["scale"] > 0
+    _, rest = _train(dataset, tmp_path / "resumed", resume=True, device="cuda", train=train)
+    assert len(rest) == 3 and all(np.isfinite(rest))
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "resumed" / "model.pt"))
+    assert all(t.dtype == torch.float32 for t in model.state_dict().values() if t.is_floating_point())

@@ -22,8 +22,10 @@ from wsseg_training.methods.otoc import (
     coverage,
     crf_energy,
     expand_clicks,
+    initial_pseudo_labels,
     mean_field,
     next_pseudo_labels,
+    object_classes,
     point_confidence,
     point_pseudo_labels,
     pool_nodes,
@@ -44,7 +46,7 @@ from wsseg_training.methods.otoc import (
 from wsseg_training.methods.otoc.graph import dense_kernel, topk_kernel
 from wsseg_training.model import UNetConfig, to_torch
 
-from wsseg.core.classes import IGNORE_INDEX
+from wsseg.core.classes import IGNORE_INDEX, S3DIS, ClassTable
 from wsseg.core.preprocess import PreprocessConfig, prepare_cloud
 
 X = IGNORE_INDEX
@@ -67,6 +69,54 @@ def test_expand_clicks_spreads_votes_and_keeps_clicked_points() -> None:
     assert labels.dtype == np.int64
     with pytest.raises(ValueError, match="supervoxel"):
         expand_clicks(clicks, supervoxel[:5], num_classes=3)
+
+
+def test_expand_clicks_limits_object_clicks_to_a_ball_in_their_supervoxel() -> None:
+    # points on the x axis, 1 m apart; sv 0 = x 0..9 (a "floor" segment that swallowed an object), sv 1 = x 10..12
+    xyz = np.zeros((13, 3), dtype=np.float32)
+    xyz[:, 0] = np.arange(13)
+    supervoxel = np.array([0] * 10 + [1] * 3)
+    capped = np.array([False, True, True])  # class 0 = structure, classes 1 and 2 = objects
+    clicks = np.full(13, X, dtype=np.int64)
+    clicks[[2, 5]] = [1, 2]        # two object clicks in sv 0: balls of 1.6 m, x = 4 is 2 m from the first
+    clicks[8] = 0                  # a structure click in sv 0: the whole super-voxel, except the balls
+    clicks[11] = 2                 # an object click whose ball covers its small super-voxel
+    labels = expand_clicks(clicks, supervoxel, 3, xyz=xyz, radius_m=1.6, capped=capped)
+    np.testing.assert_array_equal(labels, [0, 1, 1, 1, 2, 2, 2, 0, 0, 0, 2, 2, 2])  # x = 0 is 2 m away
+    # overlapping balls: the nearer click wins (x = 3 is 1 m from the first, 2 m from the second)
+    two = expand_clicks(clicks, supervoxel, 3, xyz=xyz, radius_m=2.5, capped=capped)
+    np.testing.assert_array_equal(two[:8], [1, 1, 1, 1, 2, 2, 2, 2])
+    # no radius: Algorithm 1 line 1 (vote over sv 0: one vote each for 1, 2, 0 -> tie -> unlabelled)
+    whole = expand_clicks(clicks, supervoxel, 3)
+    np.testing.assert_array_equal(whole, [X, X, 1, X, X, 2, X, X, 0, X, 2, 2, 2])
+    # only object clicks in a super-voxel: the rest of it stays unlabelled
+    lone = np.full(13, X, dtype=np.int64)
+    lone[0] = 1
+    np.testing.assert_array_equal(expand_clicks(lone, supervoxel, 3, xyz=xyz, radius_m=1.0, capped=capped),
+                                  [1, 1] + [X] * 11)
+    with pytest.raises(ValueError, match="xyz and capped"):
+        expand_clicks(clicks, supervoxel, 3, radius_m=1.0)
+    with pytest.raises(ValueError, match="capped"):
+        expand_clicks(clicks, supervoxel, 3, xyz=xyz, radius_m=1.0, capped=np.ones(2, dtype=bool))
+
+
+def test_object_classes_from_the_table_or_the_config() -> None:
+    capped = object_classes(S3DIS)
+    assert [n for n, c in zip(S3DIS.names, capped, strict=True) if not c] == [
+        "ceiling", "floor", "wall", "beam", "column"]
+    custom = ClassTable("rooms", ("floor", "wall", "box"), ((1, 1, 1), (2, 2, 2), (3, 3, 3)))
+    assert not object_classes(custom).any()  # no built-in entry: every click takes its whole super-voxel
+    np.testing.assert_array_equal(object_classes(custom, ("floor", "wall")), [False, False, True])
+    with pytest.raises(ValueError, match="'ground'"):
+        object_classes(custom, ("ground",))
+    xyz = np.zeros((4, 3), dtype=np.float32)
+    xyz[:, 0] = [0.0, 0.3, 0.6, 0.9]
+    clicks = np.array([2, X, X, X])
+    supervoxel = np.zeros(4, dtype=np.int64)
+    config = OtocConfig(click_radius_m=0.5, structure_classes=("floor", "wall"))
+    np.testing.assert_array_equal(initial_pseudo_labels(clicks, supervoxel, xyz, custom, config), [2, 2, X, X])
+    paper = OtocConfig(click_radius_m=None)
+    np.testing.assert_array_equal(initial_pseudo_labels(clicks, supervoxel, xyz, custom, paper), [2, 2, 2, 2])
 
 
 # --- super-voxel pooling (Eq. 2) ----------------------------------------------------------------------------
@@ -415,3 +465,10 @@ def test_config_validation_and_round_trip() -> None:
         OtocConfig(selection="vote")
     with pytest.raises(ValueError, match="'fusion'"):
         OtocConfig(fusion="sum")
+    with pytest.raises(ValueError, match="'click_radius_m'"):
+        OtocConfig(click_radius_m=0.0)
+    with pytest.raises(ValueError, match="'structure_classes'"):
+        OtocConfig(structure_classes="floor")  # type: ignore[arg-type]
+    listed = OtocConfig.from_dict({"structure_classes": ["floor", "wall"]})  # as YAML gives it
+    assert listed.structure_classes == ("floor", "wall")
+    assert OtocConfig.from_dict(listed.to_dict()) == listed

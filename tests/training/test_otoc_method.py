@@ -231,6 +231,8 @@ def test_clear_errors(rooms: tuple[Path, Path], cli_run: Path, tmp_path: Path) -
     with pytest.raises(ConfigError, match="selection"):
         OtocMethod(dataset.classes, {"otoc": {"selection": "vote"}}, weak)
     assert OtocMethod(dataset.classes, {"otoc": {"selection": "code"}}, weak).config.selection == "code"
+    with pytest.raises(ConfigError, match=r"structure_classes.*'ground'"):
+        OtocMethod(dataset.classes, {"otoc": {"structure_classes": ["ground"]}}, weak)
     assert (OtocMethod(dataset.classes, {}, weak).config.fusion, OtocConfig().selection) == ("geometric", "agree")
     with pytest.raises(ValueError, match="clicks"):
         get_method("otoc")(dataset.classes, {}, None)

@@ -111,3 +111,16 @@ MOSD = ClassTable("mosd", ("support", "object"), ((160, 160, 160), (230, 60, 40)
 CLASS_TABLES: dict[str, ClassTable] = {
     t.name: t for t in (S3DIS, SCANNET20, SEMANTIC_KITTI19, SYNTHETIC_OUTDOOR, MOSD)
 }
+
+#: Amorphous "stuff" classes of each built-in table (building structure, ground, vegetation): surfaces that
+#: run through a whole scene, as opposed to countable objects.  1T1C expands a click of such a class to its
+#: whole super-voxel and a click on an object only to the nearby part of it
+#: (``wsseg_training.methods.otoc.pseudo_labels``).
+STRUCTURE_CLASSES: dict[str, tuple[str, ...]] = {
+    "s3dis": ("ceiling", "floor", "wall", "beam", "column"),
+    "scannet20": ("wall", "floor"),
+    "semantickitti19": ("road", "parking", "sidewalk", "other-ground", "building", "fence", "vegetation",
+                        "terrain"),
+    "synthetic_outdoor": ("road", "sidewalk", "building", "vegetation", "fence", "terrain"),
+    "mosd": ("support",),
+}

@@ -3,7 +3,8 @@
 Public API::
 
     OtocConfig                                   every hyper-parameter (config.py)
-    expand_clicks, next_pseudo_labels, point_pseudo_labels, coverage, pseudo_label_confusion
+    expand_clicks, initial_pseudo_labels, object_classes, next_pseudo_labels, point_pseudo_labels, coverage,
+    pseudo_label_confusion
                                                  pseudo labels Y_0 .. Y_t (pseudo_labels.py)
     Segments, segment_mean, segment_majority, pool_nodes, SupervoxelNodes
                                                  super-voxel pooling, Eq. 2 (pooling.py)
@@ -42,7 +43,9 @@ from wsseg_training.methods.otoc.pseudo_labels import (
     clicked_supervoxel_mask,
     coverage,
     expand_clicks,
+    initial_pseudo_labels,
     next_pseudo_labels,
+    object_classes,
     point_pseudo_labels,
     pseudo_label_confusion,
 )
@@ -64,7 +67,8 @@ __all__ = [
     "VARIANTS", "OtocConfig", "Propagation", "PrototypeBank", "Segments", "SupervoxelGraph", "SupervoxelNodes",
     "batch_prototypes", "build_graph", "build_relation_net", "class_sums", "clicked_supervoxel_mask",
     "combine_probabilities", "contrastive_loss", "coverage", "crf_energy", "expand_clicks", "graph_for_nodes",
-    "kernel_features", "mean_field", "next_pseudo_labels", "point_confidence", "point_pseudo_labels", "pool_nodes",
+    "initial_pseudo_labels", "kernel_features", "mean_field", "next_pseudo_labels", "object_classes",
+    "point_confidence", "point_pseudo_labels", "pool_nodes",
     "propagate", "propagate_scene", "prototype_logits", "prototypes_from_sums", "pseudo_label_confusion",
     "relation_loss", "relation_probabilities", "sample_balanced", "segment_majority", "segment_mean",
     "segment_sum", "select_confident", "select_nodes", "supervoxel_confidence", "unary_from_probabilities",

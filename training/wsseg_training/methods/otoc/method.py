@@ -72,7 +72,8 @@ from wsseg_training.methods.otoc.inference import (
 )
 from wsseg_training.methods.otoc.pooling import Segments
 from wsseg_training.methods.otoc.pseudo_labels import (
-    expand_clicks,
+    initial_pseudo_labels,
+    object_classes,
     point_pseudo_labels,
     pseudo_label_confusion,
 )
@@ -136,6 +137,10 @@ class OtocMethod(Method):
         if not self.options["relation_weight"] >= 0:
             raise ConfigError(f"method 'otoc': option 'relation_weight' is {self.options['relation_weight']!r}, "
                               "expected >= 0")
+        try:
+            object_classes(self.classes, self.config.structure_classes)
+        except ValueError as exc:
+            raise ConfigError(f"method 'otoc': option otoc.structure_classes: {exc}") from None
         self.initial: dict[str, np.ndarray] = {}
         self.anchors: dict[str, np.ndarray] = {}
         self.scenes: list[TrainScene] = []
@@ -161,7 +166,7 @@ class OtocMethod(Method):
             raise ValueError(f"scene {name!r} has no field 'supervoxel'; 1T1C expands clicks to super-voxels: run "
                              "`wsseg data supervoxels --data DATA` first")
         clicks = self.weak.point_labels(name, scene.num_points)
-        initial = expand_clicks(clicks, scene.supervoxel, self.num_classes)
+        initial = initial_pseudo_labels(clicks, scene.supervoxel, scene.xyz, self.classes, self.config)
         if not (initial != IGNORE_INDEX).any():
             return None
         self.initial[name] = initial

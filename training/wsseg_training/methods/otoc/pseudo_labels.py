@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from wsseg.core.classes import IGNORE_INDEX
+from wsseg.core.classes import IGNORE_INDEX, STRUCTURE_CLASSES, ClassTable
 from wsseg_training.evaluation.metrics import ConfusionMatrix
+from wsseg_training.methods.otoc.config import OtocConfig
 from wsseg_training.methods.otoc.pooling import Segments
 
 
@@ -20,25 +21,85 @@ def _check_points(name: str, array: np.ndarray, n: int) -> None:
         raise ValueError(f"'{name}' has {array.shape[0]} rows, expected {n} (one per point)")
 
 
-def expand_clicks(clicks: np.ndarray, supervoxel: np.ndarray, num_classes: int) -> np.ndarray:
-    """Initial pseudo labels Y_0: each click's class spread to every point of its super-voxel.
+def expand_clicks(clicks: np.ndarray, supervoxel: np.ndarray, num_classes: int, xyz: np.ndarray | None = None,
+                  radius_m: float | None = None, capped: np.ndarray | None = None) -> np.ndarray:
+    """Initial pseudo labels Y_0: each click's class spread over its super-voxel.
 
     clicks: (N,) int64, class id at clicked points, ``IGNORE_INDEX`` elsewhere (``Clicks.point_labels``).
     supervoxel: (N,) int super-voxel id, -1 = none.  Returns (N,) int64.
 
-    Several clicks in one super-voxel vote: the majority class wins; a tie leaves the super-voxel
-    unlabelled.  A clicked point always keeps its own click (a human said so), also inside a super-voxel
-    that voted otherwise, and a click on a point without super-voxel labels that point only.
+    Without ``radius_m`` (Algorithm 1 line 1): every click labels its whole super-voxel.  Several clicks in one
+    super-voxel vote: the majority class wins; a tie leaves the super-voxel unlabelled.
+
+    With ``radius_m`` (metres), ``xyz`` (N, 3) float metres and ``capped`` (C,) bool: a click of a capped class
+    labels only the points of its super-voxel within ``radius_m`` of it (the nearest such click wins where
+    balls overlap, over any vote); only the other clicks vote for whole super-voxels.
+
+    Either way a clicked point keeps its own click (a human said so), and a click on a point without a
+    super-voxel labels that point only.
     """
     clicks = np.asarray(clicks).astype(np.int64)
     supervoxel = np.asarray(supervoxel).astype(np.int64)
     _check_points("supervoxel", supervoxel, clicks.shape[0])
-    segments = Segments.from_ids(torch.from_numpy(supervoxel))
-    votes = segments.majority(torch.from_numpy(clicks), num_classes)
-    labels = segments.to_points(votes, IGNORE_INDEX).numpy().astype(np.int64)
     clicked = clicks >= 0
+    ball = np.zeros_like(clicked)
+    if radius_m is not None:
+        if xyz is None or capped is None:
+            raise ValueError("expand_clicks: radius_m needs xyz and capped")
+        _check_points("xyz", np.asarray(xyz), clicks.shape[0])
+        if np.asarray(capped).shape != (num_classes,):
+            raise ValueError(f"expand_clicks: capped has shape {np.asarray(capped).shape}, expected ({num_classes},)")
+        ball = clicked & np.asarray(capped, dtype=bool)[np.where(clicked, clicks, 0)]
+    segments = Segments.from_ids(torch.from_numpy(supervoxel))
+    votes = segments.majority(torch.from_numpy(np.where(ball, IGNORE_INDEX, clicks)), num_classes)
+    labels = segments.to_points(votes, IGNORE_INDEX).numpy().astype(np.int64)
+    if ball.any():
+        _label_balls(labels, clicks, supervoxel, np.asarray(xyz, dtype=np.float64), np.flatnonzero(ball),
+                     float(radius_m))  # type: ignore[arg-type]
     labels[clicked] = clicks[clicked]
     return labels
+
+
+def _label_balls(labels: np.ndarray, clicks: np.ndarray, supervoxel: np.ndarray, xyz: np.ndarray,
+                 centres: np.ndarray, radius_m: float) -> None:
+    """In place: points of each centre click's super-voxel within ``radius_m`` take its class (nearest wins)."""
+    order = np.argsort(supervoxel, kind="stable")
+    sorted_ids = supervoxel[order]
+    nearest = np.full(labels.shape[0], np.inf)
+    for centre in centres:
+        sv = supervoxel[centre]
+        if sv < 0:
+            continue
+        members = order[np.searchsorted(sorted_ids, sv, "left"):np.searchsorted(sorted_ids, sv, "right")]
+        distance = np.linalg.norm(xyz[members] - xyz[centre], axis=1)
+        inside = (distance <= radius_m) & (distance < nearest[members])
+        labels[members[inside]] = clicks[centre]
+        nearest[members[inside]] = distance[inside]
+
+
+def object_classes(classes: ClassTable, structure: tuple[str, ...] | None = None) -> np.ndarray:
+    """(C,) bool: classes whose clicks :func:`expand_clicks` limits to a ball -- every class but the structure ones.
+
+    structure: class names; None = the table's ``STRUCTURE_CLASSES`` entry (a table without one: no class is
+    limited, so every click expands to its whole super-voxel).  ``ValueError`` names an unknown class.
+    """
+    names = STRUCTURE_CLASSES.get(classes.name, tuple(classes.names)) if structure is None else structure
+    unknown = sorted(set(names) - set(classes.names))
+    if unknown:
+        raise ValueError(f"structure classes {unknown} are not in class table {classes.name!r} {list(classes.names)}")
+    return np.array([name not in names for name in classes.names], dtype=bool)
+
+
+def initial_pseudo_labels(clicks: np.ndarray, supervoxel: np.ndarray, xyz: np.ndarray, classes: ClassTable,
+                          config: OtocConfig) -> np.ndarray:
+    """Y_0 of a scene under ``config``: :func:`expand_clicks`, object clicks limited to ``click_radius_m``.
+
+    clicks, supervoxel: (N,) as in :func:`expand_clicks`; xyz: (N, 3) float32 metres.  Returns (N,) int64.
+    """
+    if config.click_radius_m is None:
+        return expand_clicks(clicks, supervoxel, classes.num_classes)
+    return expand_clicks(clicks, supervoxel, classes.num_classes, xyz=xyz, radius_m=config.click_radius_m,
+                         capped=object_classes(classes, config.structure_classes))
 
 
 def clicked_supervoxel_mask(clicks: np.ndarray, supervoxel: np.ndarray) -> np.ndarray:
