@@ -12,7 +12,10 @@ Synthetic part (``IndoorConfig()`` rooms, S3DIS classes, the generator's train/v
    propagation over super-voxels), and the coverage / quality of the pseudo labels that round trained on.
 
 mOSD part (when ``../shared/data/mosd/learn`` exists): the 45 table-top RGB-D frames (35 train / 10 val),
-one click per object instance, ``full`` vs 1T1C (``rel_gp``) with 1T1C† and full inference.
+one click per object instance, ``full`` vs 1T1C (``rel_gp``) with 1T1C† and full inference, twice: Θ's
+cross-entropy weighted by ``--mosd-class-weighting`` (default ``inverse``: the clicked super-voxels hold 19
+background points per object point, and unweighted Θ predicts background everywhere) and with the synthetic
+runs' rule.
 
 Bounded time on a CPU: ``tiny`` profile (``--profile``), crops of 10,000 points (``--crop-points``), one torch
 thread (``--threads``).  Default schedule: 15 rooms (12 train / 3 val), 5 rounds x 400 steps, mOSD 5 x 100 --
@@ -49,7 +52,7 @@ from wsseg_training.evaluation.evaluate import TorchPredictor, evaluate_split
 from wsseg_training.labels import Clicks, compute_stats, simulate_clicks
 from wsseg_training.methods import FullMethod, OtocMethod
 from wsseg_training.methods.otoc import initial_pseudo_labels
-from wsseg_training.methods.otoc.config import ANCHORS, FUSION_EXPONENTS, SELECTIONS, OtocConfig
+from wsseg_training.methods.otoc.config import ANCHORS, CLASS_WEIGHTINGS, FUSION_EXPONENTS, SELECTIONS, OtocConfig
 from wsseg_training.methods.otoc.inference import OtocFullPredictor
 from wsseg_training.methods.otoc.method import ROUNDS_FILE
 
@@ -86,13 +89,14 @@ def rule_of(args: argparse.Namespace) -> dict[str, Any]:
     defaults = OtocConfig()
     return {"selection": defaults.selection, "fusion": defaults.fusion,
             "pairwise_weight": defaults.pairwise_weight, "anchor": defaults.anchor,
-            "click_radius_m": defaults.click_radius_m, **rule_options(args)}
+            "click_radius_m": defaults.click_radius_m, "class_weighting": defaults.class_weighting,
+            **rule_options(args)}
 
 
 def rule_options(args: argparse.Namespace) -> dict[str, Any]:
     """OtocConfig fields of the pseudo-label rule given on the command line (absent: the config defaults)."""
     given = {"selection": args.selection, "fusion": args.fusion, "pairwise_weight": args.pairwise_weight,
-             "anchor": args.anchor, "click_radius_m": args.click_radius}
+             "anchor": args.anchor, "click_radius_m": args.click_radius, "class_weighting": args.class_weighting}
     if args.click_radius is not None and args.click_radius <= 0:
         given["click_radius_m"] = None  # --click-radius 0: whole super-voxels (the paper)
     return {k: v for k, v in given.items() if v is not None}
@@ -242,11 +246,17 @@ def mosd(args: argparse.Namespace, work: Path) -> dict | None:
     out: dict[str, Any] = {"frames": frames, "supervoxels": sv, "labels": fractions}
     out["full"] = run_full(dataset, work / "mosd_runs", recipe(steps=total, **base))
     print(f"  mOSD full: {100 * out['full']['miou']:.1f}", flush=True)
-    method = {"variant": "rel_gp", "iterations": rounds, "steps_per_iteration": steps, "threshold": args.threshold,
-              "otoc": rule_options(args)}
-    out["otoc"] = run_otoc("otoc", dataset, clicks, work / "mosd_runs",
-                           recipe(steps=total, method=method, checkpoint_every=steps, keep=rounds + 1, **base),
-                           rounds, steps, per_round_eval=False)
+    # "otoc": Θ's cross-entropy weighted by --mosd-class-weighting; "otoc_plain": the rule of the synthetic runs
+    weightings = {"otoc": args.mosd_class_weighting, "otoc_plain": rule_of(args)["class_weighting"]}
+    for key, weighting in weightings.items():
+        if key == "otoc_plain" and weighting == weightings["otoc"]:
+            continue
+        method = {"variant": "rel_gp", "iterations": rounds, "steps_per_iteration": steps,
+                  "threshold": args.threshold, "otoc": {**rule_options(args), "class_weighting": weighting}}
+        out[key] = run_otoc(key, dataset, clicks, work / "mosd_runs",
+                            recipe(steps=total, method=method, checkpoint_every=steps, keep=rounds + 1, **base),
+                            rounds, steps)
+        out[key]["class_weighting"] = weighting
     return out
 
 
@@ -314,11 +324,21 @@ def markdown(result: dict) -> str:
                      f"{pct(row['right_miou'])} | {'yes' if row['held'] else '**NO**'} |")
     if result.get("mosd"):
         m = result["mosd"]
-        last = m["otoc"]["iterations"][-1]
         lines += ["", f"mOSD frames ({m['frames']['train']} train / {m['frames']['val']} val, one click per object "
                   f"instance = {100 * m['labels']['clicked_fraction']:.4f}% of points):", "",
-                  "| run | mIoU % |", "|---|---:|", f"| full (dense labels) | {pct(m['full']['miou'])} |",
-                  f"| 1T1C† | {pct(last['dagger_miou'])} |", f"| 1T1C (full inference) | {pct(last['full_miou'])} |"]
+                  "| run | mIoU % |", "|---|---:|", f"| full (dense labels) | {pct(m['full']['miou'])} |"]
+        for key in ("otoc", "otoc_plain"):
+            if key in m:
+                last = m[key]["iterations"][-1]
+                weighting = f" (Θ class weighting `{m[key].get('class_weighting', 'none')}`)"
+                lines += [f"| 1T1C†{weighting} | {pct(last['dagger_miou'])} |",
+                          f"| 1T1C (full inference){weighting} | {pct(last['full_miou'])} |"]
+        rounds = m["otoc"]["iterations"]
+        if len(rounds) > 1:
+            lines += ["", "mOSD per iteration, " + (f"Θ class weighting `{m['otoc'].get('class_weighting')}`" if
+                      "class_weighting" in m["otoc"] else "1T1C") + ": " + "; ".join(
+                f"{r['iteration']}: {pct(r['dagger_miou'])} / {pct(r['full_miou'])} (Y: "
+                f"{pct(r.get('pseudo_coverage'))}% cov, {pct(r.get('pseudo_miou'))})" for r in rounds)]
     if result.get("notes"):
         lines += ["", "## Notes", "", result["notes"].strip()]
     return "\n".join(lines) + "\n"
@@ -348,6 +368,11 @@ def main() -> int:
     parser.add_argument("--click-radius", type=float, default=None,
                         help="object clicks label their super-voxel within this many metres (default: config; "
                              "0 = the whole super-voxel, the paper)")
+    parser.add_argument("--class-weighting", choices=tuple(CLASS_WEIGHTINGS), default=None,
+                        help="weights of Θ's cross-entropy (default: config; 'none' = the paper)")
+    parser.add_argument("--mosd-class-weighting", choices=tuple(CLASS_WEIGHTINGS), default="inverse",
+                        help="Θ's class weighting on mOSD (default inverse: objects are 5 %% of Y_0 there); the "
+                             "synthetic rule runs beside it")
     parser.add_argument("--pairwise-weight", type=float, default=None, help="CRF pairwise weight (default: config)")
     parser.add_argument("--notes", type=Path, default=None, help="text file appended to the results as '## Notes'")
     parser.add_argument("--rerender", action="store_true",
@@ -419,7 +444,9 @@ def main() -> int:
         f"round of {args.steps}, as iteration 1), T = {args.threshold}, pseudo-label rule: selection "
         f"`{rule['selection']}`, fusion `{rule['fusion']}`, pairwise weight {rule['pairwise_weight']}, anchor "
         f"`{rule.get('anchor', 'supervoxel')}`, object clicks limited to "
-        f"{rule.get('click_radius_m') or 'none (whole super-voxels)'} m.  "
+        f"{str(rule['click_radius_m']) + ' m' if rule.get('click_radius_m') else 'none (whole super-voxels)'}, "
+        f"Θ's class weighting "
+        f"`{rule.get('class_weighting', 'none')}`.  "
         f"Machine: {device}, {os.cpu_count()} cores shared with other jobs (load average 1/5/15 min "
         f"{' / '.join(f'{v:.2f}' for v in load_start)} at the start, {' / '.join(f'{v:.2f}' for v in load_end)} at "
         f"the end), torch {torch.__version__} with {torch.get_num_threads()} thread(s); wall "

@@ -17,6 +17,7 @@ from wsseg_training.methods.otoc import (
     build_graph,
     build_relation_net,
     class_sums,
+    class_weights,
     combine_probabilities,
     contrastive_loss,
     coverage,
@@ -117,6 +118,17 @@ def test_object_classes_from_the_table_or_the_config() -> None:
     np.testing.assert_array_equal(initial_pseudo_labels(clicks, supervoxel, xyz, custom, config), [2, 2, X, X])
     paper = OtocConfig(click_radius_m=None)
     np.testing.assert_array_equal(initial_pseudo_labels(clicks, supervoxel, xyz, custom, paper), [2, 2, 2, 2])
+
+
+def test_class_weights_balance_the_labelled_points() -> None:
+    scenes = [np.array([0, 0, X, 1]), np.array([0, X])]  # class 0: 3 points, class 1: 1, class 2: none
+    np.testing.assert_allclose(class_weights(scenes, 3, 0.0).numpy(), [1, 1, 1])
+    inverse = class_weights(scenes, 3, 1.0).numpy()
+    np.testing.assert_allclose(inverse, [2 / 3, 2, 1], rtol=1e-6)  # 1/f = 4/3, 4; mean over points 2 -> / 2
+    assert 0.75 * inverse[0] + 0.25 * inverse[1] == pytest.approx(1.0)  # a labelled point weighs 1 on average
+    root = class_weights(scenes, 3, 0.5).numpy()
+    assert root[1] / root[0] == pytest.approx(3 ** 0.5, rel=1e-6)
+    np.testing.assert_allclose(class_weights([np.array([X, X])], 3, 1.0).numpy(), [1, 1, 1])
 
 
 # --- super-voxel pooling (Eq. 2) ----------------------------------------------------------------------------
@@ -465,6 +477,8 @@ def test_config_validation_and_round_trip() -> None:
         OtocConfig(selection="vote")
     with pytest.raises(ValueError, match="'fusion'"):
         OtocConfig(fusion="sum")
+    with pytest.raises(ValueError, match="'class_weighting'"):
+        OtocConfig(class_weighting="focal")
     with pytest.raises(ValueError, match="'click_radius_m'"):
         OtocConfig(click_radius_m=0.0)
     with pytest.raises(ValueError, match="'structure_classes'"):

@@ -40,6 +40,7 @@ from wsseg_training.methods.otoc.propagate import (
     supervoxel_confidence,
 )
 from wsseg_training.methods.otoc.pseudo_labels import (
+    class_weights,
     clicked_supervoxel_mask,
     coverage,
     expand_clicks,
@@ -65,7 +66,7 @@ from wsseg_training.methods.otoc.relation import (
 
 __all__ = [
     "VARIANTS", "OtocConfig", "Propagation", "PrototypeBank", "Segments", "SupervoxelGraph", "SupervoxelNodes",
-    "batch_prototypes", "build_graph", "build_relation_net", "class_sums", "clicked_supervoxel_mask",
+    "batch_prototypes", "build_graph", "build_relation_net", "class_sums", "class_weights", "clicked_supervoxel_mask",
     "combine_probabilities", "contrastive_loss", "coverage", "crf_energy", "expand_clicks", "graph_for_nodes",
     "initial_pseudo_labels", "kernel_features", "mean_field", "next_pseudo_labels", "object_classes",
     "point_confidence", "point_pseudo_labels", "pool_nodes",

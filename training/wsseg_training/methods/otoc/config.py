@@ -29,6 +29,8 @@ FUSION_EXPONENTS: dict[str, float] = {"product": 1.0, "geometric": 0.5}
 SELECTIONS = ("marginal", "agree", "code")
 #: what every Y_t (t >= 1) keeps on top of the propagated labels (``method.OtocMethod``)
 ANCHORS = ("supervoxel", "click")
+#: class weights of Θ's cross-entropy -> exponent on the inverse class frequency of the round's pseudo labels
+CLASS_WEIGHTINGS: dict[str, float] = {"none": 0.0, "inverse_sqrt": 0.5, "inverse": 1.0}
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,10 @@ class OtocConfig:
         all) and a fifth of the wrong ones.  The rest of such a super-voxel is left to the propagation.
     structure_classes: class names whose clicks always take the whole super-voxel (floors, walls: they span
         scenes); None = ``wsseg.core.classes.STRUCTURE_CLASSES`` of the dataset's class table.
+    class_weighting: weights of Θ's cross-entropy (Eq. 1), recomputed every round from the pseudo labels it
+        trains on: ``none`` (the paper), ``inverse_sqrt`` or ``inverse`` class frequency (normalised so that a
+        labelled point weighs 1 on average).  For label sets where the clicks cover one class far more than
+        another (mOSD: objects are 5 % of Y_0).
     """
 
     variant: str = "rel_gp"
@@ -118,12 +124,13 @@ class OtocConfig:
     anchor: str = "supervoxel"
     click_radius_m: float | None = 0.5
     structure_classes: tuple[str, ...] | None = None
+    class_weighting: str = "none"
 
     def __post_init__(self) -> None:
         choices = {"variant": (self.variant, VARIANTS), "neighbourhood": (self.neighbourhood, NEIGHBOURHOODS),
                    "pairwise_normalisation": (self.pairwise_normalisation, PAIRWISE_NORMALISATIONS),
                    "fusion": (self.fusion, tuple(FUSION_EXPONENTS)), "selection": (self.selection, SELECTIONS),
-                   "anchor": (self.anchor, ANCHORS)}
+                   "anchor": (self.anchor, ANCHORS), "class_weighting": (self.class_weighting, tuple(CLASS_WEIGHTINGS))}
         for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ValueError(f"OtocConfig: field '{name}' is {value!r}, expected one of {allowed}")

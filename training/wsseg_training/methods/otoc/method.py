@@ -62,7 +62,7 @@ from wsseg_training.engine.scenes import TrainScene, train_scene_from
 from wsseg_training.evaluation.metrics import ConfusionMatrix
 from wsseg_training.labels import Clicks
 from wsseg_training.methods.base import Method, StepContext
-from wsseg_training.methods.otoc.config import VARIANTS, OtocConfig
+from wsseg_training.methods.otoc.config import CLASS_WEIGHTINGS, VARIANTS, OtocConfig
 from wsseg_training.methods.otoc.inference import (
     build_otoc_modules,
     module_or_none,
@@ -72,6 +72,7 @@ from wsseg_training.methods.otoc.inference import (
 )
 from wsseg_training.methods.otoc.pooling import Segments
 from wsseg_training.methods.otoc.pseudo_labels import (
+    class_weights,
     initial_pseudo_labels,
     object_classes,
     point_pseudo_labels,
@@ -141,6 +142,7 @@ class OtocMethod(Method):
             object_classes(self.classes, self.config.structure_classes)
         except ValueError as exc:
             raise ConfigError(f"method 'otoc': option otoc.structure_classes: {exc}") from None
+        self.class_weights = torch.ones(self.num_classes)  # of Θ's cross-entropy, set every round
         self.initial: dict[str, np.ndarray] = {}
         self.anchors: dict[str, np.ndarray] = {}
         self.scenes: list[TrainScene] = []
@@ -195,14 +197,18 @@ class OtocMethod(Method):
             self._update_pseudo_labels(trainer)
         if "sums" in trainer.modules:  # "w/o MB": prototypes of the coming round only
             trainer.modules["sums"].reset()  # type: ignore[operator]
+        self.class_weights = class_weights([s.point_targets["labels"] for s in self.scenes], self.num_classes,
+                                           CLASS_WEIGHTINGS[self.config.class_weighting]).to(trainer.device)
         self._record(index, time.perf_counter() - started, trainer)
 
     def losses(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         labels = ctx.batch.point_targets["labels"]
         labelled = labels != IGNORE_INDEX
         logits = ctx.point_logits()[labelled].float()
-        ce = F.cross_entropy(logits, labels[labelled], reduction="sum")
-        terms = {"ce": ctx.mean(ce, labelled.sum())}
+        target = labels[labelled]
+        weight = self.class_weights.to(logits.device)[target]
+        ce = (F.cross_entropy(logits, target, reduction="none") * weight).sum()
+        terms = {"ce": ctx.mean(ce, weight.sum())}
         if "relation" in ctx.modules:
             terms["relation"] = self._relation_term(ctx, labels) * float(self.options["relation_weight"])
         return terms

@@ -152,6 +152,26 @@ def point_pseudo_labels(point_prob: np.ndarray, threshold: float, initial: np.nd
     return np.where(initial >= 0, initial, labels).astype(np.int64)
 
 
+def class_weights(labels: list[np.ndarray], num_classes: int, exponent: float) -> torch.Tensor:
+    """(C,) float32 cross-entropy weights from the pseudo labels of all training scenes.
+
+    labels: (N_i,) int64 per scene, ``IGNORE_INDEX`` = unlabelled.  Weight of class c = (1 / f_c) ** exponent
+    with f_c its share of the labelled points, normalised so the labelled points' mean weight is 1; classes
+    without a labelled point get 1.  ``exponent`` 0 -> all ones (plain cross-entropy).
+    """
+    counts = np.zeros(num_classes, dtype=np.float64)
+    for scene in labels:
+        scene = np.asarray(scene)
+        counts += np.bincount(scene[scene >= 0], minlength=num_classes)[:num_classes]
+    weights = np.ones(num_classes)
+    present = counts > 0
+    if exponent > 0 and present.any():
+        share = counts[present] / counts.sum()
+        raw = share ** -exponent
+        weights[present] = raw / float((share * raw).sum())
+    return torch.from_numpy(weights.astype(np.float32))
+
+
 def coverage(labels: np.ndarray) -> float:
     """Fraction of points with a pseudo label (0 for an empty array)."""
     labels = np.asarray(labels)
