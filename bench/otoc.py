@@ -247,10 +247,10 @@ def mosd(args: argparse.Namespace, work: Path) -> dict | None:
     out["full"] = run_full(dataset, work / "mosd_runs", recipe(steps=total, **base))
     print(f"  mOSD full: {100 * out['full']['miou']:.1f}", flush=True)
     # "otoc": Θ's cross-entropy weighted by --mosd-class-weighting; "otoc_plain": the rule of the synthetic runs
-    weightings = {"otoc": args.mosd_class_weighting, "otoc_plain": rule_of(args)["class_weighting"]}
+    weightings = {"otoc": args.mosd_class_weighting}
+    if rule_of(args)["class_weighting"] != args.mosd_class_weighting:
+        weightings["otoc_plain"] = rule_of(args)["class_weighting"]
     for key, weighting in weightings.items():
-        if key == "otoc_plain" and weighting == weightings["otoc"]:
-            continue
         method = {"variant": "rel_gp", "iterations": rounds, "steps_per_iteration": steps,
                   "threshold": args.threshold, "otoc": {**rule_options(args), "class_weighting": weighting}}
         out[key] = run_otoc(key, dataset, clicks, work / "mosd_runs",
@@ -335,10 +335,10 @@ def markdown(result: dict) -> str:
                           f"| 1T1C (full inference){weighting} | {pct(last['full_miou'])} |"]
         rounds = m["otoc"]["iterations"]
         if len(rounds) > 1:
-            lines += ["", "mOSD per iteration, " + (f"Θ class weighting `{m['otoc'].get('class_weighting')}`" if
-                      "class_weighting" in m["otoc"] else "1T1C") + ": " + "; ".join(
-                f"{r['iteration']}: {pct(r['dagger_miou'])} / {pct(r['full_miou'])} (Y: "
-                f"{pct(r.get('pseudo_coverage'))}% cov, {pct(r.get('pseudo_miou'))})" for r in rounds)]
+            per_round = "; ".join(f"{r['iteration']}: {pct(r['dagger_miou'])} / {pct(r['full_miou'])} (Y: "
+                                  f"{pct(r.get('pseudo_coverage'))}% cov, {pct(r.get('pseudo_miou'))})" for r in rounds)
+            lines += ["", f"mOSD per iteration, † / full inference (Θ class weighting "
+                          f"`{m['otoc'].get('class_weighting', 'none')}`): {per_round}"]
     if result.get("notes"):
         lines += ["", "## Notes", "", result["notes"].strip()]
     return "\n".join(lines) + "\n"
