@@ -112,6 +112,30 @@ def test_metrics_skip_unlabelled_points() -> None:
     assert metrics.num_points == 4 and metrics.undersegmentation_error == 0.0
 
 
+def noisy_wall(depth_noise_m: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A flat 3 m x 2.5 m wall sampled every 1 cm with Gaussian depth noise: (xyz (N, 3) float32, rgb (N, 3) uint8)."""
+    rng = np.random.default_rng(seed)
+    u, v = np.meshgrid(np.arange(0.0, 3.0, 0.01), np.arange(0.0, 2.5, 0.01))
+    xyz = np.stack([u.ravel(), rng.normal(0.0, depth_noise_m, u.size), v.ravel()], axis=1).astype(np.float32)
+    rgb = np.clip(rng.normal(200.0, 3.0, (u.size, 3)), 0, 255).astype(np.uint8)
+    return xyz, rgb
+
+
+def test_default_normals_keep_a_noisy_wall_whole() -> None:
+    xyz, rgb = noisy_wall(0.006)
+    assert int(compute_supervoxels(xyz, rgb).max()) + 1 <= 2
+    # 16-neighbour normals tilt with the depth noise and cut the same wall into dozens of pieces
+    assert int(compute_supervoxels(xyz, rgb, SupervoxelParams(normal_neighbours=16)).max()) + 1 > 20
+
+
+def test_normal_neighbours_default_per_method_and_recorded() -> None:
+    assert SupervoxelParams().normals_k == 64 and SupervoxelParams(method="slic").normals_k == 16
+    assert SupervoxelParams(method="slic", normal_neighbours=40).normals_k == 40
+    assert SupervoxelParams().to_dict()["normal_neighbours"] == 64
+    with pytest.raises(ValueError, match="normal_neighbours"):
+        SupervoxelParams(normal_neighbours=2)
+
+
 @pytest.mark.parametrize("method", ["felzenszwalb", "slic"])
 def test_supervoxels_fit_a_tabletop_scene(method: str) -> None:
     scene = tabletop_scene()

@@ -40,6 +40,8 @@ from wsseg.core.voxelize import voxel_mean, voxelize
 log = logging.getLogger(__name__)
 
 METHODS = ("felzenszwalb", "slic")
+#: neighbours of the PCA normals per method when ``SupervoxelParams.normal_neighbours`` is None
+DEFAULT_NORMAL_NEIGHBOURS = {"felzenszwalb": 64, "slic": 16}
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,13 @@ class SupervoxelParams:
     """Over-segmentation settings (see the module docstring for their meaning).
 
     voxel_size_m: pre-grid edge in metres (0 = work on raw points).
-    k_neighbours: graph degree.  normal_neighbours: k for PCA normals.
+    k_neighbours: graph degree.  normal_neighbours: k for PCA normals; None = the method's default
+        (:data:`DEFAULT_NORMAL_NEIGHBOURS`).  ``felzenszwalb`` takes 64 (about a 9 cm disc at the 2 cm pre-grid):
+        with 16, depth noise tilted the normals of flat walls and split each wall into ~70 pieces; on 8
+        synthetic rooms, 16 -> 64: under-segmentation error 0.046 -> 0.027, achievable accuracy 0.977 -> 0.986,
+        boundary recall 0.84 -> 0.90, 614 -> 384 super-voxels per room (12 mOSD frames: achievable accuracy
+        0.995 -> 0.993).  ``slic`` keeps 16: its clustering distance uses the normals directly, and smoother
+        normals blur small objects (table-top test scene at 3 cm: achievable accuracy 0.977 -> 0.965).
     threshold: Felzenszwalb constant (unitless, per vertex).  min_points: smallest super-voxel, in points.
     max_edge_m: drop graph edges longer than this (None = keep all k-NN edges).
     seed_spacing_m, slic_iterations, spatial_weight: ``slic`` only.
@@ -56,7 +64,7 @@ class SupervoxelParams:
     method: str = "felzenszwalb"
     voxel_size_m: float = 0.02
     k_neighbours: int = 10
-    normal_neighbours: int = 16
+    normal_neighbours: int | None = None
     normal_weight: float = 1.0
     colour_weight: float = 0.5
     threshold: float = 0.1
@@ -72,7 +80,7 @@ class SupervoxelParams:
         checks = {
             "voxel_size_m": self.voxel_size_m >= 0,
             "k_neighbours": self.k_neighbours >= 1,
-            "normal_neighbours": self.normal_neighbours >= 3,
+            "normal_neighbours": self.normal_neighbours is None or self.normal_neighbours >= 3,
             "normal_weight": self.normal_weight >= 0,
             "colour_weight": self.colour_weight >= 0,
             "threshold": self.threshold >= 0,
@@ -86,8 +94,14 @@ class SupervoxelParams:
             if not ok:
                 raise ValueError(f"super-voxel parameter {name}={getattr(self, name)!r} is out of range")
 
+    @property
+    def normals_k(self) -> int:
+        """Neighbours of the PCA normals: ``normal_neighbours`` or the method's default."""
+        return self.normal_neighbours or DEFAULT_NORMAL_NEIGHBOURS[self.method]
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain fields, with the normal neighbourhood resolved (what was actually used)."""
+        return {**asdict(self), "normal_neighbours": self.normals_k}
 
 
 def estimate_normals(xyz: np.ndarray, k: int, tree: cKDTree | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -277,7 +291,7 @@ def compute_supervoxels(xyz: np.ndarray, rgb: np.ndarray | None = None,
         rgb01 = np.asarray(rgb, dtype=np.float64) / 255.0 if rgb is not None else None
         inverse, mass = np.arange(xyz.shape[0]), np.ones(xyz.shape[0], dtype=np.int64)
     tree = cKDTree(pos)
-    normals, _ = estimate_normals(pos, params.normal_neighbours, tree)
+    normals, _ = estimate_normals(pos, params.normals_k, tree)
     edges, _ = knn_edges(pos, params.k_neighbours, params.max_edge_m, tree)
     weights = edge_weights(edges, normals, rgb01, params.normal_weight, params.colour_weight)
     if params.method == "felzenszwalb":

@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--voxel-size-m", type=float, default=defaults.voxel_size_m,
                         help="pre-grid edge in metres, 0 = raw points (default %(default)s)")
     parser.add_argument("--k-neighbours", type=int, default=defaults.k_neighbours, help="graph degree")
-    parser.add_argument("--normal-neighbours", type=int, default=defaults.normal_neighbours)
+    parser.add_argument("--normal-neighbours", type=int, default=None,
+                        help="k of the PCA normals (default: felzenszwalb 64, slic 16)")
     parser.add_argument("--normal-weight", type=float, default=defaults.normal_weight)
     parser.add_argument("--colour-weight", type=float, default=defaults.colour_weight)
     parser.add_argument("--threshold", type=float, default=defaults.threshold,

@@ -197,8 +197,7 @@ class OtocMethod(Method):
             self._update_pseudo_labels(trainer)
         if "sums" in trainer.modules:  # "w/o MB": prototypes of the coming round only
             trainer.modules["sums"].reset()  # type: ignore[operator]
-        self.class_weights = class_weights([s.point_targets["labels"] for s in self.scenes], self.num_classes,
-                                           CLASS_WEIGHTINGS[self.config.class_weighting]).to(trainer.device)
+        self.class_weights = self._round_class_weights().to(trainer.device)
         self._record(index, time.perf_counter() - started, trainer)
 
     def losses(self, ctx: StepContext) -> dict[str, torch.Tensor]:
@@ -230,8 +229,14 @@ class OtocMethod(Method):
                                  f"points, the scene has {scene.num_points}")
             scene.point_targets["labels"] = labels
         self.history = [dict(h) for h in state.get("history", [])]
+        self.class_weights = self._round_class_weights()  # begin_stage does not run again inside a resumed round
 
     # ------------------------------------------------------------------------------------- internals
+
+    def _round_class_weights(self) -> torch.Tensor:
+        """(C,) weights of Θ's cross-entropy from the current pseudo labels (``OtocConfig.class_weighting``)."""
+        return class_weights([s.point_targets["labels"] for s in self.scenes], self.num_classes,
+                             CLASS_WEIGHTINGS[self.config.class_weighting])
 
     def _relation_term(self, ctx: StepContext, labels: torch.Tensor) -> torch.Tensor:
         """Eq. 6 on the batch's super-voxels: R's embeddings pooled per super-voxel, class-balanced samples."""
