@@ -26,20 +26,18 @@ from wsseg_training.engine.config import ConfigError
 from wsseg_training.engine.scenes import TrainScene, train_scene_from
 from wsseg_training.labels import Clicks, LabelledScenes, SparsePoints
 from wsseg_training.methods.base import Method, StepContext
+from wsseg_training.methods.class_weights import inverse_frequency, label_counts
 
-WEIGHTINGS = ("none", "inverse_frequency", "inverse_sqrt_frequency")
+#: exponent on the inverse class frequency of each ``class_weighting`` option
+WEIGHTING_EXPONENTS = {"none": 0.0, "inverse_frequency": 1.0, "inverse_sqrt_frequency": 0.5}
 
 
 def class_weights(counts: np.ndarray, weighting: str) -> np.ndarray:
-    """counts: (C,) labelled points per class -> (C,) float32 loss weights (mean 1 over present classes)."""
-    counts = np.asarray(counts, dtype=np.float64)
-    present = counts > 0
-    weights = np.zeros_like(counts)
+    """counts: (C,) labelled points per class -> (C,) float32 loss weights (mean 1 over present classes, 0 absent)."""
     if weighting == "none":
-        weights[:] = 1.0
-        return weights.astype(np.float32)
-    power = 1.0 if weighting == "inverse_frequency" else 0.5
-    weights[present] = (counts[present] / counts[present].sum()) ** -power
+        return np.ones(len(counts), dtype=np.float32)
+    weights = inverse_frequency(counts, WEIGHTING_EXPONENTS[weighting])
+    present = weights > 0
     if present.any():
         weights[present] /= weights[present].mean()
     return weights.astype(np.float32)
@@ -54,9 +52,9 @@ class FullMethod(Method):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.options["class_weighting"] not in WEIGHTINGS:
+        if self.options["class_weighting"] not in WEIGHTING_EXPONENTS:
             raise ConfigError(f"method 'full': option 'class_weighting' is {self.options['class_weighting']!r}, "
-                              f"expected one of {WEIGHTINGS}")
+                              f"expected one of {tuple(WEIGHTING_EXPONENTS)}")
         self.weights = torch.ones(self.num_classes)
 
     def point_labels(self, name: str, scene: Scene) -> np.ndarray | None:
@@ -83,10 +81,7 @@ class FullMethod(Method):
         return train_scene_from(name, scene, {"labels": labels})
 
     def setup(self, scenes: list[TrainScene]) -> None:
-        counts = np.zeros(self.num_classes, dtype=np.int64)
-        for scene in scenes:
-            labels = scene.point_targets["labels"]
-            counts += np.bincount(labels[labels != IGNORE_INDEX], minlength=self.num_classes)[: self.num_classes]
+        counts = label_counts((s.point_targets["labels"] for s in scenes), self.num_classes)
         self.weights = torch.from_numpy(class_weights(counts, self.options["class_weighting"]))
 
     def losses(self, ctx: StepContext) -> dict[str, torch.Tensor]:

@@ -12,6 +12,7 @@ import torch
 
 from wsseg.core.classes import IGNORE_INDEX, STRUCTURE_CLASSES, ClassTable
 from wsseg_training.evaluation.metrics import ConfusionMatrix
+from wsseg_training.methods.class_weights import inverse_frequency, label_counts
 from wsseg_training.methods.otoc.config import OtocConfig
 from wsseg_training.methods.otoc.pooling import Segments
 
@@ -159,16 +160,13 @@ def class_weights(labels: list[np.ndarray], num_classes: int, exponent: float) -
     with f_c its share of the labelled points, normalised so the labelled points' mean weight is 1; classes
     without a labelled point get 1.  ``exponent`` 0 -> all ones (plain cross-entropy).
     """
-    counts = np.zeros(num_classes, dtype=np.float64)
-    for scene in labels:
-        scene = np.asarray(scene)
-        counts += np.bincount(scene[scene >= 0], minlength=num_classes)[:num_classes]
-    weights = np.ones(num_classes)
+    counts = label_counts(labels, num_classes)
+    raw = inverse_frequency(counts, exponent)
     present = counts > 0
+    weights = np.ones(num_classes)
     if exponent > 0 and present.any():
         share = counts[present] / counts.sum()
-        raw = share ** -exponent
-        weights[present] = raw / float((share * raw).sum())
+        weights[present] = raw[present] / float((share * raw[present]).sum())
     return torch.from_numpy(weights.astype(np.float32))
 
 
