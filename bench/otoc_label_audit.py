@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from wsseg_training.data.dataset import Dataset
+from wsseg_training.evaluation.metrics import ConfusionMatrix
 from wsseg_training.labels import simulate_clicks
 from wsseg_training.methods.otoc import initial_pseudo_labels
 from wsseg_training.methods.otoc.inference import (
@@ -37,21 +38,21 @@ from wsseg_training.methods.otoc.relation import relation_probabilities
 def stored_label_table(checkpoint: Path, dataset: Dataset) -> list[str]:
     """Markdown rows of part 1 from the pseudo labels a checkpoint carries (``training.method.labels``)."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    labels = state["training"]["method"]["labels"]
-    classes = dataset.classes.num_classes
-    truth_n, covered, correct, labelled = (np.zeros(classes) for _ in range(4))
+    labels = state.get("training", {}).get("method", {}).get("labels")
+    if labels is None:
+        raise SystemExit(f"{checkpoint}: no pseudo labels in it (training.method.labels); pass a checkpoint of a "
+                         "`wsseg train --method otoc` run (RUN/checkpoints/*.pt), not model.pt")
+    # unlabelled points (-1) land in ``missed``: row sums = covered, diagonal = correct, column sums = labelled
+    matrix = ConfusionMatrix(dataset.classes.num_classes)
     for name, stored in labels.items():
-        pseudo = stored.numpy().astype(np.int64)
-        truth = dataset.load(name).semantic
-        truth_n += np.bincount(truth, minlength=classes)[:classes]
-        covered += np.bincount(truth[pseudo >= 0], minlength=classes)[:classes]
-        correct += np.bincount(truth[pseudo == truth], minlength=classes)[:classes]
-        labelled += np.bincount(pseudo[pseudo >= 0], minlength=classes)[:classes]
+        matrix.add(dataset.load(name).semantic, stored.numpy())
+    covered, labelled, correct = matrix.matrix.sum(1), matrix.matrix.sum(0), matrix.true_positives()
+    truth_n = covered + matrix.missed
     rows = ["| class | share % | covered % | correct % | precision % |", "|---|---:|---:|---:|---:|"]
     for c, name in enumerate(dataset.classes.names):
-        n = max(truth_n[c], 1.0)
+        n = max(truth_n[c], 1)
         rows.append(f"| {name} | {100 * truth_n[c] / truth_n.sum():.1f} | {100 * covered[c] / n:.1f} | "
-                    f"{100 * correct[c] / n:.1f} | {100 * correct[c] / max(labelled[c], 1.0):.1f} |")
+                    f"{100 * correct[c] / n:.1f} | {100 * correct[c] / max(labelled[c], 1):.1f} |")
     return rows
 
 
