@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from wsseg_training.checkpoint import CheckpointError, load_checkpoint
 from wsseg_training.data.dataset import Dataset
 from wsseg_training.evaluation.metrics import ConfusionMatrix
 from wsseg_training.labels import simulate_clicks
@@ -37,7 +38,7 @@ from wsseg_training.methods.otoc.relation import relation_probabilities
 
 def stored_label_table(checkpoint: Path, dataset: Dataset) -> list[str]:
     """Markdown rows of part 1 from the pseudo labels a checkpoint carries (``training.method.labels``)."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = load_checkpoint(checkpoint)
     labels = state.get("training", {}).get("method", {}).get("labels")
     if labels is None:
         raise SystemExit(f"{checkpoint}: no pseudo labels in it (training.method.labels); pass a checkpoint of a "
@@ -106,10 +107,15 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
     dataset = Dataset(args.data)
+    try:
+        stored = stored_label_table(args.checkpoint, dataset)
+        nodes = unclicked_node_table(args.checkpoint, dataset, args.seed, args.scenes)
+    except CheckpointError as exc:
+        raise SystemExit(str(exc)) from None
     print(f"# Pseudo-label audit of {args.checkpoint}\n\n## Stored pseudo labels, per ground-truth class\n")
-    print("\n".join(stored_label_table(args.checkpoint, dataset)))
+    print("\n".join(stored))
     print(f"\n## Super-voxels without a click (first {args.scenes} train rooms), per majority class\n")
-    print("\n".join(unclicked_node_table(args.checkpoint, dataset, args.seed, args.scenes)))
+    print("\n".join(nodes))
     return 0
 
 
