@@ -5,7 +5,10 @@ For one 1T1C checkpoint (``RUN/checkpoints/step_*.pt`` of ``wsseg train --method
 1. the pseudo labels stored in the checkpoint (the Y_t that round trained on), per ground-truth class: share of
    the train points, covered (any pseudo label), correct, precision of the points labelled with the class;
 2. on the super-voxels that Y_0 does not touch (no click), per majority ground-truth class: how often Θ's and
-   R's pooled argmax are right, their median peak probability, and how many pass the pseudo-label rule.
+   R's pooled argmax are right, their median peak probability, and how many pass the pseudo-label rule;
+3. R's class prototypes (memory bank, or the "w/o MB" running means): for each class, the other class whose
+   prototype is closest and their cosine.  With τ = 0.07 two unit prototypes at cosine c separate R's logits
+   by at most sqrt(2 - 2c) / τ, so c >= 0.98 leaves R unable to tell the two classes apart (at most 2.9 nats).
 
 Ground truth is read here only to score; nothing is written.  Usage::
 
@@ -98,6 +101,29 @@ def unclicked_node_table(checkpoint: Path, dataset: Dataset, seed: int, scenes: 
     return out
 
 
+def prototype_table(checkpoint: Path, dataset: Dataset) -> list[str]:
+    """Markdown rows of part 3: nearest other prototype per class and the largest logit margin it allows."""
+    predictor = OtocFullPredictor.from_checkpoint(checkpoint)
+    prototypes = prototypes_of(predictor.modules)
+    if prototypes is None:
+        return ["(no relation network in this run)"]
+    unit = torch.nn.functional.normalize(prototypes.double(), dim=1)
+    cosine = unit @ unit.t()
+    cosine.fill_diagonal_(-2.0)  # never its own nearest
+    names = dataset.classes.names
+    temperature = predictor.config.temperature
+    rows = ["| class | nearest prototype | cosine | largest logit margin (nats) |", "|---|---|---:|---:|"]
+    for c, name in enumerate(names):
+        if not bool(prototypes[c].abs().sum() > 0):
+            rows.append(f"| {name} | (never sampled) | - | - |")
+            continue
+        other = int(cosine[c].argmax())
+        value = float(cosine[c, other])
+        margin = float(np.sqrt(max(2.0 - 2.0 * value, 0.0))) / temperature
+        rows.append(f"| {name} | {names[other]} | {value:.3f} | {margin:.1f} |")
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="dataset with super-voxels")
@@ -110,12 +136,15 @@ def main() -> int:
     try:
         stored = stored_label_table(args.checkpoint, dataset)
         nodes = unclicked_node_table(args.checkpoint, dataset, args.seed, args.scenes)
+        prototypes = prototype_table(args.checkpoint, dataset)
     except CheckpointError as exc:
         raise SystemExit(str(exc)) from None
     print(f"# Pseudo-label audit of {args.checkpoint}\n\n## Stored pseudo labels, per ground-truth class\n")
     print("\n".join(stored))
     print(f"\n## Super-voxels without a click (first {args.scenes} train rooms), per majority class\n")
     print("\n".join(nodes))
+    print("\n## R's class prototypes: nearest other class\n")
+    print("\n".join(prototypes))
     return 0
 
 
