@@ -22,10 +22,10 @@ thread (``--threads``).  Default schedule: 15 rooms (12 train / 3 val), 5 rounds
 about 30 min on a shared 2-core VM (5 x 200 took 17 min).  ``--quick``: 10 rooms, 5 rounds x 40 steps, mOSD
 5 x 20 -- about 6 min; it keeps the 5 rounds because the paper's orderings are about iteration 5.  The
 pseudo-label rule is OtocConfig's default unless ``--selection`` / ``--fusion`` / ``--pairwise-weight`` /
-``--anchor`` / ``--click-radius`` say otherwise (``--selection marginal --fusion product --click-radius 0`` is
-the paper's rule).  Writes
-``bench/results/otoc.json`` and ``.md`` (machine, threads, load average, wall time, ordering margins,
-``--notes``); the last line printed is ``RESULT <json>``.  Not a test: never gates CI.
+``--anchor`` / ``--click-radius`` / ``--otoc '{"field": value}'`` (any other OtocConfig field) say otherwise
+(``--selection marginal --fusion product --click-radius 0`` is the paper's rule).  Writes
+``bench/results/otoc.json`` and ``.md`` (machine, threads, load average, wall time, ordering margins, ``--notes``);
+the last line printed is ``RESULT <json>``.  Not a test: never gates CI.
 """
 
 from __future__ import annotations
@@ -99,7 +99,32 @@ def rule_options(args: argparse.Namespace) -> dict[str, Any]:
              "anchor": args.anchor, "click_radius_m": args.click_radius, "class_weighting": args.class_weighting}
     if args.click_radius is not None and args.click_radius <= 0:
         given["click_radius_m"] = None  # --click-radius 0: whole super-voxels (the paper)
-    return {k: v for k, v in given.items() if v is not None}
+    chosen = {k: v for k, v in given.items() if v is not None}
+    extra = parse_otoc_fields(args.otoc)
+    clashes = sorted(set(extra) & set(chosen))
+    if clashes:
+        raise SystemExit(f"--otoc sets {clashes}, which a flag of their own also sets; give each once")
+    return {**chosen, **extra}
+
+
+def parse_otoc_fields(text: str | None) -> dict[str, Any]:
+    """``--otoc`` JSON -> OtocConfig fields, checked against OtocConfig (SystemExit naming the bad field)."""
+    if not text:
+        return {}
+    try:
+        fields = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"--otoc is not JSON ({exc}): {text!r}") from None
+    if not isinstance(fields, dict):
+        raise SystemExit(f"--otoc must be a JSON object of OtocConfig fields, got {text!r}")
+    plain = sorted({"variant", "memory_bank", "self_training_iterations", "confidence_threshold"} & set(fields))
+    if plain:
+        raise SystemExit(f"--otoc cannot set {plain}: the benchmark runs every variant (use --threshold for T)")
+    try:
+        OtocConfig.from_dict(fields)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"--otoc: {exc}") from None
+    return fields
 
 
 def add_supervoxels(dataset: Dataset) -> dict[str, float]:
@@ -293,6 +318,16 @@ def orderings(syn: dict) -> dict[str, bool]:
     return {row["name"]: row["held"] for row in ordering_checks(syn)}
 
 
+#: rule fields the results note always names (``rule_of``); any other one came from ``--otoc``
+NAMED_RULE_FIELDS = ("selection", "fusion", "pairwise_weight", "anchor", "click_radius_m", "class_weighting")
+
+
+def other_fields(rule: dict[str, Any]) -> str:
+    """``, momentum 0.99`` for the ``--otoc`` fields of ``rule`` (empty when there are none)."""
+    extra = {k: v for k, v in rule.items() if k not in NAMED_RULE_FIELDS}
+    return "".join(f", {k} {v}" for k, v in sorted(extra.items()))
+
+
 def markdown(result: dict) -> str:
     syn = result["synthetic"]
     pct = lambda v: "n/a" if v is None or v != v else f"{100 * v:.1f}"  # noqa: E731
@@ -374,6 +409,9 @@ def main() -> int:
                         help="Θ's class weighting on mOSD (default inverse: objects are 5 %% of Y_0 there); the "
                              "synthetic rule runs beside it")
     parser.add_argument("--pairwise-weight", type=float, default=None, help="CRF pairwise weight (default: config)")
+    parser.add_argument("--otoc", default=None,
+                        help="other OtocConfig fields as JSON, e.g. '{\"momentum\": 0.99, \"samples_per_class\": 60}' "
+                             "(synthetic and mOSD runs)")
     parser.add_argument("--notes", type=Path, default=None, help="text file appended to the results as '## Notes'")
     parser.add_argument("--rerender", action="store_true",
                         help="run nothing: re-write bench/results/otoc.md from otoc.json (with --notes, if given)")
@@ -446,7 +484,7 @@ def main() -> int:
         f"`{rule.get('anchor', 'supervoxel')}`, object clicks limited to "
         f"{str(rule['click_radius_m']) + ' m' if rule.get('click_radius_m') else 'none (whole super-voxels)'}, "
         f"Θ's class weighting "
-        f"`{rule.get('class_weighting', 'none')}`.  "
+        f"`{rule.get('class_weighting', 'none')}`{other_fields(rule)}.  "
         f"Machine: {device}, {os.cpu_count()} cores shared with other jobs (load average 1/5/15 min "
         f"{' / '.join(f'{v:.2f}' for v in load_start)} at the start, {' / '.join(f'{v:.2f}' for v in load_end)} at "
         f"the end), torch {torch.__version__} with {torch.get_num_threads()} thread(s); wall "
