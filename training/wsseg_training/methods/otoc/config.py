@@ -44,7 +44,11 @@ class OtocConfig:
         ("w/o MB", Supp. C).
     embed_dim: D, relation embedding width.  [§4: D = 32]
     temperature: τ of the C-way softmax contrastive loss (Eq. 6) and of R's class probabilities.  [§4: 0.07]
-    momentum: m of the memory-bank update (Eq. 7).  [§4: 0.9]
+    momentum: m of the memory-bank update (Eq. 7), once per forward pass with the class means of its samples.
+        [§4: 0.9]  Measured, kept: on the synthetic rooms m = 0.9 lets the prototypes of classes the young
+        networks embed alike (wall, window, door, board) collapse to one direction (cosine >= 0.98), so R is
+        flat on them; 0.99 keeps them apart and helps at 5 x 200 steps, not at 5 x 400
+        (``bench/results/otoc_audit.md`` section 3).
     samples_per_class: s, labelled super-voxels drawn per class per forward pass, with replacement when a class
         has fewer.  [§4: s = 20; Supp. C for replacement; the released code uses 10]
     sigma_* / lambda_*: σ and λ of each Gaussian term of Eq. 5 (colour, coordinates, U-Net feature, relation
