@@ -46,7 +46,7 @@ import torch
 from tqdm import tqdm
 from wsseg_training.data.dataset import Dataset, DatasetWriter
 from wsseg_training.data.supervoxels import compute_supervoxels
-from wsseg_training.engine.config import config_from_dict
+from wsseg_training.engine.config import ConfigError, config_from_dict
 from wsseg_training.engine.loop import Trainer
 from wsseg_training.evaluation.evaluate import TorchPredictor, evaluate_split
 from wsseg_training.labels import Clicks, compute_stats, simulate_clicks
@@ -54,7 +54,7 @@ from wsseg_training.methods import FullMethod, OtocMethod
 from wsseg_training.methods.otoc import initial_pseudo_labels
 from wsseg_training.methods.otoc.config import ANCHORS, CLASS_WEIGHTINGS, FUSION_EXPONENTS, SELECTIONS, OtocConfig
 from wsseg_training.methods.otoc.inference import OtocFullPredictor
-from wsseg_training.methods.otoc.method import ROUNDS_FILE
+from wsseg_training.methods.otoc.method import ROUNDS_FILE, otoc_config_from_options
 
 from wsseg.core.scene import save_scene
 
@@ -117,12 +117,9 @@ def parse_otoc_fields(text: str | None) -> dict[str, Any]:
         raise SystemExit(f"--otoc is not JSON ({exc}): {text!r}") from None
     if not isinstance(fields, dict):
         raise SystemExit(f"--otoc must be a JSON object of OtocConfig fields, got {text!r}")
-    plain = sorted({"variant", "memory_bank", "self_training_iterations", "confidence_threshold"} & set(fields))
-    if plain:
-        raise SystemExit(f"--otoc cannot set {plain}: the benchmark runs every variant (use --threshold for T)")
-    try:
-        OtocConfig.from_dict(fields)
-    except (TypeError, ValueError) as exc:
+    try:  # the check of the training YAML's ``method: {otoc: {...}}`` (variant etc. have options of their own)
+        otoc_config_from_options({"otoc": fields})
+    except ConfigError as exc:
         raise SystemExit(f"--otoc: {exc}") from None
     return fields
 

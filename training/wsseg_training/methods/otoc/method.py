@@ -109,6 +109,10 @@ def otoc_config_from_options(options: Mapping[str, Any]) -> OtocConfig:
         raise ConfigError(f"method 'otoc': option 'otoc' is {extra!r}, expected a mapping of OtocConfig fields")
     if merged["variant"] not in VARIANTS:
         raise ConfigError(f"method 'otoc': option 'variant' is {merged['variant']!r}, expected one of {VARIANTS}")
+    unknown = sorted(set(extra) - set(OtocConfig.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"method 'otoc': unknown field(s) {unknown} under 'otoc'; known: "
+                          f"{sorted(OtocConfig.__dataclass_fields__)}")
     clashes = sorted({"variant", "memory_bank", "self_training_iterations", "confidence_threshold"} & set(extra))
     if clashes:
         raise ConfigError(f"method 'otoc': set {clashes} through the plain options (variant, memory_bank, "
