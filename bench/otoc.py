@@ -84,22 +84,23 @@ def recipe_options(args: argparse.Namespace) -> dict[str, Any]:
             "workers": args.workers, "amp": args.amp}
 
 
+#: rule fields the results note always names (``rule_of``); any other one came from ``--otoc``
+NAMED_RULE_FIELDS = ("selection", "fusion", "pairwise_weight", "anchor", "click_radius_m", "class_weighting")
+
+
 def rule_of(args: argparse.Namespace) -> dict[str, Any]:
     """The pseudo-label rule in force: the command line's fields over OtocConfig's defaults."""
     defaults = OtocConfig()
-    return {"selection": defaults.selection, "fusion": defaults.fusion,
-            "pairwise_weight": defaults.pairwise_weight, "anchor": defaults.anchor,
-            "click_radius_m": defaults.click_radius_m, "class_weighting": defaults.class_weighting,
-            **rule_options(args)}
+    return {**{name: getattr(defaults, name) for name in NAMED_RULE_FIELDS}, **rule_options(args)}
 
 
 def rule_options(args: argparse.Namespace) -> dict[str, Any]:
     """OtocConfig fields of the pseudo-label rule given on the command line (absent: the config defaults)."""
     given = {"selection": args.selection, "fusion": args.fusion, "pairwise_weight": args.pairwise_weight,
              "anchor": args.anchor, "click_radius_m": args.click_radius, "class_weighting": args.class_weighting}
+    chosen = {k: v for k, v in given.items() if v is not None}  # flags not given keep the config's default
     if args.click_radius is not None and args.click_radius <= 0:
-        given["click_radius_m"] = None  # --click-radius 0: whole super-voxels (the paper)
-    chosen = {k: v for k, v in given.items() if v is not None}
+        chosen["click_radius_m"] = None  # --click-radius 0: whole super-voxels (the paper)
     extra = parse_otoc_fields(args.otoc)
     clashes = sorted(set(extra) & set(chosen))
     if clashes:
@@ -313,10 +314,6 @@ def ordering_checks(syn: dict) -> list[dict[str, Any]]:
 def orderings(syn: dict) -> dict[str, bool]:
     """{ordering: held} (see :func:`ordering_checks`)."""
     return {row["name"]: row["held"] for row in ordering_checks(syn)}
-
-
-#: rule fields the results note always names (``rule_of``); any other one came from ``--otoc``
-NAMED_RULE_FIELDS = ("selection", "fusion", "pairwise_weight", "anchor", "click_radius_m", "class_weighting")
 
 
 def other_fields(rule: dict[str, Any]) -> str:

@@ -230,7 +230,8 @@ def test_clear_errors(rooms: tuple[Path, Path], cli_run: Path, tmp_path: Path) -
         OtocMethod(dataset.classes, {"steps_per_iteration": 0}, weak)
     with pytest.raises(ConfigError, match="selection"):
         OtocMethod(dataset.classes, {"otoc": {"selection": "vote"}}, weak)
-    with pytest.raises(ConfigError, match=r"unknown field\(s\) \['momentun'\] under 'otoc'; known: .*'momentum'"):
+    unknown = r"'otoc': OtocConfig: unknown field\(s\) \['momentun'\]; known: .*'momentum'"
+    with pytest.raises(ConfigError, match=unknown):
         OtocMethod(dataset.classes, {"otoc": {"momentun": 0.99}}, weak)
     assert OtocMethod(dataset.classes, {"otoc": {"selection": "code"}}, weak).config.selection == "code"
     with pytest.raises(ConfigError, match=r"structure_classes.*'ground'"):

@@ -109,20 +109,16 @@ def otoc_config_from_options(options: Mapping[str, Any]) -> OtocConfig:
         raise ConfigError(f"method 'otoc': option 'otoc' is {extra!r}, expected a mapping of OtocConfig fields")
     if merged["variant"] not in VARIANTS:
         raise ConfigError(f"method 'otoc': option 'variant' is {merged['variant']!r}, expected one of {VARIANTS}")
-    unknown = sorted(set(extra) - set(OtocConfig.__dataclass_fields__))
-    if unknown:
-        raise ConfigError(f"method 'otoc': unknown field(s) {unknown} under 'otoc'; known: "
-                          f"{sorted(OtocConfig.__dataclass_fields__)}")
     clashes = sorted({"variant", "memory_bank", "self_training_iterations", "confidence_threshold"} & set(extra))
     if clashes:
         raise ConfigError(f"method 'otoc': set {clashes} through the plain options (variant, memory_bank, "
                           "iterations, threshold), not under 'otoc'")
     try:
-        return OtocConfig(variant=merged["variant"], memory_bank=bool(merged["memory_bank"]),
-                          self_training_iterations=int(merged["iterations"]),
-                          confidence_threshold=float(merged["threshold"]), **dict(extra))
+        return OtocConfig.from_dict({"variant": merged["variant"], "memory_bank": bool(merged["memory_bank"]),
+                                     "self_training_iterations": int(merged["iterations"]),
+                                     "confidence_threshold": float(merged["threshold"]), **dict(extra)})
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"method 'otoc': {exc}") from None
+        raise ConfigError(f"method 'otoc': option 'otoc': {exc}") from None
 
 
 class OtocMethod(Method):
