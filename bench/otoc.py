@@ -230,9 +230,11 @@ def synthetic(args: argparse.Namespace, work: Path) -> dict:
                            "supervoxels": sv, "labels": fractions, "clicks_labelled_points": stats.labelled_points}
     out["full"] = run_full(dataset, work, recipe(steps=total, **base))
     print(f"  full (dense labels): {100 * out['full']['miou']:.1f}", flush=True)
-    # 1T1C*: trained once on Y_0 with one round's schedule, as iteration 1 of Algorithm 1 (no R, no propagation)
+    # 1T1C*: trained once on Y_0 with one round's schedule, as iteration 1 of Algorithm 1 (no R, no propagation),
+    # with the same rule (click radius, class weighting) as the self-training runs
     star = run_otoc("star", dataset, clicks, work,
-                    recipe(steps=steps, method={"star": True, "steps_per_iteration": steps},
+                    recipe(steps=steps, method={"star": True, "steps_per_iteration": steps,
+                                                "otoc": rule_options(args)},
                            checkpoint_every=steps, keep=2, **base), 1, steps)
     out["star"] = star
     variants = {"rel_gp": {"variant": "rel_gp"}, "gp": {"variant": "gp"}, "unet": {"variant": "unet"},
