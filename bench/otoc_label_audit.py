@@ -60,9 +60,8 @@ def stored_label_table(checkpoint: Path, dataset: Dataset) -> list[str]:
     return rows
 
 
-def unclicked_node_table(checkpoint: Path, dataset: Dataset, seed: int, scenes: int) -> list[str]:
+def unclicked_node_table(predictor: OtocFullPredictor, dataset: Dataset, seed: int, scenes: int) -> list[str]:
     """Markdown rows of part 2: Θ / R / rule on the super-voxels without a click of the first ``scenes`` rooms."""
-    predictor = OtocFullPredictor.from_checkpoint(checkpoint)
     config, classes = predictor.config, dataset.classes.num_classes
     relation = module_or_none(predictor.modules, "relation")
     prototypes = prototypes_of(predictor.modules)
@@ -101,9 +100,8 @@ def unclicked_node_table(checkpoint: Path, dataset: Dataset, seed: int, scenes: 
     return out
 
 
-def prototype_table(checkpoint: Path, dataset: Dataset) -> list[str]:
+def prototype_table(predictor: OtocFullPredictor, dataset: Dataset) -> list[str]:
     """Markdown rows of part 3: nearest other prototype per class and the largest logit margin it allows."""
-    predictor = OtocFullPredictor.from_checkpoint(checkpoint)
     prototypes = prototypes_of(predictor.modules)
     if prototypes is None:
         return ["(no relation network in this run)"]
@@ -135,8 +133,9 @@ def main() -> int:
     dataset = Dataset(args.data)
     try:
         stored = stored_label_table(args.checkpoint, dataset)
-        nodes = unclicked_node_table(args.checkpoint, dataset, args.seed, args.scenes)
-        prototypes = prototype_table(args.checkpoint, dataset)
+        predictor = OtocFullPredictor.from_checkpoint(args.checkpoint)
+        nodes = unclicked_node_table(predictor, dataset, args.seed, args.scenes)
+        prototypes = prototype_table(predictor, dataset)
     except CheckpointError as exc:
         raise SystemExit(str(exc)) from None
     print(f"# Pseudo-label audit of {args.checkpoint}\n\n## Stored pseudo labels, per ground-truth class\n")
