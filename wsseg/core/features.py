@@ -6,18 +6,29 @@ Feature names and the channels they add, in this fixed order:
   voxel centre, in voxel units, in [-0.5, 0.5];
 * ``rgb``: 3 channels, mean colour mapped from 0..255 to [-1, 1];
 * ``intensity``: 1 channel, mean ``intensity / intensity_scale`` clipped to [0, 1];
-* ``height``: 1 channel, mean ``z`` in metres divided by ``height_scale_m``.
+* ``height``: 1 channel, mean ``z`` in metres divided by ``height_scale_m``;
+* ``normal``: 3 channels, unit normal of the voxel's 3x3x3 neighbourhood, facing the origin
+  (:func:`wsseg.core.geometry.voxel_normals`; zeros where fewer than 3 points);
+* ``support_height``: 1 channel, signed distance of the voxel centroid to the dominant plane
+  (RANSAC, :func:`wsseg.core.geometry.fit_support_plane`), divided by ``support_scale_m`` and
+  clipped to [-4, 4]; a cloud without such a plane cannot provide it
+  (:class:`wsseg.core.geometry.NoSupportPlaneError`);
+* ``support_cos``: 1 channel, cosine between the voxel normal and the support plane's normal.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from wsseg.core import geometry
 from wsseg.core.voxelize import VoxelGrid, voxel_centroid_offset, voxel_mean
 
-FEATURE_CHANNELS: dict[str, int] = {"offset": 3, "rgb": 3, "intensity": 1, "height": 1}
+FEATURE_CHANNELS: dict[str, int] = {"offset": 3, "rgb": 3, "intensity": 1, "height": 1, "normal": 3,
+                                    "support_height": 1, "support_cos": 1}
+#: features that need the support plane (a cloud without one cannot provide them)
+SUPPORT_FEATURES = ("support_height", "support_cos")
 
 
 @dataclass(frozen=True)
@@ -27,12 +38,15 @@ class FeatureConfig:
     names: subset of ``FEATURE_CHANNELS``, in any order (channels follow the
     canonical order).  intensity_scale: raw intensity that maps to 1.0
     (1.0 for SemanticKITTI remission, 255.0 for 8-bit sensors).
-    height_scale_m: z (metres) that maps to 1.0.
+    height_scale_m: z (metres) that maps to 1.0.  support_scale_m: height above the support plane
+    (metres) that maps to 1.0.  plane: the support plane's RANSAC settings.
     """
 
     names: tuple[str, ...] = ("offset", "rgb")
     intensity_scale: float = 1.0
     height_scale_m: float = 3.0
+    support_scale_m: float = 0.25
+    plane: geometry.PlaneParams = field(default_factory=geometry.PlaneParams)
 
     def __post_init__(self) -> None:
         unknown = [n for n in self.names if n not in FEATURE_CHANNELS]
@@ -40,8 +54,8 @@ class FeatureConfig:
             raise ValueError(f"unknown input feature(s) {unknown}; known: {list(FEATURE_CHANNELS)}")
         if not self.names:
             raise ValueError("at least one input feature is needed")
-        if not self.intensity_scale > 0 or not self.height_scale_m > 0:
-            raise ValueError("intensity_scale and height_scale_m must be > 0")
+        if not self.intensity_scale > 0 or not self.height_scale_m > 0 or not self.support_scale_m > 0:
+            raise ValueError("intensity_scale, height_scale_m and support_scale_m must be > 0")
 
     @property
     def ordered_names(self) -> tuple[str, ...]:
@@ -62,6 +76,8 @@ class FeatureConfig:
             names=tuple(data.get("names", ("offset", "rgb"))),
             intensity_scale=float(data.get("intensity_scale", 1.0)),
             height_scale_m=float(data.get("height_scale_m", 3.0)),
+            support_scale_m=float(data.get("support_scale_m", 0.25)),
+            plane=geometry.PlaneParams(**(data.get("plane") or {})),
         )
 
 
@@ -71,15 +87,32 @@ def voxel_features(
     xyz: np.ndarray,
     rgb: np.ndarray | None = None,
     intensity: np.ndarray | None = None,
+    neighbours: np.ndarray | None = None,
 ) -> np.ndarray:
     """Aggregate point attributes into the network's per-voxel input.
 
     xyz: (N, 3) float32, metres.  rgb: (N, 3) uint8 or None.  intensity: (N,)
-    float or None.  Returns (M, config.num_channels) float32.  A feature the
-    config asks for but the cloud lacks raises ``ValueError``.
+    float or None.  neighbours: (M, 27) int64 level-0 neighbour map of ``grid`` (built when
+    None and a geometry feature needs it).  Returns (M, config.num_channels) float32.  A feature
+    the config asks for but the cloud lacks raises ``ValueError``
+    (:class:`~wsseg.core.geometry.NoSupportPlaneError` for the support features).
     """
+    names = config.ordered_names
+    geometric = [n for n in names if n in ("normal", *SUPPORT_FEATURES)]
+    centroids = geometry.voxel_centroids(grid, xyz) if geometric else np.zeros((0, 3))
+    normal = plane_normal = plane_offset = None
+    if "normal" in names or "support_cos" in names:
+        if neighbours is None:
+            from wsseg.core.kernel_maps import neighbour_map
+
+            neighbours = neighbour_map(grid.coords)
+        normal = geometry.voxel_normals(centroids, neighbours, batch=grid.coords[:, 0])
+    if any(n in names for n in SUPPORT_FEATURES):
+        batch = grid.coords[:, 0].astype(np.int64)
+        plane_normal, plane_offset = geometry.plane_frame(geometry.support_planes(centroids, batch, config.plane),
+                                                          batch)
     parts = []
-    for name in config.ordered_names:
+    for name in names:
         if name == "offset":
             parts.append(voxel_centroid_offset(xyz, grid))
         elif name == "rgb":
@@ -93,4 +126,11 @@ def voxel_features(
             parts.append(voxel_mean(scaled, grid))
         elif name == "height":
             parts.append(voxel_mean(np.asarray(xyz, dtype=np.float32)[:, 2] / config.height_scale_m, grid))
+        elif name == "normal":
+            parts.append(normal)
+        elif name == "support_height":
+            height = np.einsum("ij,ij->i", centroids, plane_normal) + plane_offset
+            parts.append(np.clip(height / config.support_scale_m, -4.0, 4.0)[:, None])
+        elif name == "support_cos":
+            parts.append(np.einsum("ij,ij->i", normal, plane_normal)[:, None])
     return np.concatenate(parts, axis=1).astype(np.float32)

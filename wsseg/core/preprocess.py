@@ -82,6 +82,7 @@ def prepare_cloud(
         if values is not None and (np.shape(values)[0] != xyz.shape[0] or np.size(values) != xyz.shape[0] * width):
             raise ValueError(f"{name} has shape {np.shape(values)}, expected {xyz.shape[0]} points")
     grid = voxelize(xyz, config.voxel_size_m, batch=batch)
-    features = voxel_features(grid, config.features, xyz, rgb=rgb, intensity=intensity)
     maps = build_kernel_maps(grid.coords, config.num_levels)
+    features = voxel_features(grid, config.features, xyz, rgb=rgb, intensity=intensity,
+                              neighbours=maps.neighbours[0])
     return NetworkInput(grid=grid, features=features, maps=maps)

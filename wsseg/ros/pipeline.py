@@ -15,6 +15,8 @@ import numpy as np
 
 from wsseg.core.classes import UNLABELLED_ID, ClassTable
 from wsseg.core.cloud_io import pack_rgb
+from wsseg.core.features import SUPPORT_FEATURES
+from wsseg.core.geometry import NoSupportPlaneError
 from wsseg.core.transforms import transform_points
 from wsseg.ros.conversions import CloudArrays, FrameError
 from wsseg.runtime.segmenter import Segmenter
@@ -86,12 +88,16 @@ def segment_frame(segmenter: Segmenter, cloud: CloudArrays, limits: Limits, wher
     if to_model is not None:
         xyz = transform_points(xyz, to_model)
     crop_ms += (time.perf_counter() - moved) * 1e3
-    result = segmenter.run(
-        xyz,
-        rgb=None if cloud.rgb is None or "rgb" not in features else (cloud.rgb if everything else cloud.rgb[keep]),
-        intensity=None if cloud.intensity is None or "intensity" not in features
-        else (cloud.intensity if everything else cloud.intensity[keep]),
-    )
+    try:
+        result = segmenter.run(
+            xyz,
+            rgb=None if cloud.rgb is None or "rgb" not in features else (cloud.rgb if everything else cloud.rgb[keep]),
+            intensity=None if cloud.intensity is None or "intensity" not in features
+            else (cloud.intensity if everything else cloud.intensity[keep]),
+        )
+    except NoSupportPlaneError as exc:  # the bundle's support-plane features need a plane this cloud lacks
+        raise FrameError(f"{where}: the model's features {[f for f in features if f in SUPPORT_FEATURES]} need "
+                         f"a support plane: {exc}", "no_support_plane") from None
     if everything:
         labels, confidence = result.labels, result.confidence
     else:
