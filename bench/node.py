@@ -5,7 +5,7 @@ intensity, 0.05 m voxels) published as PointCloud2, and a 640x480 RGB-D frame (m
 features offset + rgb, 0.02 m voxels) published as depth (16UC1) + colour + camera_info.  Model
 profiles ``cpu`` and ``default`` (random weights, exported bundles; timing does not depend on weights).
 
-For each case :func:`wsseg.ros.demo_replay.run_replay` starts the node with ``config/segment.yaml``
+For each case :func:`wsseg_export.node_replay.run_replay` starts the node with ``config/segment.yaml``
 and (1) replays closed-loop (next frame once answered): median and p95 of the node's ``pre``
 (message decode, back-projection, voxelize, features, kernel maps), ``inference`` (ONNX Runtime),
 ``post`` (softmax, devoxelize, output encoding + publish) and ``total`` ms, from ``~/output/timing``;
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from wsseg_export.node_replay import run_replay
 from wsseg_export.onnx_export import export_bundle
 from wsseg_training.checkpoint import make_checkpoint, save_checkpoint
 from wsseg_training.model.profiles import get_profile, unet_config_for
@@ -35,7 +36,6 @@ from wsseg_training.model.unet import SparseUNet
 from wsseg.core.classes import MOSD, SEMANTIC_KITTI19, ClassTable
 from wsseg.core.features import FeatureConfig
 from wsseg.core.preprocess import PreprocessConfig
-from wsseg.ros.demo_replay import run_replay
 from wsseg.ros.replay_sources import ReplayFrame, load_frames
 
 REPO = Path(__file__).resolve().parents[1]

@@ -115,8 +115,8 @@ def replay_val_frames(bundle: Path, data: Path, frames_dir: Path, params_file: P
     from wsseg_training.evaluation.metrics import ConfusionMatrix
 
     from wsseg.core.classes import UNLABELLED_ID
-    from wsseg.ros.demo_replay import run_replay
     from wsseg.runtime.segmenter import Segmenter
+    from wsseg_export.node_replay import run_replay
 
     started = time.perf_counter()
     rgbd = val_frames(data, frames_dir, limit)

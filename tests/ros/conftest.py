@@ -5,6 +5,6 @@ from __future__ import annotations
 
 import os
 
-from wsseg.ros.demo_replay import FASTDDS_PROFILE
+from wsseg_export.node_replay import FASTDDS_PROFILE
 
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILE))

@@ -9,11 +9,11 @@ import pytest
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_typestore
+from wsseg_export.node_replay import NodeClient, NodeProcess, decode_labels, free_domain_id, start_segment_node
 
 from tests.conftest import make_box_scene
 from wsseg.cli import main as wsseg_main
 from wsseg.core.pointcloud2_fields import decode_fields, encode_fields
-from wsseg.ros.demo_replay import NodeClient, NodeProcess, decode_labels, free_domain_id, start_segment_node
 from wsseg.runtime.segmenter import Segmenter
 
 REPO = Path(__file__).resolve().parents[2]

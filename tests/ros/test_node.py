@@ -15,12 +15,7 @@ import pytest
 import yaml
 from sensor_msgs.msg import PointField
 from std_msgs.msg import Header
-
-from tests.conftest import SHARED_DATA, make_box_scene
-from wsseg.core.classes import UNLABELLED_ID
-from wsseg.core.scene import Scene, save_scene
-from wsseg.ros.conversions import cloud_to_msg
-from wsseg.ros.demo_replay import (
+from wsseg_export.node_replay import (
     FASTDDS_PROFILE,
     NodeClient,
     NodeProcess,
@@ -29,6 +24,11 @@ from wsseg.ros.demo_replay import (
     run_replay,
     start_segment_node,
 )
+
+from tests.conftest import SHARED_DATA, make_box_scene
+from wsseg.core.classes import UNLABELLED_ID
+from wsseg.core.scene import Scene, save_scene
+from wsseg.ros.conversions import cloud_to_msg
 from wsseg.ros.replay_sources import ReplayFrame, load_frames
 from wsseg.runtime.segmenter import Segmenter
 

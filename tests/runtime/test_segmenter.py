@@ -77,7 +77,7 @@ def test_robot_side_never_imports_training_libraries() -> None:
     code = (
         "import sys, wsseg, wsseg.core.preprocess, wsseg.core.bundle, wsseg.runtime, wsseg.ros, wsseg.cli\n"
         "import wsseg.runtime.cli\n"
-        "import wsseg.ros.segment_node, wsseg.ros.replay_node, wsseg.ros.demo_replay, wsseg.ros.bag_cli\n"
+        "import wsseg.ros.segment_node, wsseg.ros.replay_node, wsseg.ros.bag_cli\n"
         "heavy = sorted(m for m in ('torch', 'open3d', 'spconv') if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )

@@ -1,6 +1,9 @@
 """Replay frames through a real ``segment_node`` process and collect its outputs and per-stage timings.
 
-Used by ``make demo``, the node benchmark and the node tests::
+Workstation-side orchestration (it starts processes and drives them), so it lives here and not in the
+robot package ``wsseg``; it imports only ``wsseg`` and rclpy.  Used by ``wsseg demo`` (``make demo``),
+``bench/node.py`` and the ROS 2 node tests (``NodeProcess``, ``NodeClient``, ``start_segment_node``,
+``free_domain_id``, ``decode_labels``)::
 
     stats = run_replay(bundle, frames, "config/segment.yaml", mode="rgbd")
     stats.summary()   # {"frames_sent", "frames_received", "rate_hz", "pre_ms_median", ..., "total_ms_p95"}
