@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from wsseg_training.methods.common.class_weights import class_weights, label_counts
 from wsseg_training.methods.otoc import (
     OtocConfig,
     PrototypeBank,
@@ -17,7 +18,6 @@ from wsseg_training.methods.otoc import (
     build_graph,
     build_relation_net,
     class_sums,
-    class_weights,
     combine_probabilities,
     contrastive_loss,
     coverage,
@@ -121,14 +121,17 @@ def test_object_classes_from_the_table_or_the_config() -> None:
 
 
 def test_class_weights_balance_the_labelled_points() -> None:
+    """1T1C's normalisation (``points``): a labelled point weighs 1 on average; old spellings are aliases."""
     scenes = [np.array([0, 0, X, 1]), np.array([0, X])]  # class 0: 3 points, class 1: 1, class 2: none
-    np.testing.assert_allclose(class_weights(scenes, 3, 0.0).numpy(), [1, 1, 1])
-    inverse = class_weights(scenes, 3, 1.0).numpy()
+    counts = label_counts(scenes, 3)
+    np.testing.assert_allclose(class_weights(counts, "none", "points"), [1, 1, 1])
+    inverse = class_weights(counts, "inverse", "points")
+    np.testing.assert_array_equal(inverse, class_weights(counts, "inverse_frequency", "points"))
     np.testing.assert_allclose(inverse, [2 / 3, 2, 1], rtol=1e-6)  # 1/f = 4/3, 4; mean over points 2 -> / 2
     assert 0.75 * inverse[0] + 0.25 * inverse[1] == pytest.approx(1.0)  # a labelled point weighs 1 on average
-    root = class_weights(scenes, 3, 0.5).numpy()
+    root = class_weights(counts, "inverse_sqrt", "points")
     assert root[1] / root[0] == pytest.approx(3 ** 0.5, rel=1e-6)
-    np.testing.assert_allclose(class_weights([np.array([X, X])], 3, 1.0).numpy(), [1, 1, 1])
+    np.testing.assert_allclose(class_weights(label_counts([np.array([X, X])], 3), "inverse", "points"), [1, 1, 1])
 
 
 # --- super-voxel pooling (Eq. 2) ----------------------------------------------------------------------------

@@ -7,9 +7,9 @@ part of a cut scene.  Points labelled ``IGNORE_INDEX`` never contribute.
 
 Options (config ``method:``)::
 
-    class_weighting: none | inverse_frequency | inverse_sqrt_frequency
+    class_weighting: none | inverse_sqrt_frequency | inverse_frequency
         per-class loss weights from the training targets' class counts, normalised to mean 1 over the
-        classes present (absent classes get 0).
+        classes present (absent classes get 0); see :mod:`wsseg_training.methods.common.class_weights`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from wsseg.core.classes import IGNORE_INDEX
 from wsseg.core.scene import Scene
@@ -26,21 +25,13 @@ from wsseg_training.engine.config import ConfigError
 from wsseg_training.engine.scenes import TrainScene, train_scene_from
 from wsseg_training.labels import Clicks, LabelledScenes, SparsePoints
 from wsseg_training.methods.base import Method, StepContext
-from wsseg_training.methods.class_weights import inverse_frequency, label_counts
-
-#: exponent on the inverse class frequency of each ``class_weighting`` option
-WEIGHTING_EXPONENTS = {"none": 0.0, "inverse_frequency": 1.0, "inverse_sqrt_frequency": 0.5}
-
-
-def class_weights(counts: np.ndarray, weighting: str) -> np.ndarray:
-    """counts: (C,) labelled points per class -> (C,) float32 loss weights (mean 1 over present classes, 0 absent)."""
-    if weighting == "none":
-        return np.ones(len(counts), dtype=np.float32)
-    weights = inverse_frequency(counts, WEIGHTING_EXPONENTS[weighting])
-    present = weights > 0
-    if present.any():
-        weights[present] /= weights[present].mean()
-    return weights.astype(np.float32)
+from wsseg_training.methods.common.class_weights import (
+    CLASS_WEIGHTINGS,
+    canonical_weighting,
+    class_weights,
+    label_counts,
+)
+from wsseg_training.methods.common.losses import point_cross_entropy
 
 
 class FullMethod(Method):
@@ -52,9 +43,11 @@ class FullMethod(Method):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.options["class_weighting"] not in WEIGHTING_EXPONENTS:
+        try:
+            canonical_weighting(self.options["class_weighting"])
+        except ValueError:
             raise ConfigError(f"method 'full': option 'class_weighting' is {self.options['class_weighting']!r}, "
-                              f"expected one of {tuple(WEIGHTING_EXPONENTS)}")
+                              f"expected one of {CLASS_WEIGHTINGS}") from None
         self.weights = torch.ones(self.num_classes)
 
     def point_labels(self, name: str, scene: Scene) -> np.ndarray | None:
@@ -85,10 +78,5 @@ class FullMethod(Method):
         self.weights = torch.from_numpy(class_weights(counts, self.options["class_weighting"]))
 
     def losses(self, ctx: StepContext) -> dict[str, torch.Tensor]:
-        labels = ctx.batch.point_targets["labels"]
-        labelled = labels != IGNORE_INDEX
-        logits = ctx.point_logits()[labelled].float()
-        targets = labels[labelled]
-        weights = self.weights.to(logits.device)
-        total = F.cross_entropy(logits, targets, weight=weights, reduction="sum")
-        return {"ce": ctx.mean(total, weights[targets].sum())}
+        total, weight = point_cross_entropy(ctx.point_logits(), ctx.batch.point_targets["labels"], self.weights)
+        return {"ce": ctx.mean(total, weight)}

@@ -1,5 +1,8 @@
 """1T1C ("One Thing One Click", Liu et al., CVPR 2021) building blocks, called by the ``otoc`` method plugin.
 
+Segment pooling, the segment-graph CRF, prototypes and class weights are shared method tools
+(:mod:`wsseg_training.methods.common`); the names below re-export them where 1T1C uses them.
+
 Public API::
 
     OtocConfig                                   every hyper-parameter (config.py)
@@ -19,17 +22,11 @@ Public API::
                                                  fuse + propagate + Eq. 8 (propagate.py)
 """
 
+from wsseg_training.methods.common.segment_crf import crf_energy, mean_field, unary_from_probabilities
+from wsseg_training.methods.common.segments import Segments, segment_majority, segment_mean, segment_sum
 from wsseg_training.methods.otoc.config import VARIANTS, OtocConfig
-from wsseg_training.methods.otoc.crf import crf_energy, mean_field, unary_from_probabilities
 from wsseg_training.methods.otoc.graph import SupervoxelGraph, build_graph, graph_for_nodes, kernel_features
-from wsseg_training.methods.otoc.pooling import (
-    Segments,
-    SupervoxelNodes,
-    pool_nodes,
-    segment_majority,
-    segment_mean,
-    segment_sum,
-)
+from wsseg_training.methods.otoc.pooling import SupervoxelNodes, pool_nodes
 from wsseg_training.methods.otoc.propagate import (
     Propagation,
     point_confidence,
@@ -40,7 +37,6 @@ from wsseg_training.methods.otoc.propagate import (
     supervoxel_confidence,
 )
 from wsseg_training.methods.otoc.pseudo_labels import (
-    class_weights,
     clicked_supervoxel_mask,
     coverage,
     expand_clicks,
@@ -66,7 +62,7 @@ from wsseg_training.methods.otoc.relation import (
 
 __all__ = [
     "VARIANTS", "OtocConfig", "Propagation", "PrototypeBank", "Segments", "SupervoxelGraph", "SupervoxelNodes",
-    "batch_prototypes", "build_graph", "build_relation_net", "class_sums", "class_weights", "clicked_supervoxel_mask",
+    "batch_prototypes", "build_graph", "build_relation_net", "class_sums", "clicked_supervoxel_mask",
     "combine_probabilities", "contrastive_loss", "coverage", "crf_energy", "expand_clicks", "graph_for_nodes",
     "initial_pseudo_labels", "kernel_features", "mean_field", "next_pseudo_labels", "object_classes",
     "point_confidence", "point_pseudo_labels", "pool_nodes",

@@ -13,6 +13,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from wsseg_training.methods.common.class_weights import CLASS_WEIGHTINGS, canonical_weighting
+
 #: self-training variants of the paper's Table 3 / Table 6
 VARIANTS = ("unet", "gp", "rel_gp")
 #: pairwise feature groups of Eq. 5 used by each variant (``unet`` has no graph)
@@ -29,8 +31,6 @@ FUSION_EXPONENTS: dict[str, float] = {"product": 1.0, "geometric": 0.5}
 SELECTIONS = ("marginal", "agree", "code")
 #: what every Y_t (t >= 1) keeps on top of the propagated labels (``method.OtocMethod``)
 ANCHORS = ("supervoxel", "click")
-#: class weights of Θ's cross-entropy -> exponent on the inverse class frequency of the round's pseudo labels
-CLASS_WEIGHTINGS: dict[str, float] = {"none": 0.0, "inverse_sqrt": 0.5, "inverse": 1.0}
 
 
 @dataclass(frozen=True)
@@ -95,13 +95,15 @@ class OtocConfig:
     structure_classes: class names whose clicks always take the whole super-voxel (floors, walls: they span
         scenes); None = ``wsseg.core.classes.STRUCTURE_CLASSES`` of the dataset's class table.
     class_weighting: weights of Θ's cross-entropy (Eq. 1), recomputed every round from the pseudo labels it
-        trains on: ``none`` (the paper), ``inverse_sqrt`` (default) or ``inverse`` class frequency (normalised so
-        that a labelled point weighs 1 on average).  DEVIATION, by measurement: one click on a floor, ceiling or
-        wall labels a whole large super-voxel, so Y_0 is mostly structure (12 synthetic rooms: 42.8 % of the
-        points, nearly all ceiling / floor / wall); unweighted, Θ learns that prior, and self-training then
-        floods the small classes with structure labels (5 x 200 steps: +GP's pseudo labels 92 % coverage at 40 %
-        mIoU by round 5, 1T1C† 19.9 %; with ``inverse_sqrt`` 50 % at 81 %, 27.0 %).  ``inverse`` suits label
-        sets dominated by one class (mOSD: objects are 5 % of Y_0) and over-weights the rarest of 13 classes.
+        trains on: ``none`` (the paper), ``inverse_sqrt_frequency`` (default) or ``inverse_frequency``, normalised
+        so that a labelled point weighs 1 on average (the first spellings ``inverse_sqrt`` / ``inverse`` are
+        accepted and stored canonical; :mod:`~wsseg_training.methods.common.class_weights`).  DEVIATION, by
+        measurement: one click on a floor, ceiling or wall labels a whole large super-voxel, so Y_0 is mostly
+        structure (12 synthetic rooms: 42.8 % of the points, nearly all ceiling / floor / wall); unweighted, Θ
+        learns that prior, and self-training then floods the small classes with structure labels (5 x 200 steps:
+        +GP's pseudo labels 92 % coverage at 40 % mIoU by round 5, 1T1C† 19.9 %; with the inverse square root
+        50 % at 81 %, 27.0 %).  ``inverse_frequency`` suits label sets dominated by one class (mOSD: objects are
+        5 % of Y_0) and over-weights the rarest of 13 classes.
     """
 
     variant: str = "rel_gp"
@@ -132,16 +134,17 @@ class OtocConfig:
     anchor: str = "supervoxel"
     click_radius_m: float | None = 0.5
     structure_classes: tuple[str, ...] | None = None
-    class_weighting: str = "inverse_sqrt"
+    class_weighting: str = "inverse_sqrt_frequency"
 
     def __post_init__(self) -> None:
         choices = {"variant": (self.variant, VARIANTS), "neighbourhood": (self.neighbourhood, NEIGHBOURHOODS),
                    "pairwise_normalisation": (self.pairwise_normalisation, PAIRWISE_NORMALISATIONS),
                    "fusion": (self.fusion, tuple(FUSION_EXPONENTS)), "selection": (self.selection, SELECTIONS),
-                   "anchor": (self.anchor, ANCHORS), "class_weighting": (self.class_weighting, tuple(CLASS_WEIGHTINGS))}
+                   "anchor": (self.anchor, ANCHORS), "class_weighting": (self.class_weighting, CLASS_WEIGHTINGS)}
         for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ValueError(f"OtocConfig: field '{name}' is {value!r}, expected one of {allowed}")
+        object.__setattr__(self, "class_weighting", canonical_weighting(self.class_weighting))
         positive = {"embed_dim": self.embed_dim, "temperature": self.temperature,
                     "samples_per_class": self.samples_per_class, "sigma_colour": self.sigma_colour,
                     "sigma_coords_m": self.sigma_coords_m, "sigma_unet": self.sigma_unet,

@@ -32,46 +32,15 @@ from wsseg_training.checkpoint import (
     model_from_checkpoint,
     preprocess_from_checkpoint,
 )
+from wsseg_training.methods.common.prototypes import PrototypeBank, PrototypeSums
 from wsseg_training.methods.otoc.config import OtocConfig
 from wsseg_training.methods.otoc.propagate import Propagation, propagate_scene
-from wsseg_training.methods.otoc.relation import PrototypeBank, build_relation_net, class_sums, prototypes_from_sums
+from wsseg_training.methods.otoc.relation import build_relation_net
 from wsseg_training.model.inputs import to_torch
 from wsseg_training.model.unet import SparseUNet, UNetConfig
 
 #: ``wsseg eval --inference`` choices for an otoc run
 INFERENCE_MODES = ("dagger", "full")
-
-
-class PrototypeSums(nn.Module):
-    """"w/o MB" prototypes for propagation and inference: running class sums of R's normalised super-voxel
-    embeddings over the current round (there is no memory bank to read them from).
-
-    Buffers (saved in checkpoints with the other modules): ``sums`` (C, D) float32, ``counts`` (C,) float32.
-    """
-
-    sums: torch.Tensor
-    counts: torch.Tensor
-
-    def __init__(self, num_classes: int, embed_dim: int) -> None:
-        super().__init__()
-        self.register_buffer("sums", torch.zeros(num_classes, embed_dim))
-        self.register_buffer("counts", torch.zeros(num_classes))
-
-    @torch.no_grad()
-    def add(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
-        """embeddings: (K, D) normalised, labels: (K,) int64 in 0..C-1."""
-        sums, counts = class_sums(embeddings.detach().float(), labels, int(self.sums.shape[0]))
-        self.sums += sums.to(self.sums)
-        self.counts += counts.to(self.counts)
-
-    @torch.no_grad()
-    def reset(self) -> None:
-        self.sums.zero_()
-        self.counts.zero_()
-
-    def prototypes(self) -> torch.Tensor:
-        """(C, D) normalised class means; zero rows for classes never seen."""
-        return prototypes_from_sums(self.sums, self.counts)
 
 
 def build_otoc_modules(unet: UNetConfig, config: OtocConfig, num_classes: int) -> nn.ModuleDict:

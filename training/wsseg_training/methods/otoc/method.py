@@ -62,7 +62,10 @@ from wsseg_training.engine.scenes import TrainScene, train_scene_from
 from wsseg_training.evaluation.metrics import ConfusionMatrix
 from wsseg_training.labels import Clicks
 from wsseg_training.methods.base import Method, StepContext
-from wsseg_training.methods.otoc.config import CLASS_WEIGHTINGS, VARIANTS, OtocConfig
+from wsseg_training.methods.common.class_weights import class_weights, label_counts
+from wsseg_training.methods.common.losses import point_cross_entropy
+from wsseg_training.methods.common.segments import Segments
+from wsseg_training.methods.otoc.config import VARIANTS, OtocConfig
 from wsseg_training.methods.otoc.inference import (
     build_otoc_modules,
     module_or_none,
@@ -70,9 +73,7 @@ from wsseg_training.methods.otoc.inference import (
     prototypes_of,
     scene_outputs,
 )
-from wsseg_training.methods.otoc.pooling import Segments
 from wsseg_training.methods.otoc.pseudo_labels import (
-    class_weights,
     initial_pseudo_labels,
     object_classes,
     point_pseudo_labels,
@@ -202,12 +203,10 @@ class OtocMethod(Method):
 
     def losses(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         labels = ctx.batch.point_targets["labels"]
-        labelled = labels != IGNORE_INDEX
-        logits = ctx.point_logits()[labelled].float()
-        target = labels[labelled]
-        weight = self.class_weights.to(logits.device)[target]
-        ce = (F.cross_entropy(logits, target, reduction="none") * weight).sum()
-        terms = {"ce": ctx.mean(ce, weight.sum())}
+        # each pseudo label weighs its class's weight of this round (per point: Eq. 1 summed term by term)
+        point_weight = self.class_weights.to(labels.device)[labels.clamp(min=0)]
+        ce, weight = point_cross_entropy(ctx.point_logits(), labels, point_weights=point_weight)
+        terms = {"ce": ctx.mean(ce, weight)}
         if "relation" in ctx.modules:
             terms["relation"] = self._relation_term(ctx, labels) * float(self.options["relation_weight"])
         return terms
@@ -235,8 +234,8 @@ class OtocMethod(Method):
 
     def _round_class_weights(self) -> torch.Tensor:
         """(C,) weights of Θ's cross-entropy from the current pseudo labels (``OtocConfig.class_weighting``)."""
-        return class_weights([s.point_targets["labels"] for s in self.scenes], self.num_classes,
-                             CLASS_WEIGHTINGS[self.config.class_weighting])
+        counts = label_counts((s.point_targets["labels"] for s in self.scenes), self.num_classes)
+        return torch.from_numpy(class_weights(counts, self.config.class_weighting, normalisation="points"))
 
     def _relation_term(self, ctx: StepContext, labels: torch.Tensor) -> torch.Tensor:
         """Eq. 6 on the batch's super-voxels: R's embeddings pooled per super-voxel, class-balanced samples."""

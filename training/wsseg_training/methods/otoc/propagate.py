@@ -34,10 +34,11 @@ import numpy as np
 import torch
 
 from wsseg.core.classes import IGNORE_INDEX
+from wsseg_training.methods.common.segment_crf import mean_field, unary_from_probabilities
+from wsseg_training.methods.common.segments import Segments
 from wsseg_training.methods.otoc.config import FUSION_EXPONENTS, SELECTIONS, OtocConfig
-from wsseg_training.methods.otoc.crf import mean_field, unary_from_probabilities
 from wsseg_training.methods.otoc.graph import graph_for_nodes
-from wsseg_training.methods.otoc.pooling import Segments, SupervoxelNodes, pool_nodes
+from wsseg_training.methods.otoc.pooling import SupervoxelNodes, pool_nodes
 from wsseg_training.methods.otoc.pseudo_labels import next_pseudo_labels
 from wsseg_training.methods.otoc.relation import combine_probabilities, relation_probabilities
 

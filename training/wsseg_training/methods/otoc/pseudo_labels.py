@@ -12,9 +12,8 @@ import torch
 
 from wsseg.core.classes import IGNORE_INDEX, STRUCTURE_CLASSES, ClassTable
 from wsseg_training.evaluation.metrics import ConfusionMatrix
-from wsseg_training.methods.class_weights import inverse_frequency, label_counts
+from wsseg_training.methods.common.segments import Segments
 from wsseg_training.methods.otoc.config import OtocConfig
-from wsseg_training.methods.otoc.pooling import Segments
 
 
 def _check_points(name: str, array: np.ndarray, n: int) -> None:
@@ -151,23 +150,6 @@ def point_pseudo_labels(point_prob: np.ndarray, threshold: float, initial: np.nd
     _check_points("initial", initial, point_prob.shape[0])
     labels = np.where(point_prob.max(axis=1) >= threshold, point_prob.argmax(axis=1), IGNORE_INDEX)
     return np.where(initial >= 0, initial, labels).astype(np.int64)
-
-
-def class_weights(labels: list[np.ndarray], num_classes: int, exponent: float) -> torch.Tensor:
-    """(C,) float32 cross-entropy weights from the pseudo labels of all training scenes.
-
-    labels: (N_i,) int64 per scene, ``IGNORE_INDEX`` = unlabelled.  Weight of class c = (1 / f_c) ** exponent
-    with f_c its share of the labelled points, normalised so the labelled points' mean weight is 1; classes
-    without a labelled point get 1.  ``exponent`` 0 -> all ones (plain cross-entropy).
-    """
-    counts = label_counts(labels, num_classes)
-    raw = inverse_frequency(counts, exponent)
-    present = counts > 0
-    weights = np.ones(num_classes)
-    if exponent > 0 and present.any():
-        share = counts[present] / counts.sum()
-        weights[present] = raw[present] / float((share * raw[present]).sum())
-    return torch.from_numpy(weights.astype(np.float32))
 
 
 def coverage(labels: np.ndarray) -> float:
