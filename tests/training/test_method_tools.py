@@ -145,3 +145,81 @@ def test_point_cross_entropy_by_hand() -> None:
     assert float(total) == 0.0 and float(count) == 0.0
     with pytest.raises(ValueError, match="point_weights have 2 rows"):
         point_cross_entropy(logits, labels, point_weights=torch.ones(2))
+
+
+# --- dense point CRF ------------------------------------------------------------------------------------------
+
+
+def _brute_force_mean_field(unary: np.ndarray, xyz: np.ndarray, rgb: np.ndarray, kernels: tuple,
+                            iterations: int, symmetric: bool) -> np.ndarray:
+    """Textbook mean field, written out pair by pair in the Potts form Σ_j w k (1 - Q_j(l)) (no shortcut)."""
+    n, c = unary.shape
+    weights = np.zeros((n, n))
+    for kernel in kernels:
+        k = np.zeros((n, n))
+        for i in range(n):
+            for j in range(n):
+                if i != j:
+                    e = np.sum((xyz[i] - xyz[j]) ** 2) / kernel.theta_xyz_m ** 2
+                    if kernel.theta_rgb is not None:
+                        e += np.sum((rgb[i] - rgb[j]) ** 2) / kernel.theta_rgb ** 2
+                    k[i, j] = np.exp(-0.5 * e)
+        if symmetric:
+            d = 1.0 + k.sum(axis=1)
+            k = k / np.sqrt(d[:, None] * d[None, :])
+        weights += kernel.weight * k
+    q = np.exp(-unary) / np.exp(-unary).sum(axis=1, keepdims=True)
+    for _ in range(iterations):
+        energy = unary.copy()
+        for i in range(n):
+            for label in range(c):
+                energy[i, label] += np.sum(weights[i] * (1.0 - q[:, label]))
+        q = np.exp(-(energy - energy.min(axis=1, keepdims=True)))
+        q /= q.sum(axis=1, keepdims=True)
+    return q
+
+
+@pytest.mark.parametrize("normalisation", ["symmetric", "none"])
+def test_dense_crf_equals_brute_force_mean_field(normalisation: str) -> None:
+    from wsseg_training.methods.common.dense_crf import MPRM_KERNELS, dense_crf
+
+    rng = np.random.default_rng(0)
+    n, c = 120, 4
+    xyz = rng.uniform(0, 0.8, (n, 3))
+    rgb = rng.integers(0, 256, (n, 3)).astype(np.uint8)
+    unary = -np.log(rng.dirichlet(np.ones(c), n))
+    expected = _brute_force_mean_field(unary, xyz, rgb / 255.0, MPRM_KERNELS, 5, normalisation == "symmetric")
+    q = dense_crf(torch.from_numpy(unary).float(), xyz, rgb, cutoff_sigmas=None, normalisation=normalisation)
+    np.testing.assert_allclose(q.numpy(), expected, atol=1e-5)
+    if normalisation == "none":  # unnormalised, 120 close points pull with hundreds of nats: no tail test
+        return
+    # the 3σ neighbourhood (0.6 m here) drops only pairs whose kernel is below exp(-4.5)
+    near = dense_crf(torch.from_numpy(unary).float(), xyz, rgb, cutoff_sigmas=3.0, normalisation=normalisation)
+    assert float((near - q).abs().max()) < 0.02
+    assert (near.argmax(1) == q.argmax(1)).float().mean() >= 0.97
+
+
+def test_dense_crf_relabels_an_outlier_and_respects_colour_edges() -> None:
+    """Two touching 1 m patches, red and blue, each predicted as its own class, with one red point mislabelled
+    (weakly) blue: the bilateral kernel pulls it back; the colour edge keeps the patches apart."""
+    from wsseg_training.methods.common.dense_crf import MPRM_KERNELS, PointKernelGraph, dense_crf
+
+    grid = np.stack(np.meshgrid(np.arange(0, 2.0, 0.1), np.arange(0, 1.0, 0.1), indexing="ij"), -1).reshape(-1, 2)
+    xyz = np.concatenate([grid, np.zeros((len(grid), 1))], axis=1)
+    blue = xyz[:, 0] >= 1.0
+    rgb = np.where(blue[:, None], [0, 0, 255], [255, 0, 0]).astype(np.uint8)
+    prob = np.where(blue[:, None], [0.1, 0.9], [0.9, 0.1])
+    outlier = 22  # a red point in the middle of the red patch
+    prob[outlier] = [0.4, 0.6]
+    unary = torch.from_numpy(-np.log(prob)).float()
+    labels = dense_crf(unary, xyz, rgb).argmax(1).numpy()
+    np.testing.assert_array_equal(labels, blue.astype(np.int64))
+    graph = PointKernelGraph(xyz, rgb, MPRM_KERNELS, max_cached_pairs=0)  # chunked path == cached path
+    cached = PointKernelGraph(xyz, rgb, MPRM_KERNELS)
+    assert cached.cached and not graph.cached
+    q = torch.softmax(-unary, dim=1)
+    np.testing.assert_allclose(graph.message(q).numpy(), cached.message(q).numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="bilateral kernel"):
+        PointKernelGraph(xyz, None, MPRM_KERNELS)
+    with pytest.raises(ValueError, match="unary has shape"):
+        dense_crf(unary[:3], xyz, rgb)
