@@ -48,10 +48,15 @@ def run(args: argparse.Namespace) -> int:
                   "data": str(Path(args.data).resolve())}
     trainer = Trainer(config, method, dataset, args.out, split=args.split, resume=args.resume,
                       progress=not args.no_progress, provenance=provenance)
+    if trainer.dist.is_main:
+        for line in trainer.sensor_defaults.lines:
+            print(f"wsseg train: {line}", flush=True)
+        if trainer.sensor_defaults.warning:
+            print(f"wsseg train: WARNING: {trainer.sensor_defaults.warning}", flush=True)
     result = trainer.run()
     if trainer.dist.is_main:
         final = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
-        print(f"trained {method.name} ({config.profile} profile) on {result.num_scenes} scenes: steps "
+        print(f"trained {method.name} ({trainer.config.profile} profile) on {result.num_scenes} scenes: steps "
               f"{result.start_step}->{result.steps} in {result.wall_s / 60:.1f} min, final loss {final} "
               f"-> {RunDir(args.out).model}")
     from wsseg_training.engine.distributed import shutdown_distributed
@@ -73,7 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", type=Path, default=None, help="training YAML (see configs/)")
     parser.add_argument("--out", required=True, type=Path, help="run directory")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
-    parser.add_argument("--profile", default=None, help="override the config's model profile (cpu, default, tiny)")
+    parser.add_argument("--profile", default=None,
+                        help="override the config's model profile (auto = from the data; rgbd_small, indoor_small, "
+                             "lidar_small, cpu, default, tiny, ...: wsseg_training.model.profiles)")
     parser.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"), help="override the device")
     parser.add_argument("--steps", type=int, default=None, help="override train.steps")
     parser.add_argument("--seed", type=int, default=None, help="override the seed")

@@ -3,7 +3,7 @@
 A run's YAML (see ``configs/*.yaml``)::
 
     seed: 0
-    profile: cpu                 # model profile (wsseg_training.model.profiles)
+    profile: auto                # model profile (wsseg_training.model.profiles); auto = chosen from the data
     device: auto                 # auto | cpu | cuda
     backend: auto                # auto | maps | spconv  (auto: spconv on CUDA when installed, else maps)
     data:    {voxel_size_m, features, crop_max_points, batch_scenes, num_workers, augment: {...}}
@@ -32,6 +32,8 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "poly", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("auto", "maps", "spconv")
+#: ``profile: auto``: profile and grid chosen from the data (wsseg_training.data.sensor_defaults)
+AUTO_PROFILE = "auto"
 
 
 class ConfigError(ValueError):
@@ -77,8 +79,9 @@ class AugmentConfig:
 class DataConfig:
     """What the network sees.
 
-    voxel_size_m: voxel edge, metres (None = the profile's).
-    features: input features (``wsseg.core.features.FEATURE_CHANNELS`` names).
+    voxel_size_m: voxel edge, metres (None = chosen from the data with ``profile: auto``, else the profile's).
+    features: input features (``wsseg.core.features.FEATURE_CHANNELS`` names; None = chosen from the data,
+        see :mod:`wsseg_training.data.sensor_defaults`).
     intensity_scale / height_scale_m: feature normalisation (see ``FeatureConfig``).
     crop_max_points: scenes with more points are cropped to the this many points nearest (in x, y) to a random
         point; 0 disables.  batch_scenes: scenes per optimiser step over all processes (the global batch).
@@ -86,7 +89,7 @@ class DataConfig:
     """
 
     voxel_size_m: float | None = None
-    features: tuple[str, ...] = ("offset", "rgb")
+    features: tuple[str, ...] | None = None
     intensity_scale: float = 1.0
     height_scale_m: float = 3.0
     crop_max_points: int = 250_000
@@ -97,9 +100,10 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.voxel_size_m is not None and not self.voxel_size_m > 0:
             raise _fail("data", "voxel_size_m", self.voxel_size_m, "> 0 or null")
-        unknown = [f for f in self.features if f not in FEATURE_CHANNELS]
-        if unknown or not self.features:
-            raise _fail("data", "features", list(self.features), f"a non-empty subset of {list(FEATURE_CHANNELS)}")
+        unknown = [f for f in self.features or () if f not in FEATURE_CHANNELS]
+        if unknown or self.features == ():
+            raise _fail("data", "features", list(self.features or ()),
+                        f"null (from the data) or a non-empty subset of {list(FEATURE_CHANNELS)}")
         if self.crop_max_points < 0 or 0 < self.crop_max_points < 100:
             raise _fail("data", "crop_max_points", self.crop_max_points, "0 (off) or >= 100")
         if self.batch_scenes < 1:
@@ -174,7 +178,7 @@ class TrainConfig:
     """A whole training run (see the module docstring)."""
 
     seed: int = 0
-    profile: str = "cpu"
+    profile: str = AUTO_PROFILE
     device: str = "auto"
     backend: str = "auto"
     data: DataConfig = field(default_factory=DataConfig)
@@ -183,8 +187,8 @@ class TrainConfig:
     method: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.profile not in PROFILES:
-            raise _fail("config", "profile", self.profile, f"one of {sorted(PROFILES)}")
+        if self.profile != AUTO_PROFILE and self.profile not in PROFILES:
+            raise _fail("config", "profile", self.profile, f"'{AUTO_PROFILE}' or one of {sorted(PROFILES)}")
         if self.device not in DEVICES:
             raise _fail("config", "device", self.device, f"one of {DEVICES}")
         if self.backend not in BACKENDS:

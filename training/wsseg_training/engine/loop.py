@@ -32,6 +32,7 @@ from wsseg.core.features import FeatureConfig
 from wsseg.core.preprocess import NetworkInput, PreprocessConfig, prepare_cloud
 from wsseg_training.checkpoint import CheckpointError, load_checkpoint, make_checkpoint, save_checkpoint
 from wsseg_training.data.dataset import Dataset
+from wsseg_training.data.sensor_defaults import apply_sensor_defaults
 from wsseg_training.engine.batches import Batch, DeviceBatch, StepBatches, identity, steps_per_epoch
 from wsseg_training.engine.config import ConfigError, TrainConfig, save_config
 from wsseg_training.engine.distributed import (
@@ -47,7 +48,7 @@ from wsseg_training.engine.run_dir import RunDir, write_checkpoint
 from wsseg_training.engine.scenes import TrainScene
 from wsseg_training.methods.base import Method, StepContext
 from wsseg_training.model.inputs import to_torch
-from wsseg_training.model.profiles import preprocess_config_for, unet_config_for
+from wsseg_training.model.profiles import PROFILES, preprocess_config_for, unet_config_for
 from wsseg_training.model.unet import SparseUNet, UNetOutput
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,12 @@ def resolve_backend(name: str, device: torch.device) -> str:
 
 
 def preprocess_for(config: TrainConfig) -> PreprocessConfig:
+    """The run's preprocessing (the Trainer first fills the data-chosen fields with ``apply_sensor_defaults``;
+    without that, ``data.features: null`` means offset + rgb)."""
     data = config.data
-    features = FeatureConfig(names=data.features, intensity_scale=data.intensity_scale,
+    if config.profile not in PROFILES:
+        raise ConfigError(f"profile {config.profile!r} must be resolved first (apply_sensor_defaults)")
+    features = FeatureConfig(names=data.features or ("offset", "rgb"), intensity_scale=data.intensity_scale,
                              height_scale_m=data.height_scale_m)
     return preprocess_config_for(config.profile, features, voxel_size_m=data.voxel_size_m)
 
@@ -139,6 +144,12 @@ class Trainer:
         if not self.dist.is_main:  # one process reports; the others only warn
             logging.getLogger("wsseg_training").setLevel(logging.WARNING)
         self.amp = bool(config.train.amp and self.device.type == "cuda")
+        config, self.sensor_defaults = apply_sensor_defaults(config, dataset, split, gpu=self.device.type == "cuda")
+        self.config = config
+        for line in self.sensor_defaults.lines:
+            log.info("sensor-aware defaults: %s", line)
+        if self.sensor_defaults.warning:
+            log.warning("%s", self.sensor_defaults.warning)
         self.preprocess = preprocess_for(config)
         self.scenes: list[TrainScene] = []
         self.model: SparseUNet

@@ -1,12 +1,22 @@
 """Named U-Net sizes ("profiles") and the preprocessing that goes with each.
 
-=========  ======================  ===============  ============  ===================================
-profile    channels (per level)    blocks/level     voxel size    meant for
-=========  ======================  ===============  ============  ===================================
-default    32, 64, 96, 128, 160    2, 2, 2, 2, 2    0.05 m        accuracy; GPU training, GPU robots
-cpu        16, 32, 48, 64          1, 1, 1, 1       0.08 m        CPU training and CPU-only robots
-tiny       8, 16, 24               1, 1, 1          0.10 m        tests, smoke runs, quick demos
-=========  ======================  ===============  ============  ===================================
+============  ======================  ===============  ============  ===================================
+profile       channels (per level)    blocks/level     voxel size    meant for
+============  ======================  ===============  ============  ===================================
+default       32, 64, 96, 128, 160    2, 2, 2, 2, 2    0.05 m        accuracy; GPU training, GPU robots
+cpu           16, 32, 48, 64          1, 1, 1, 1       0.08 m        CPU training and CPU-only robots
+tiny          8, 16, 24               1, 1, 1          0.10 m        tests, smoke runs, quick demos
+rgbd_small    16, 32, 48, 64          1, 1, 1, 1       0.02 m        RGB-D table tops / close range, CPU
+rgbd_base     32, 64, 96, 128, 160    2, 2, 2, 2, 2    0.02 m        RGB-D table tops / close range, GPU
+indoor_small  16, 32, 48, 64          1, 1, 1, 1       0.04 m        RGB-D rooms, CPU
+indoor_base   32, 64, 96, 128, 160    2, 2, 2, 2, 2    0.04 m        RGB-D rooms, GPU
+lidar_small   16, 32, 48, 64          1, 1, 1, 1       0.10 m        LiDAR scans, CPU
+lidar_base    32, 64, 96, 128, 160    2, 2, 2, 2, 2    0.08 m        LiDAR scans, GPU
+============  ======================  ===============  ============  ===================================
+
+The sensor profiles (``rgbd_*``, ``indoor_*``, ``lidar_*``) are what ``profile: auto`` picks
+(:mod:`wsseg_training.data.sensor_defaults`, which also fits the voxel to the data inside the kind's
+range); their measured node speed is in ``docs/model_and_bundle.md``.
 
 Every level halves the resolution, so the receptive field grows with
 ``num_levels = len(channels)``; the preprocessing must build kernel maps for the
@@ -62,6 +72,20 @@ PROFILES: dict[str, ModelProfile] = {
         description="tests and smoke runs: 3 levels, 1 residual block per level",
     ),
 }
+
+
+def _sensor_profile(kind: str, size: str, voxel_size_m: float, meant_for: str) -> ModelProfile:
+    """A sensor profile: the ``cpu`` network (``small``) or the ``default`` one (``base``) at the kind's grid."""
+    like = PROFILES["cpu" if size == "small" else "default"]
+    return ModelProfile(name=f"{kind}_{size}", channels=like.channels, blocks=like.blocks, voxel_size_m=voxel_size_m,
+                        description=f"{meant_for}: the {like.name} network at {voxel_size_m:g} m")
+
+
+for _kind, _voxels, _meant_for in (("rgbd", (0.02, 0.02), "RGB-D table tops and close range"),
+                                   ("indoor", (0.04, 0.04), "RGB-D rooms"),
+                                   ("lidar", (0.10, 0.08), "LiDAR scans")):
+    for _size, _voxel in zip(("small", "base"), _voxels, strict=True):
+        PROFILES[f"{_kind}_{_size}"] = _sensor_profile(_kind, _size, _voxel, _meant_for)
 
 
 def get_profile(profile: str) -> ModelProfile:
