@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.wsseg-setup-done
 SETUP_INPUTS := requirements.txt scripts/setup.sh setup.py setup.cfg package.xml \
-	training/pyproject.toml export/pyproject.toml
+	training/pyproject.toml export/pyproject.toml training/wsseg_training/annotate/web/package-lock.json
 
 .PHONY: setup demo test lint bench clean
 

@@ -13,7 +13,7 @@ WSSEG = str(Path(sys.executable).parent / "wsseg")
 
 def test_commands_of_every_installed_distribution_are_registered() -> None:
     out = subprocess.run([WSSEG, "--help"], capture_output=True, text=True, timeout=60, check=True).stdout
-    for command in ("infer", "data", "labels", "export", "demo"):
+    for command in ("infer", "data", "labels", "annotate", "export", "demo"):
         assert command in out
 
 

@@ -1,7 +1,7 @@
 """The ``wsseg`` command: subcommands come from the ``wsseg.commands`` entry points.
 
 Each installed distribution registers its own commands (``wsseg`` itself:
-``infer``; ``wsseg-training``: ``data``, ``labels``, ``train``, ``eval``;
+``infer``; ``wsseg-training``: ``data``, ``labels``, ``train``, ``eval``, ``annotate``;
 ``wsseg-export``: ``export``, ``demo``).  An entry point is a callable
 ``register(subparsers)`` that adds one sub-parser and sets its ``handler``
 default to a function ``handler(args) -> int``.
@@ -24,6 +24,7 @@ PROVIDED_BY = {
     "labels": "wsseg-training",
     "train": "wsseg-training",
     "eval": "wsseg-training",
+    "annotate": "wsseg-training",
     "export": "wsseg-export",
     "demo": "wsseg-export",
 }

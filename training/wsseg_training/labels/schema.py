@@ -29,7 +29,10 @@ annotation tool writes and a person reads.
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -80,8 +83,34 @@ def _ints(values: np.ndarray) -> list[int]:
     return [int(v) for v in np.asarray(values).reshape(-1)]
 
 
+def write_atomically(path: Path, data: bytes) -> Path:
+    """Replace ``path`` by ``data`` so that a reader or a crash sees the old file or the new one, never a torn one.
+
+    A unique temporary file in the same folder (so concurrent writers never share one), fsync, rename over
+    ``path``, fsync of the folder (so the rename itself survives a power cut).
+    """
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644  # mkstemp's 0600 would hide the file
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+    return path
+
+
 def save_weak_labels(labels: WeakLabels, path: str | Path) -> Path:
-    """Write ``labels`` to ``path`` (JSON or NPZ by kind, atomically)."""
+    """Write ``labels`` to ``path`` (JSON or NPZ by kind) with :func:`write_atomically`."""
     path = Path(path)
     header = labels.header
     document = _header_dict(header)
@@ -93,14 +122,13 @@ def save_weak_labels(labels: WeakLabels, path: str | Path) -> Path:
         offsets = np.cumsum([0] + [len(e) for e in entries]).astype(np.int64)
         empty = np.zeros(0, np.int64)
         document["scenes"] = scenes
-        tmp = path.with_name(path.name + ".tmp.npz")
+        buffer = io.BytesIO()
         np.savez_compressed(
-            tmp, header=np.array(json.dumps(document)), scene=np.array(names, dtype=str), offsets=offsets,
+            buffer, header=np.array(json.dumps(document)), scene=np.array(names, dtype=str), offsets=offsets,
             point=np.concatenate([e.point for e in entries] or [empty]).astype(np.int64),
             **{"class": np.concatenate([e.cls for e in entries] or [empty]).astype(np.int16)},
         )
-        tmp.replace(path)
-        return path
+        return write_atomically(path, buffer.getvalue())
     if isinstance(labels, Clicks):
         for name, entry in labels.scenes.items():
             rows = np.stack([entry.point, entry.cls, entry.instance], axis=1) if len(entry) else np.zeros((0, 3))
@@ -127,10 +155,7 @@ def save_weak_labels(labels: WeakLabels, path: str | Path) -> Path:
     else:
         raise TypeError(f"not a weak-label object: {type(labels).__name__}")
     document["scenes"] = scenes
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(document, indent=1) + "\n")
-    tmp.replace(path)
-    return path
+    return write_atomically(path, (json.dumps(document, indent=1) + "\n").encode())
 
 
 # --------------------------------------------------------------------------- reading
