@@ -208,6 +208,22 @@ def test_labelled_scenes(dataset: Dataset, tmp_path: Path) -> None:
     assert len(by_scene.labelled) == 2 and not by_scene.cuts
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("fraction", [0.01, 0.05, 0.1, 0.2, 0.9])
+def test_labelled_scenes_cut_at_most_one_scene_to_the_exact_share(dataset: Dataset, fraction: float,
+                                                                   seed: int) -> None:
+    # WS3D §4.1: whole scenes labelled, at most one scene split in two to hit the labelled-point share exactly
+    split = simulate_labelled_scenes(dataset, TRAIN, seed=seed, fraction=fraction)
+    assert len(split.cuts) <= 1
+    masks = {n: split.labelled_mask(n, dataset.load(n).xyz) for n in TRAIN}
+    assert sum(int(m.sum()) for m in masks.values()) == round(fraction * split.header.total_points)
+    for name, mask in masks.items():
+        if name in split.cuts:
+            assert 0 < mask.sum() < mask.size  # both sub-scenes are non-empty
+        else:
+            assert mask.all() == (name in split.labelled) and mask.any() == (name in split.labelled)
+
+
 def test_one_click_share_is_tiny(dataset: Dataset) -> None:
     stats = compute_stats(simulate_clicks(dataset, TRAIN, seed=0))
     objects = sum(int(object_ids(dataset.load(n).semantic.astype(np.int64), dataset.load(n).instance).max()) + 1

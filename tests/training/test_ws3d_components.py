@@ -1,0 +1,219 @@
+"""WS3D building blocks against answers worked out by hand: boundary ground truth, focal loss, boundary pair
+labels, the region energy (value and gradient direction), the region InfoNCE, the contrast stages."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from wsseg_training.methods.ws3d.boundary import (
+    boundary_pair_labels,
+    boundary_targets,
+    cell_offsets,
+    focal_loss,
+    region_has_boundary,
+    score_boundaries,
+)
+from wsseg_training.methods.ws3d.contrast import (
+    contrast_stages,
+    region_info_nce,
+    region_pseudo_classes,
+    symmetric_info_nce,
+)
+from wsseg_training.methods.ws3d.energy import pairwise_energy, region_energy, unary_energy
+
+from wsseg.core.classes import IGNORE_INDEX
+
+X = IGNORE_INDEX
+
+
+# --- boundary ground truth ---------------------------------------------------------------------------------
+
+def two_boxes(step: float = 0.025) -> tuple[np.ndarray, np.ndarray]:
+    """Two touching boxes: class 0 fills x in [0, 1), class 1 fills x in [1, 2); y, z in [0, 0.5)."""
+    axis_x = np.arange(0.0, 2.0, step) + step / 2
+    axis_yz = np.arange(0.0, 0.5, step) + step / 2
+    grid = np.stack(np.meshgrid(axis_x, axis_yz, axis_yz, indexing="ij"), axis=-1).reshape(-1, 3)
+    return grid.astype(np.float32), (grid[:, 0] >= 1.0).astype(np.int64)
+
+
+def test_boundary_ground_truth_on_two_boxes() -> None:
+    xyz, labels = two_boxes()
+    # 10 cm grid, r = 2 cells: the cells 8, 9 (class 0) and 10, 11 (class 1) see the other class.
+    truth = boundary_targets(xyz, labels, grid_m=0.1, radius_cells=2.0)
+    expected = ((xyz[:, 0] >= 0.8) & (xyz[:, 0] < 1.2)).astype(np.int64)
+    np.testing.assert_array_equal(truth, expected)
+    # JSENet's 2 cm at a 1 cm grid is the same two cells: the band scales with the grid.
+    truth_fine = boundary_targets(xyz, labels, grid_m=0.05, radius_cells=2.0)
+    np.testing.assert_array_equal(truth_fine, ((xyz[:, 0] >= 0.9) & (xyz[:, 0] < 1.1)).astype(np.int64))
+
+
+def test_boundary_ground_truth_skips_unlabelled_points() -> None:
+    xyz, labels = two_boxes()
+    labels = labels.copy()
+    gap = (xyz[:, 0] >= 0.7) & (xyz[:, 0] < 1.3)
+    labels[gap] = X  # the two classes are now 6 cells apart: no labelled neighbour of another class
+    truth = boundary_targets(xyz, labels, grid_m=0.1, radius_cells=2.0)
+    assert (truth[gap] == X).all()
+    assert (truth[~gap] == 0).all()
+    assert (boundary_targets(xyz, np.full(len(xyz), X), 0.1) == X).all()
+
+
+def test_boundary_ground_truth_diagonal_reach() -> None:
+    # r = 2 cells holds (1, 1, 1) (|d| = 1.73) but not (2, 1, 0) (|d| = 2.24).
+    offsets = {tuple(o) for o in cell_offsets(2.0).tolist()}
+    assert (1, 1, 1) in offsets and (2, 0, 0) in offsets and (2, 1, 0) not in offsets
+    assert len(offsets) == 33
+    xyz = np.array([[0.05, 0.05, 0.05], [0.15, 0.15, 0.15], [1.05, 0.05, 0.05], [1.25, 0.15, 0.05]], np.float32)
+    labels = np.array([0, 1, 0, 1])
+    np.testing.assert_array_equal(boundary_targets(xyz, labels, 0.1, 2.0), [1, 1, 0, 0])
+
+
+def test_boundary_ground_truth_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="grid_m"):
+        boundary_targets(np.zeros((3, 3)), np.zeros(3), 0.0)
+    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+        boundary_targets(np.zeros((3, 2)), np.zeros(3), 0.1)
+
+
+# --- focal loss ----------------------------------------------------------------------------------------------
+
+def test_focal_loss_matches_eq_1_by_hand() -> None:
+    z = torch.tensor([2.0, -1.0, 0.5, 3.0])
+    y = torch.tensor([1, 0, 1, X])
+    total, count = focal_loss(z, y, alpha=2.0)
+    b = torch.sigmoid(z[:3])
+    expected = -((1 - b[0]) ** 2 * torch.log(b[0]) + b[1] ** 2 * torch.log(1 - b[1])
+                 + (1 - b[2]) ** 2 * torch.log(b[2]))
+    assert int(count) == 3
+    assert float(total) == pytest.approx(float(expected), rel=1e-6)
+    # alpha = 0 is binary cross-entropy; the focusing exponent only down-weights easy points.
+    bce = F.binary_cross_entropy_with_logits(z[:3], y[:3].float(), reduction="sum")
+    assert float(focal_loss(z, y, alpha=0.0)[0]) == pytest.approx(float(bce), rel=1e-6)
+    assert float(total) < float(bce)
+
+
+def test_focal_loss_is_finite_for_extreme_logits() -> None:
+    z = torch.tensor([80.0, -80.0], requires_grad=True)
+    total, _ = focal_loss(z, torch.tensor([0, 1]))
+    total.backward()
+    assert float(total.detach()) == pytest.approx(160.0, rel=1e-4)  # (1 - 0)^2 x 80 per confidently wrong point
+    assert torch.isfinite(z.grad).all()
+
+
+# --- boundary labels of region pairs (Eq. 2) -----------------------------------------------------------------
+
+def test_boundary_pair_labels_need_both_regions() -> None:
+    # three regions in a row: A-B and B-C touch; predicted boundary points lie in A and B only
+    region = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, -1])
+    boundary = np.array([0, 0, 1, 1, 0, 0, 0, 0, 0, 1], dtype=bool)
+    has = region_has_boundary(boundary, region, 3)
+    np.testing.assert_array_equal(has, [True, True, False])
+    np.testing.assert_array_equal(boundary_pair_labels(has, np.array([[0, 1], [1, 2]])), [1.0, 0.0])
+
+
+def test_boundary_score() -> None:
+    score = score_boundaries(np.array([1, 1, 0, 0, 1], bool), np.array([1, 0, 1, 0, X]))
+    assert (score.true_positive, score.predicted, score.actual) == (1, 2, 2)
+    assert score.precision == 0.5 and score.recall == 0.5
+    assert math.isnan(score_boundaries(np.zeros(2, bool), np.array([0, 0])).precision)
+
+
+# --- region energy (Eq. 3-5) ---------------------------------------------------------------------------------
+
+def energy_case() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    prob = torch.tensor([[0.90, 0.10], [0.85, 0.15], [0.95, 0.05], [0.50, 0.50]], requires_grad=True)
+    pairs = torch.tensor([[0, 1], [0, 2], [1, 3]])
+    w = torch.tensor([0.0, 1.0, 0.0])  # (0, 1) inside an object, (0, 2) across a boundary, (1, 3) H = 0
+    return prob, pairs, w
+
+
+def test_region_energy_value() -> None:
+    prob, pairs, w = energy_case()
+    terms = region_energy(prob, pairs, w, gamma=0.8, epsilon=0.5)
+    d01 = math.hypot(0.05, 0.05)
+    d02 = math.hypot(0.05, 0.05)
+    assert float(terms.pair_sum.detach()) == pytest.approx(d01**2 + (0.5 - d02) ** 2, rel=1e-5)
+    assert float(terms.unary_sum.detach()) == pytest.approx(-(math.log(0.9) + math.log(0.85) + math.log(0.95)
+                                                     + math.log(0.5)), rel=1e-6)
+    assert (float(terms.pair_count), float(terms.unary_count), float(terms.confident_pairs)) == (3.0, 4.0, 2.0)
+    # the push term vanishes beyond the margin
+    far = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert float(pairwise_energy(far, torch.tensor([[0, 1]]), torch.ones(1), torch.ones(1), 0.5)[0]) == 0.0
+
+
+def test_region_energy_gradient_direction() -> None:
+    prob, pairs, w = energy_case()
+    terms = region_energy(prob, pairs[:1], w[:1])  # the pull pair alone
+    terms.pair_sum.backward()
+    descent = -prob.grad[0]
+    assert float(torch.dot(descent, (prob[1] - prob[0]).detach())) > 0  # p_0 moves towards p_1
+    prob.grad = None
+    region_energy(prob, pairs[1:2], w[1:2]).pair_sum.backward()
+    descent = -prob.grad[0]
+    assert float(torch.dot(descent, (prob[2] - prob[0]).detach())) < 0  # p_0 moves away from p_2 (inside the margin)
+    prob.grad = None
+    region_energy(prob, pairs[2:], w[2:]).pair_sum.backward()
+    assert float(prob.grad.abs().sum()) == 0.0  # H = 0: region 3 is not confident
+    prob.grad = None
+    region_energy(prob, pairs[2:], w[2:], use_confidence=False).pair_sum.backward()
+    assert float(prob.grad.abs().sum()) > 0.0  # Tab. 5 No. 4: without H the pair counts
+
+
+def test_unary_energy_pushes_the_top_class_up() -> None:
+    prob = torch.tensor([[0.6, 0.3, 0.1]], requires_grad=True)
+    unary_energy(prob).sum().backward()
+    assert prob.grad[0, 0] < 0 and prob.grad[0, 1] == 0 and prob.grad[0, 2] == 0
+    no_pair = region_energy(prob, torch.zeros((0, 2), dtype=torch.int64), torch.zeros(0), use_pairwise=False)
+    assert float(no_pair.pair_sum) == 0.0 and float(no_pair.pair_count) == 0.0
+
+
+# --- region contrast (Eq. 6) ---------------------------------------------------------------------------------
+
+def test_region_info_nce_hand_made_case() -> None:
+    f = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.9, 0.1]])
+    pseudo = torch.tensor([0, 0, 1, 1])
+    confident = torch.tensor([True, True, True, False])  # region 3 is masked out (H = 0)
+    total, count = region_info_nce(f, f, pseudo, confident, temperature=1.0)
+    e = math.e
+    expected = 2 * (math.log(2 * e + 1) - 1) + (math.log(e + 2) - 1)
+    assert float(count) == 3.0
+    assert float(total) == pytest.approx(expected, rel=1e-6)
+    # the temperature sharpens: a smaller tau lowers the loss of this well-separated case
+    assert float(region_info_nce(f, f, pseudo, confident, temperature=0.1)[0]) < float(total)
+    both, both_count = symmetric_info_nce(f, f, pseudo, confident, temperature=1.0)
+    assert float(both) == pytest.approx(2 * expected, rel=1e-6) and float(both_count) == 6.0
+
+
+def test_region_info_nce_without_negatives_or_confidence_is_zero() -> None:
+    f = torch.randn(4, 3, requires_grad=True)
+    total, count = region_info_nce(f, f, torch.zeros(4, dtype=torch.int64), torch.ones(4, dtype=torch.bool))
+    assert float(total.detach()) == 0.0 and float(count) == 0.0
+    total, count = region_info_nce(f, f, torch.arange(4), torch.zeros(4, dtype=torch.bool))
+    assert float(count) == 0.0
+    total.backward()  # still a graph (a zero), no NaN
+    assert torch.isfinite(f.grad).all()
+
+
+def test_region_pseudo_classes() -> None:
+    p1 = torch.tensor([[0.9, 0.1], [0.85, 0.9], [0.7, 0.2], [0.95, 0.1]])
+    p2 = torch.tensor([[0.95, 0.1], [0.9, 0.2], [0.9, 0.1], [0.1, 0.99]])
+    pseudo, confident = region_pseudo_classes(p1, p2, gamma=0.8)
+    np.testing.assert_array_equal(confident.numpy(), [True, False, False, False])  # agree + both > γ
+    assert int(pseudo[0]) == 0
+    _, everyone = region_pseudo_classes(p1, p2, gamma=0.8, use_confidence=False)
+    assert bool(everyone.all())
+
+
+def test_contrast_stages_by_profile() -> None:
+    tiny = contrast_stages((8, 16, 24))
+    assert [(s.part, s.level) for s in tiny] == [("encoder", 0), ("encoder", 1), ("encoder", 2), ("decoder", 1),
+                                                ("decoder", 0)]
+    cpu = contrast_stages((16, 32, 48, 64))
+    assert [(s.part, s.level, s.channels) for s in cpu][:2] == [("encoder", 2, 48), ("encoder", 3, 64)]
+    assert [(s.part, s.level) for s in contrast_stages((16, 32, 48, 64), 1)] == [("decoder", 0)]
+    with pytest.raises(ValueError, match="stage"):
+        contrast_stages((8, 16), 5)
