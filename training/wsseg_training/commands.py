@@ -15,7 +15,7 @@ DATA_TOOLS = (
     "wsseg_training.data.show_cli",
     "wsseg_training.data.supervoxels_cli",
 )
-LABEL_TOOLS = ("wsseg_training.labels.cli",)
+LABEL_TOOLS = ("wsseg_training.labels.cli", "wsseg_training.annotate.interop_cli")
 
 
 def _register_group(
@@ -32,4 +32,5 @@ def register_data(subparsers: argparse._SubParsersAction) -> None:
 
 
 def register_labels(subparsers: argparse._SubParsersAction) -> None:
-    _register_group(subparsers, "labels", "simulate, inspect and validate weak-label files", LABEL_TOOLS)
+    _register_group(subparsers, "labels", "simulate, inspect, validate, import and export weak-label files",
+                    LABEL_TOOLS)
