@@ -20,6 +20,8 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.json") + glob("config/*.xml")),
     ],
     install_requires=["setuptools", "numpy", "PyYAML", "onnxruntime"],
+    # fast: compiled voxelization / kernel maps (numpy fallback without it); gpu: CuPy preprocessing
+    extras_require={"fast": ["numba>=0.60"], "gpu": ["cupy-cuda12x>=13"]},
     zip_safe=True,
     entry_points={
         "console_scripts": [

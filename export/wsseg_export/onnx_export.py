@@ -73,7 +73,7 @@ def dynamic_axes(num_levels: int) -> dict[str, dict[int, str]]:
 def export_onnx(model: torch.nn.Module, config: PreprocessConfig, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """Trace a (BatchNorm-folded, eval) backbone into an ONNX model and check it."""
     sample = tracing_cloud(config)
-    features, maps = to_torch(sample)
+    features, maps = to_torch(sample, index_dtype=torch.int32)  # int32 graph inputs (TensorRT has no int64 indices)
     names = model_input_names(config.num_levels)
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():

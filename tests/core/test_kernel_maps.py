@@ -34,7 +34,7 @@ def test_neighbour_map_brute_force(extent: int) -> None:
     nbr = maps.neighbours[0]
     lookup = as_index(coords)
     m = coords.shape[0]
-    assert nbr.shape == (m, 27) and nbr.dtype == np.int64
+    assert nbr.shape == (m, 27) and nbr.dtype == np.int32
     for i, c in enumerate(coords.tolist()):
         for k, off in enumerate(OFFSETS_3X3X3.tolist()):
             key = (c[0], c[1] + off[0], c[2] + off[1], c[3] + off[2])

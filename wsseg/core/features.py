@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from wsseg.core import geometry
-from wsseg.core.voxelize import VoxelGrid, voxel_centroid_offset, voxel_mean
+from wsseg.core.voxelize import VoxelGrid, centroid_offset_from_mean, voxel_mean
 
 FEATURE_CHANNELS: dict[str, int] = {"offset": 3, "rgb": 3, "intensity": 1, "height": 1, "normal": 3,
                                     "support_height": 1, "support_cos": 1}
@@ -111,21 +111,11 @@ def voxel_features(
         batch = grid.coords[:, 0].astype(np.int64)
         plane_normal, plane_offset = geometry.plane_frame(geometry.support_planes(centroids, batch, config.plane),
                                                           batch)
+    averaged = _point_means(grid, names, config, xyz, rgb, intensity)
     parts = []
     for name in names:
-        if name == "offset":
-            parts.append(voxel_centroid_offset(xyz, grid))
-        elif name == "rgb":
-            if rgb is None:
-                raise ValueError("the model needs 'rgb' but the cloud has no colour")
-            parts.append(voxel_mean(np.asarray(rgb, dtype=np.float32) / 127.5 - 1.0, grid))
-        elif name == "intensity":
-            if intensity is None:
-                raise ValueError("the model needs 'intensity' but the cloud has none")
-            scaled = np.clip(np.asarray(intensity, dtype=np.float32).reshape(-1) / config.intensity_scale, 0.0, 1.0)
-            parts.append(voxel_mean(scaled, grid))
-        elif name == "height":
-            parts.append(voxel_mean(np.asarray(xyz, dtype=np.float32)[:, 2] / config.height_scale_m, grid))
+        if name in averaged:
+            parts.append(averaged[name])
         elif name == "normal":
             parts.append(normal)
         elif name == "support_height":
@@ -134,3 +124,44 @@ def voxel_features(
         elif name == "support_cos":
             parts.append(np.einsum("ij,ij->i", normal, plane_normal)[:, None])
     return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def _point_means(
+    grid: VoxelGrid, names: tuple[str, ...], config: FeatureConfig, xyz: np.ndarray,
+    rgb: np.ndarray | None, intensity: np.ndarray | None,
+) -> dict[str, np.ndarray]:
+    """The features that average per-point values (offset, rgb, intensity, height), in one pass over the points.
+
+    Returns name -> (M, channels) float32; every channel's mean is the one :func:`voxel_mean` gives alone.
+    """
+    columns: dict[str, list[np.ndarray]] = {}
+    for name in names:
+        if name == "offset":
+            xyz = np.asarray(xyz)
+            columns[name] = [xyz[:, 0], xyz[:, 1], xyz[:, 2]]
+        elif name == "rgb":
+            if rgb is None:
+                raise ValueError("the model needs 'rgb' but the cloud has no colour")
+            scaled = np.asarray(rgb, dtype=np.float32) / 127.5 - 1.0
+            columns[name] = [scaled[:, 0], scaled[:, 1], scaled[:, 2]]
+        elif name == "intensity":
+            if intensity is None:
+                raise ValueError("the model needs 'intensity' but the cloud has none")
+            columns[name] = [
+                np.clip(np.asarray(intensity, dtype=np.float32).reshape(-1) / config.intensity_scale, 0.0, 1.0)]
+        elif name == "height":
+            columns[name] = [np.asarray(xyz, dtype=np.float32)[:, 2] / config.height_scale_m]
+    if not columns:
+        return {}
+    flat = [column for group in columns.values() for column in group]
+    values = np.empty((grid.inverse.shape[0], len(flat)), dtype=np.float64)
+    for c, column in enumerate(flat):
+        values[:, c] = column
+    means = voxel_mean(values, grid)
+    out, start = {}, 0
+    for name, group in columns.items():
+        out[name] = means[:, start:start + len(group)]
+        start += len(group)
+    if "offset" in out:
+        out["offset"] = centroid_offset_from_mean(out["offset"], grid)
+    return out

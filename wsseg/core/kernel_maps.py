@@ -4,20 +4,23 @@ For a U-Net with ``L`` levels (level 0 = the input voxels, level ``l+1`` = level
 ``l`` coarsened by 2 in every axis), :func:`build_kernel_maps` returns, with
 ``M_l`` the number of active voxels at level ``l``:
 
-* ``neighbours[l]``: (M_l, 27) int64.  Row ``i``, column ``k`` is the row of the
+* ``neighbours[l]``: (M_l, 27) int32.  Row ``i``, column ``k`` is the row of the
   voxel at ``coords[i] + OFFSETS_3X3X3[k]``, or ``M_l`` when that voxel is not
   active (the convolution appends a zero feature row at index ``M_l``).  The
   column order ``k = 9*(dx+1) + 3*(dy+1) + (dz+1)`` equals the flattened
   ``(kx, ky, kz)`` order of a dense ``conv3d`` kernel with ``padding=1``.
-* ``down[l]``: (M_{l+1}, 8) int64 for the stride-2, 2x2x2 convolution from level
+* ``down[l]``: (M_{l+1}, 8) int32 for the stride-2, 2x2x2 convolution from level
   ``l`` to ``l+1``: row ``j``, column ``k`` is the level-``l`` row of the child
   ``2 * parent_j + OFFSETS_2X2X2[k]``, or ``M_l`` when absent.
-* ``up[l]``: (M_l,) int64 for the transposed convolution from level ``l+1``
+* ``up[l]``: (M_l,) int32 for the transposed convolution from level ``l+1``
   back to ``l``: ``parent_row * 8 + k`` where ``k`` is the child's offset
   inside its parent.  Every child has exactly one parent, so the transposed
   convolution is "matmul the parents with all 8 kernel slices, then gather".
 
-Coordinates follow the batch layout of :mod:`wsseg.core.voxelize`.
+Coordinates follow the batch layout of :mod:`wsseg.core.voxelize`.  Every table is int32 (graph
+inputs included: TensorRT has no int64 indices), so a level holds at most 2^31 - 1 voxels.  The
+numpy code here is the reference; :mod:`wsseg.core.backend` runs the compiled kernels instead when
+they are installed (bit-identical tables).
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wsseg.core.backend import compiled
 from wsseg.core.voxelize import CoordinateKeys
+
+#: index dtype of every table (graph inputs included)
+INDEX_DTYPE = np.int32
 
 #: (27, 3) int64 neighbour offsets, dx outermost.
 OFFSETS_3X3X3 = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=np.int64)
@@ -40,9 +47,9 @@ class KernelMaps:
     """Index tables of every level; see the module docstring for the layout.
 
     coords: per level (M_l, 4) int32 ``[batch, x, y, z]`` in that level's grid.
-    neighbours: per level (M_l, 27) int64.
-    down: per transition l -> l+1, (M_{l+1}, 8) int64.
-    up: per transition l+1 -> l, (M_l,) int64.
+    neighbours: per level (M_l, 27) int32.
+    down: per transition l -> l+1, (M_{l+1}, 8) int32.
+    up: per transition l+1 -> l, (M_l,) int32.
     """
 
     coords: tuple[np.ndarray, ...]
@@ -80,6 +87,11 @@ def _lookup(keys_sorted: np.ndarray, query: np.ndarray, missing: int) -> np.ndar
     return np.where(found, pos_clipped, missing).astype(np.int64)
 
 
+def _check_index_range(num_rows: int) -> None:
+    if num_rows >= np.iinfo(INDEX_DTYPE).max:
+        raise ValueError(f"{num_rows} voxels in one level exceed the int32 index tables; use a larger voxel size")
+
+
 def _sorted_rows(coords: np.ndarray, packer: CoordinateKeys) -> np.ndarray:
     keys = packer.pack(coords)
     if keys.size > 1 and not np.all(keys[1:] > keys[:-1]):
@@ -91,7 +103,7 @@ def neighbour_map(coords: np.ndarray) -> np.ndarray:
     """Submanifold 3x3x3 neighbour map.
 
     coords: (M, 4) int32, unique, sorted (as :func:`voxelize` returns them).
-    Returns (M, 27) int64, ``M`` where the neighbour is inactive.
+    Returns (M, 27) int32, ``M`` where the neighbour is inactive.
 
     Keys of shifted voxels are the voxel's key plus a constant step (packing is linear; the packer's
     one-voxel margin keeps every shifted key unambiguous), and the map is symmetric -- row ``j`` is
@@ -99,10 +111,14 @@ def neighbour_map(coords: np.ndarray) -> np.ndarray:
     ``j`` -- so only 13 of the 27 columns are searched.
     """
     coords = np.asarray(coords, dtype=np.int64)
+    _check_index_range(coords.shape[0])
     m = coords.shape[0]
     packer = CoordinateKeys(coords, margin_voxels=1)
     keys = _sorted_rows(coords, packer)
     steps = packer.offset_keys(OFFSETS_3X3X3)
+    kernels = compiled()
+    if kernels is not None:
+        return kernels.neighbour_table(keys, steps)
     rows = np.arange(m, dtype=np.int64)
     out = np.empty((m, 27), dtype=np.int64)
     out[:, 13] = rows  # offset (0, 0, 0)
@@ -113,7 +129,7 @@ def neighbour_map(coords: np.ndarray) -> np.ndarray:
         hit = found < m
         mirror[found[hit]] = rows[hit]
         out[:, 26 - k] = mirror
-    return out
+    return out.astype(INDEX_DTYPE)
 
 
 def _parents(fine: np.ndarray) -> np.ndarray:
@@ -138,21 +154,32 @@ def coarsen(coords: np.ndarray) -> np.ndarray:
 
 
 def coarsen_with_up_map(fine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The next level and the up map in one pass: ``(coarse (M', 4) int32, up (M,) int64)``.
+    """The next level and the up map in one pass: ``(coarse (M', 4) int32, up (M,) int32)``.
 
     Same results as :func:`coarsen` and :func:`up_map`; the parent of every fine voxel comes from the
     inverse of the ``unique`` that forms the coarse level, so no search is needed.
     """
-    fine = np.asarray(fine, dtype=np.int64)
-    parents = _parents(fine)
-    packer = CoordinateKeys(parents)
-    keys, parent_rows = np.unique(packer.pack(parents), return_inverse=True)
-    up = parent_rows.reshape(-1).astype(np.int64) * 8 + _child_offset_index(fine, parents)
-    return packer.unpack(keys), up
+    kernels = compiled()
+    if kernels is not None and len(fine):
+        # floor(x / 2) is monotone, so the parents' bounds are the halved bounds of the fine level
+        fine = np.ascontiguousarray(fine)
+        low, high = kernels.column_bounds(fine)
+        packer = CoordinateKeys.from_bounds(np.r_[low[0], low[1:] >> 1], np.r_[high[0], high[1:] >> 1])
+        keys, child = kernels.parent_keys(fine, packer.low, packer.shifts)
+        keys, parent_rows, _ = kernels.unique_inverse(keys)
+        up = parent_rows * 8 + child
+    else:
+        fine = np.asarray(fine, dtype=np.int64)
+        parents = _parents(fine)
+        packer = CoordinateKeys(parents)
+        keys, parent_rows = np.unique(packer.pack(parents), return_inverse=True)
+        up = parent_rows.reshape(-1).astype(np.int64) * 8 + _child_offset_index(fine, parents)
+    _check_index_range(up.size and int(up.max()) + 1)
+    return packer.unpack(keys), up.astype(INDEX_DTYPE)
 
 
 def down_map(fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:
-    """Stride-2 2x2x2 map: (M_coarse, 8) int64 rows into ``fine``, ``M_fine`` if absent."""
+    """Stride-2 2x2x2 map: (M_coarse, 8) int32 rows into ``fine``, ``M_fine`` if absent."""
     return down_from_up(up_map(fine, coarse), len(fine), len(coarse))
 
 
@@ -160,15 +187,18 @@ def down_from_up(up: np.ndarray, num_fine: int, num_coarse: int) -> np.ndarray:
     """The down map as the inverse of the up map: child slot ``up[i]`` of the coarse level holds fine row ``i``.
 
     Every fine voxel has exactly one parent and one slot in it, so the scatter is exact.
-    Returns (num_coarse, 8) int64, ``num_fine`` in empty slots.
+    Returns (num_coarse, 8) int32, ``num_fine`` in empty slots.
     """
-    down = np.full(num_coarse * 8, num_fine, dtype=np.int64)
-    down[np.asarray(up, dtype=np.int64)] = np.arange(num_fine, dtype=np.int64)
+    kernels = compiled()
+    if kernels is not None:
+        return kernels.down_from_up(np.ascontiguousarray(up), int(num_fine), int(num_coarse))
+    down = np.full(num_coarse * 8, num_fine, dtype=INDEX_DTYPE)
+    down[np.asarray(up)] = np.arange(num_fine, dtype=INDEX_DTYPE)
     return down.reshape(num_coarse, 8)
 
 
 def up_map(fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:
-    """Transposed-conv map: (M_fine,) int64 ``parent_row * 8 + child_offset_index``."""
+    """Transposed-conv map: (M_fine,) int32 ``parent_row * 8 + child_offset_index``."""
     fine = np.asarray(fine, dtype=np.int64)
     coarse = np.asarray(coarse, dtype=np.int64)
     parents = _parents(fine)
@@ -176,7 +206,7 @@ def up_map(fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:
     parent_rows = _lookup(_sorted_rows(coarse, packer), packer.pack(parents), -1)
     if parent_rows.size and parent_rows.min() < 0:
         raise ValueError("coarse level does not contain the parent of every fine voxel")
-    return parent_rows * 8 + _child_offset_index(fine, parents)
+    return (parent_rows * 8 + _child_offset_index(fine, parents)).astype(INDEX_DTYPE)
 
 
 def build_kernel_maps(coords: np.ndarray, num_levels: int) -> KernelMaps:

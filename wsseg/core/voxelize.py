@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wsseg.core.backend import compiled
+
 
 @dataclass(frozen=True)
 class VoxelGrid:
@@ -45,16 +47,39 @@ class CoordinateKeys:
     """
 
     def __init__(self, coords: np.ndarray, margin_voxels: int = 0) -> None:
-        coords = np.asarray(coords, dtype=np.int64)
+        coords = np.asarray(coords)
         if coords.ndim != 2 or coords.shape[1] != 4:
             raise ValueError(f"coords must have shape (M, 4), got {coords.shape}")
+        kernels = compiled()
         if coords.shape[0] == 0:
-            self._low = np.zeros(4, dtype=np.int64)
-            high = np.zeros(4, dtype=np.int64)
+            self._set_bounds(np.zeros(4, dtype=np.int64), np.zeros(4, dtype=np.int64), 0)
+        elif kernels is not None and coords.dtype in (np.int32, np.int64):
+            self._set_bounds(*kernels.column_bounds(np.ascontiguousarray(coords)), margin_voxels)
         else:
-            margin = np.array([0, margin_voxels, margin_voxels, margin_voxels], dtype=np.int64)
-            self._low = coords.min(axis=0) - margin
-            high = coords.max(axis=0) + margin
+            coords = coords.astype(np.int64, copy=False)
+            self._set_bounds(coords.min(axis=0), coords.max(axis=0), margin_voxels)
+
+    @classmethod
+    def from_bounds(cls, low: np.ndarray, high: np.ndarray, margin_voxels: int = 0) -> CoordinateKeys:
+        """The packer of rows whose per-column minimum / maximum are ``low`` / ``high`` ((4,) int)."""
+        packer = cls.__new__(cls)
+        packer._set_bounds(np.asarray(low, dtype=np.int64), np.asarray(high, dtype=np.int64), margin_voxels)
+        return packer
+
+    @property
+    def low(self) -> np.ndarray:
+        """(4,) int64 value of each column that packs to 0."""
+        return self._low
+
+    @property
+    def shifts(self) -> np.ndarray:
+        """(4,) int64 bit position of each column in the key."""
+        return self._shift
+
+    def _set_bounds(self, low: np.ndarray, high: np.ndarray, margin_voxels: int) -> None:
+        margin = np.array([0, margin_voxels, margin_voxels, margin_voxels], dtype=np.int64)
+        self._low = low - margin
+        high = high + margin
         extent = high - self._low + 1
         self._bits = np.array([max(1, int(e - 1).bit_length()) for e in extent], dtype=np.int64)
         if int(self._bits.sum()) > 62:
@@ -69,7 +94,11 @@ class CoordinateKeys:
 
     def pack(self, coords: np.ndarray) -> np.ndarray:
         """``(M, 4)`` int rows -> ``(M,)`` int64 keys (rows must lie in the packed range)."""
-        rel = np.asarray(coords, dtype=np.int64) - self._low
+        coords = np.asarray(coords)
+        kernels = compiled()
+        if kernels is not None and coords.ndim == 2 and coords.dtype in (np.int32, np.int64):
+            return kernels.pack_coords(np.ascontiguousarray(coords), self._low, self._shift)
+        rel = coords.astype(np.int64) - self._low
         return (rel << self._shift).sum(axis=1)
 
     def offset_keys(self, offsets: np.ndarray) -> np.ndarray:
@@ -84,6 +113,9 @@ class CoordinateKeys:
     def unpack(self, keys: np.ndarray) -> np.ndarray:
         """``(M,)`` int64 keys -> ``(M, 4)`` int32 rows."""
         keys = np.asarray(keys, dtype=np.int64)
+        kernels = compiled()
+        if kernels is not None and keys.ndim == 1:
+            return kernels.unpack_keys(np.ascontiguousarray(keys), self._low, self._shift, self._bits)
         masks = (np.int64(1) << self._bits) - 1
         rel = (keys[:, None] >> self._shift) & masks
         return (rel + self._low).astype(np.int32)
@@ -111,13 +143,11 @@ def voxelize(xyz: np.ndarray, voxel_size_m: float, batch: np.ndarray | None = No
     every point (default 0).  Returns a :class:`VoxelGrid` whose ``inverse``
     maps every point to its voxel row.
     """
+    kernels = compiled()
+    if kernels is not None:
+        return _voxelize_compiled(kernels, xyz, voxel_size_m, batch)
     grid = grid_indices(xyz, voxel_size_m)
-    n = grid.shape[0]
-    b = np.zeros((n,), dtype=np.int64) if batch is None else np.asarray(batch, dtype=np.int64)
-    if b.shape != (n,):
-        raise ValueError(f"batch must have shape ({n},), got {b.shape}")
-    if b.size and b.min() < 0:
-        raise ValueError("batch indices must be >= 0")
+    b = _batch_indices(batch, grid.shape[0])
     rows = np.concatenate([b[:, None], grid], axis=1)
     packer = CoordinateKeys(rows)
     unique_keys, inverse, counts = np.unique(packer.pack(rows), return_inverse=True, return_counts=True)
@@ -127,6 +157,40 @@ def voxelize(xyz: np.ndarray, voxel_size_m: float, batch: np.ndarray | None = No
         counts=counts.astype(np.int64),
         voxel_size_m=float(voxel_size_m),
     )
+
+
+def _batch_indices(batch: np.ndarray | None, n: int) -> np.ndarray:
+    """(N,) int64 scene index of every point (zeros for ``None``), checked."""
+    b = np.zeros((n,), dtype=np.int64) if batch is None else np.asarray(batch, dtype=np.int64)
+    if b.shape != (n,):
+        raise ValueError(f"batch must have shape ({n},), got {b.shape}")
+    if b.size and b.min() < 0:
+        raise ValueError("batch indices must be >= 0")
+    return b
+
+
+def _voxelize_compiled(kernels: object, xyz: np.ndarray, voxel_size_m: float, batch: np.ndarray | None) -> VoxelGrid:
+    """:func:`voxelize` through the compiled kernels: same checks, bit-identical result."""
+    if not voxel_size_m > 0:
+        raise ValueError(f"voxel_size_m must be > 0, got {voxel_size_m}")
+    xyz = np.asarray(xyz)
+    if xyz.ndim != 2 or xyz.shape[1] != 3:
+        raise ValueError(f"xyz must have shape (N, 3), got {xyz.shape}")
+    if xyz.dtype not in (np.float32, np.float64):
+        xyz = xyz.astype(np.float64)
+    if not np.isfinite(xyz).all():
+        raise ValueError("xyz contains NaN or inf; drop invalid points before voxelizing")
+    n = xyz.shape[0]
+    b = _batch_indices(batch, n)
+    grid, low, high = kernels.grid_bounds(np.ascontiguousarray(xyz), float(voxel_size_m))  # type: ignore[attr-defined]
+    if n == 0:
+        low = high = np.zeros(3, dtype=np.int64)
+    b_low, b_high = (int(b.min()), int(b.max())) if n else (0, 0)
+    packer = CoordinateKeys.from_bounds(np.array([b_low, *low]), np.array([b_high, *high]))
+    keys = kernels.pack_rows(grid, b if batch is not None else b[:0], packer.low, packer.shifts)  # type: ignore[attr-defined]
+    unique_keys, inverse, counts = kernels.unique_inverse(keys)  # type: ignore[attr-defined]
+    return VoxelGrid(coords=packer.unpack(unique_keys), inverse=inverse, counts=counts,
+                     voxel_size_m=float(voxel_size_m))
 
 
 def voxel_mean(values: np.ndarray, grid: VoxelGrid) -> np.ndarray:
@@ -139,8 +203,12 @@ def voxel_mean(values: np.ndarray, grid: VoxelGrid) -> np.ndarray:
         values = values[:, None]
     if values.shape[0] != grid.inverse.shape[0]:
         raise ValueError(f"values have {values.shape[0]} rows, grid has {grid.inverse.shape[0]} points")
-    sums = np.zeros((grid.num_voxels, values.shape[1]), dtype=np.float64)
-    np.add.at(sums, grid.inverse, values)
+    kernels = compiled()
+    if kernels is not None:
+        sums = kernels.segment_sum(np.ascontiguousarray(values), grid.inverse, grid.num_voxels)  # type: ignore[attr-defined]
+    else:
+        sums = np.zeros((grid.num_voxels, values.shape[1]), dtype=np.float64)
+        np.add.at(sums, grid.inverse, values)
     return (sums / grid.counts[:, None]).astype(np.float32)
 
 
@@ -149,9 +217,14 @@ def voxel_centroid_offset(xyz: np.ndarray, grid: VoxelGrid) -> np.ndarray:
 
     xyz: (N, 3) float, metres.  Returns (M, 3) float32 in [-0.5, 0.5].
     """
-    mean_xyz = voxel_mean(xyz, grid).astype(np.float64)
+    return centroid_offset_from_mean(voxel_mean(xyz, grid), grid)
+
+
+def centroid_offset_from_mean(mean_xyz: np.ndarray, grid: VoxelGrid) -> np.ndarray:
+    """(M, 3) float32 mean point position (metres, from :func:`voxel_mean`) -> offset from the voxel centre,
+    voxel units, (M, 3) float32."""
     centre = (grid.coords[:, 1:].astype(np.float64) + 0.5) * grid.voxel_size_m
-    return ((mean_xyz - centre) / grid.voxel_size_m).astype(np.float32)
+    return ((np.asarray(mean_xyz, dtype=np.float64) - centre) / grid.voxel_size_m).astype(np.float32)
 
 
 def devoxelize(voxel_values: np.ndarray, grid: VoxelGrid) -> np.ndarray:

@@ -23,6 +23,8 @@ from wsseg.core.bundle import LOGITS_OUTPUT, BundleError, ModelBundle
 
 log = logging.getLogger(__name__)
 
+_ONNX_DTYPES = {"tensor(float)": np.dtype(np.float32), "tensor(int32)": np.dtype(np.int32),
+                "tensor(int64)": np.dtype(np.int64)}
 ENGINE_NAMES = ("auto", "onnxruntime-cpu", "onnxruntime-cuda", "tensorrt")
 _PROVIDERS = {
     "onnxruntime-cpu": "CPUExecutionProvider",
@@ -86,10 +88,17 @@ class OnnxRuntimeEngine:
             raise BundleError(f"{bundle.onnx_path}: model inputs {actual} do not match model.yaml ({expected})")
         if [o.name for o in self._session.get_outputs()] != [LOGITS_OUTPUT]:
             raise BundleError(f"{bundle.onnx_path}: model must have the single output {LOGITS_OUTPUT!r}")
+        # bundles exported before the int32 tables declare int64 index inputs: cast for those only
+        self._input_dtypes = {i.name: _ONNX_DTYPES.get(i.type) for i in self._session.get_inputs()}
 
     @property
     def name(self) -> str:
         return self.choice.active
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return self._session.run([LOGITS_OUTPUT], inputs)[0]
+        """inputs: the bundle's named inputs (features float32, index tables int32) -> logits (M_0, C) float32."""
+        feeds = {}
+        for name, array in inputs.items():
+            dtype = self._input_dtypes.get(name)
+            feeds[name] = array if dtype is None or array.dtype == dtype else array.astype(dtype)
+        return self._session.run([LOGITS_OUTPUT], feeds)[0]

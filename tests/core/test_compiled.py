@@ -1,0 +1,142 @@
+"""The compiled (numba) table builders against the numpy reference: bit-identical on every input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import SHARED_DATA
+from wsseg.core import backend
+from wsseg.core.features import FeatureConfig
+from wsseg.core.preprocess import NetworkInput, PreprocessConfig, prepare_cloud
+
+pytest.importorskip("numba")
+
+ALL_FEATURES = FeatureConfig(names=("offset", "rgb", "intensity", "height"))
+
+
+def both(config: PreprocessConfig, xyz: np.ndarray, **kwargs: np.ndarray) -> tuple[NetworkInput, NetworkInput]:
+    compiled = prepare_cloud(config, xyz, **kwargs)
+    assert backend.name() == "numba"
+    with backend.numpy_only():
+        assert backend.name() == "numpy"
+        reference = prepare_cloud(config, xyz, **kwargs)
+    return compiled, reference
+
+
+def assert_identical(a: NetworkInput, b: NetworkInput) -> None:
+    """Every array equal bit for bit, with the same dtype and shape."""
+    pairs = {
+        "coords": (a.grid.coords, b.grid.coords), "inverse": (a.grid.inverse, b.grid.inverse),
+        "counts": (a.grid.counts, b.grid.counts), "features": (a.features, b.features),
+        **{f"level coords {i}": pair for i, pair in enumerate(zip(a.maps.coords, b.maps.coords, strict=True))},
+        **{name: (a.maps.as_inputs()[name], b.maps.as_inputs()[name]) for name in a.maps.as_inputs()},
+    }
+    assert list(a.maps.as_inputs()) == list(b.maps.as_inputs())
+    for name, (x, y) in pairs.items():
+        assert x.dtype == y.dtype and x.shape == y.shape, name
+        assert np.array_equal(x.view(np.uint8), y.view(np.uint8)), name  # bit-identical, floats included
+
+
+def cloud_attributes(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    return {"rgb": rng.integers(0, 256, (n, 3), dtype=np.uint8), "intensity": rng.uniform(0, 1, n).astype(np.float32)}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_clouds_all_levels(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2000, 20000))
+    xyz = (rng.normal(size=(n, 3)) * rng.uniform(0.5, 20)).astype(np.float32)
+    config = PreprocessConfig(voxel_size_m=float(rng.uniform(0.02, 0.3)), num_levels=6, features=ALL_FEATURES)
+    assert_identical(*both(config, xyz, **cloud_attributes(rng, n)))
+
+
+def test_batched_clouds() -> None:
+    rng = np.random.default_rng(5)
+    n = 6000
+    xyz = rng.uniform(-4, 4, (n, 3)).astype(np.float32)
+    batch = rng.integers(0, 3, n)
+    config = PreprocessConfig(voxel_size_m=0.25, num_levels=4, features=ALL_FEATURES)
+    assert_identical(*both(config, xyz, batch=batch, **cloud_attributes(rng, n)))
+
+
+@pytest.mark.parametrize("case", ["one_point", "one_voxel", "negative", "utm", "float64", "line"])
+def test_edge_cases(case: str) -> None:
+    rng = np.random.default_rng(11)
+    xyz = {
+        "one_point": np.array([[0.3, -0.2, 1.0]]),
+        "one_voxel": rng.uniform(0.01, 0.04, (50, 3)),
+        "negative": rng.uniform(-30, -0.001, (3000, 3)),
+        "utm": np.array([512_345.0, 5_403_210.0, 250.0]) + rng.uniform(-40, 40, (3000, 3)),
+        "float64": rng.uniform(-2, 2, (3000, 3)),
+        "line": np.column_stack([np.linspace(-5, 5, 500), np.zeros(500), np.zeros(500)]),
+    }[case]
+    xyz = xyz if case == "float64" else xyz.astype(np.float32)
+    config = PreprocessConfig(voxel_size_m=0.05, num_levels=5, features=ALL_FEATURES)
+    compiled, reference = both(config, xyz, **cloud_attributes(rng, xyz.shape[0]))
+    assert_identical(compiled, reference)
+    if case in ("one_point", "one_voxel"):
+        assert compiled.grid.num_voxels == 1 and compiled.maps.neighbours[0].tolist() == [[1] * 13 + [0] + [1] * 13]
+
+
+def test_index_tables_are_int32() -> None:
+    rng = np.random.default_rng(2)
+    net_input = prepare_cloud(PreprocessConfig(voxel_size_m=0.2, num_levels=3), rng.uniform(0, 5, (3000, 3)),
+                              rgb=rng.integers(0, 256, (3000, 3), dtype=np.uint8))
+    assert {a.dtype for a in net_input.maps.as_inputs().values()} == {np.dtype(np.int32)}
+
+
+def _kitti_scans() -> list:
+    return sorted((SHARED_DATA / "semantickitti" / "sequences").glob("*/velodyne/*.bin"))
+
+
+@pytest.mark.skipif(not _kitti_scans(), reason="real SemanticKITTI scans not present in ../shared/data")
+@pytest.mark.parametrize("voxel_size_m", [0.05, 0.1])
+def test_real_kitti_scans(voxel_size_m: float) -> None:
+    config = PreprocessConfig(voxel_size_m=voxel_size_m, num_levels=5, features=FeatureConfig(("offset", "intensity")))
+    for scan in _kitti_scans()[:2]:
+        raw = np.fromfile(scan, dtype=np.float32).reshape(-1, 4)
+        assert_identical(*both(config, raw[:, :3].copy(), intensity=raw[:, 3].copy()))
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "mosd" / "learn").is_dir(), reason="real mOSD frames not present")
+def test_real_mosd_frame() -> None:
+    from wsseg.core.cloud_io import read_cloud
+
+    cloud = read_cloud(sorted((SHARED_DATA / "mosd" / "learn").glob("*.pcd"))[0])
+    valid = cloud.valid_mask()
+    config = PreprocessConfig(voxel_size_m=0.02, num_levels=4, features=FeatureConfig(("offset", "rgb")))
+    assert_identical(*both(config, cloud.xyz[valid], rgb=cloud.rgb[valid]))
+
+
+FALLBACK_SCRIPT = """
+import json, sys
+import numpy as np
+from wsseg.core import backend
+from wsseg.core.preprocess import PreprocessConfig, prepare_cloud
+rng = np.random.default_rng(4)
+xyz = rng.uniform(-3, 3, (4000, 3)).astype(np.float32)
+net = prepare_cloud(PreprocessConfig(voxel_size_m=0.1, num_levels=4), xyz,
+                    rgb=rng.integers(0, 256, (4000, 3), dtype=np.uint8))
+np.savez(sys.argv[1], features=net.features, inverse=net.grid.inverse, **net.maps.as_inputs())
+print(json.dumps({"backend": backend.name(), "numba_imported": "numba" in sys.modules}))
+"""
+
+
+def test_numpy_fallback_when_compiled_backend_is_disabled(tmp_path) -> None:
+    """WSSEG_NO_COMPILED=1: numba is never imported and the tables equal the compiled ones."""
+    runs = {}
+    for label, env in (("disabled", {"WSSEG_NO_COMPILED": "1"}), ("compiled", {})):
+        out = tmp_path / f"{label}.npz"
+        proc = subprocess.run([sys.executable, "-c", FALLBACK_SCRIPT, str(out)], capture_output=True, text=True,
+                              env={k: v for k, v in os.environ.items() if k != "WSSEG_NO_COMPILED"} | env, check=True)
+        runs[label] = (json.loads(proc.stdout.strip().splitlines()[-1]), dict(np.load(out)))
+    assert runs["disabled"][0] == {"backend": "numpy", "numba_imported": False}
+    assert runs["compiled"][0] == {"backend": "numba", "numba_imported": True}
+    for name, array in runs["compiled"][1].items():
+        assert np.array_equal(array, runs["disabled"][1][name]), name

@@ -1,0 +1,69 @@
+"""Which implementation builds the index tables: the compiled kernels (numba) or the numpy reference.
+
+The numpy code in :mod:`wsseg.core.voxelize`, :mod:`wsseg.core.kernel_maps` and
+:mod:`wsseg.core.conv_tables` is the reference and the test oracle; when numba is installed
+(``pip install wsseg[fast]`` / ``requirements.txt``) the same functions run the kernels of
+:mod:`wsseg.core.compiled_kernels`, which return bit-identical arrays.  Without numba, or with
+the environment variable ``WSSEG_NO_COMPILED=1``, everything falls back to numpy.
+
+numba is imported on the first table build, never at ``import wsseg``, so start-up stays fast.
+Compiled machine code is cached on disk (numba's ``cache=True``: next to the sources, or in the
+user's cache directory when that is read-only), so only the first run on a machine compiles.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+
+log = logging.getLogger(__name__)
+
+#: set to 1 / true / yes to force the numpy reference path
+DISABLE_ENV = "WSSEG_NO_COMPILED"
+
+_state: dict[str, ModuleType | None | bool] = {"loaded": False, "module": None, "forced_numpy": False}
+
+
+def _disabled_by_env() -> bool:
+    return os.environ.get(DISABLE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def compiled() -> ModuleType | None:
+    """The compiled-kernel module, or None when the numpy reference must run.
+
+    ``WSSEG_NO_COMPILED`` is read once, on the first call (set it before the process starts).
+    """
+    if _state["forced_numpy"]:
+        return None
+    if not _state["loaded"]:
+        _state["loaded"] = True
+        if _disabled_by_env():
+            log.info("%s is set; using the numpy reference", DISABLE_ENV)
+            return None
+        try:
+            from wsseg.core import compiled_kernels
+        except ImportError as exc:  # numba missing or broken: the numpy reference still works
+            log.info("compiled kernels unavailable (%s); using the numpy reference", exc)
+            compiled_kernels = None  # type: ignore[assignment]
+        _state["module"] = compiled_kernels
+    module = _state["module"]
+    return module if isinstance(module, ModuleType) else None
+
+
+def name() -> str:
+    """``"numba"`` or ``"numpy"``: the implementation that runs now (for logs and benchmarks)."""
+    return "numba" if compiled() is not None else "numpy"
+
+
+@contextmanager
+def numpy_only() -> Iterator[None]:
+    """Run the numpy reference inside the block (the oracle of the equality tests and benchmarks)."""
+    previous = _state["forced_numpy"]
+    _state["forced_numpy"] = True
+    try:
+        yield
+    finally:
+        _state["forced_numpy"] = previous
