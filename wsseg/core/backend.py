@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 #: set to 1 / true / yes to force the numpy reference path
 DISABLE_ENV = "WSSEG_NO_COMPILED"
 
-_state: dict[str, ModuleType | None | bool] = {"loaded": False, "module": None, "forced_numpy": False}
+_state: dict[str, ModuleType | bool | None] = {"loaded": False, "module": None, "forced_numpy": False}
 
 
 def _disabled_by_env() -> bool:
