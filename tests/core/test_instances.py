@@ -14,6 +14,7 @@ from wsseg.core.instances import (
     cluster_instances,
     connected_components,
     instance_ids,
+    proposals_to_points,
     radius_edges,
 )
 
@@ -110,3 +111,11 @@ def test_instance_config_round_trip_and_errors() -> None:
     with pytest.raises(ValueError, match="shape"):
         cluster_instances(np.zeros((3, 3)), np.zeros((2, 3)), np.zeros(3), np.zeros(3), config)
     assert len(instance_ids(Proposals([], np.zeros(0, np.int64), np.zeros(0, np.float32)), 4)) == 4
+
+
+def test_proposals_to_points() -> None:
+    voxels = Proposals(members=[np.array([0, 2]), np.array([1])], cls=np.array([4, 5]), score=np.array([0.9, 0.5]))
+    inverse = np.array([2, 0, 1, 2, 1, 3])
+    points = proposals_to_points(voxels, inverse)
+    assert [m.tolist() for m in points.members] == [[0, 1, 3], [2, 4]]
+    assert points.cls.tolist() == [4, 5]

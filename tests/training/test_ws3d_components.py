@@ -217,3 +217,23 @@ def test_contrast_stages_by_profile() -> None:
     assert [(s.part, s.level) for s in contrast_stages((16, 32, 48, 64), 1)] == [("decoder", 0)]
     with pytest.raises(ValueError, match="stage"):
         contrast_stages((8, 16), 5)
+
+
+# --- offset head losses (PointGroup) -------------------------------------------------------------------------
+
+def test_instance_centres_and_offset_losses() -> None:
+    from wsseg_training.methods.ws3d.instance import instance_centres, offset_losses
+
+    xyz = torch.tensor([[0.0, 0, 0], [2.0, 0, 0], [5.0, 5, 0], [9.0, 9, 9]])
+    instance = torch.tensor([3, 3, 8, -1])
+    np.testing.assert_allclose(instance_centres(xyz, instance).numpy(),
+                               [[1, 0, 0], [1, 0, 0], [5, 5, 0], [9, 9, 9]])
+    perfect = torch.tensor([[1.0, 0, 0], [-1.0, 0, 0], [0.0, 0, 0], [7.0, 7, 7]])
+    terms = offset_losses(perfect, xyz, instance)
+    # three trained points, the third sits at its centre (no direction); the last is not trained
+    assert (float(terms.l1_sum), float(terms.count)) == (0.0, 3.0)
+    assert (float(terms.direction_sum), float(terms.direction_count)) == (-2.0, 2.0)
+    wrong = torch.tensor([[0.0, 1, 0], [1.0, 0, 0], [0.5, 0, 0], [0.0, 0, 0]])
+    terms = offset_losses(wrong, xyz, instance)
+    assert float(terms.l1_sum) == pytest.approx(2.0 + 2.0 + 0.5)
+    assert float(terms.direction_sum) == pytest.approx(0.0 + 1.0)  # orthogonal, then opposite

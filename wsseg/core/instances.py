@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from wsseg.core.voxelize import CoordinateKeys, grid_indices
+from wsseg.core.voxelize import CoordinateKeys, VoxelGrid, grid_indices, voxel_mean
 
 #: the 13 cell offsets of one half-space (plus the zero offset first): each unordered pair of cells once
 _HALF_OFFSETS = np.array(
@@ -88,6 +88,13 @@ class Proposals:
         return len(self.members)
 
 
+def _ranges(low: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(low[i], low[i] + count[i])`` over i: (sum(count),) int64."""
+    count = np.asarray(count, dtype=np.int64)
+    rank = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+    return np.repeat(np.asarray(low, dtype=np.int64), count) + rank
+
+
 def radius_edges(xyz: np.ndarray, radius_m: float, chunk_pairs: int = 2_000_000) -> np.ndarray:
     """Every pair of rows within ``radius_m`` of each other.
 
@@ -115,8 +122,7 @@ def radius_edges(xyz: np.ndarray, radius_m: float, chunk_pairs: int = 2_000_000)
             end = max(start + 1, int(np.searchsorted(total, base + chunk_pairs, side="right")))
             c = count[start:end]
             src = np.repeat(np.arange(start, end, dtype=np.int64), c)
-            rank = np.arange(src.size, dtype=np.int64) - np.repeat(np.cumsum(c) - c, c)
-            dst = order[np.repeat(low[start:end], c) + rank]
+            dst = order[_ranges(low[start:end], c)]
             keep = ((xyz[src] - xyz[dst]) ** 2).sum(axis=1) <= limit
             if not offset.any():
                 keep &= src < dst
@@ -248,3 +254,26 @@ def instance_ids(proposals: Proposals, num_rows: int) -> np.ndarray:
     for index in range(len(proposals) - 1, -1, -1):  # worst first, so better proposals overwrite
         out[proposals.members[index]] = index + 1
     return out
+
+
+def cluster_voxels(xyz: np.ndarray, grid: VoxelGrid, labels: np.ndarray, confidence: np.ndarray,
+                   offsets: np.ndarray, config: InstanceConfig) -> Proposals:
+    """Proposals over the voxels of one cloud: :func:`cluster_instances` at the voxels' mean point positions.
+
+    xyz: (N, 3) float metres, the cloud ``grid`` was built from.  labels, confidence: (M,) per voxel.
+    offsets: (M, 3) float metres per voxel.  Voxels weigh their point counts.
+    """
+    return cluster_instances(voxel_mean(xyz, grid), offsets, labels, confidence, config, weight=grid.counts)
+
+
+def proposals_to_points(proposals: Proposals, inverse: np.ndarray) -> Proposals:
+    """Voxel proposals -> point proposals.  inverse: (N,) int64 voxel row of every point (``grid.inverse``)."""
+    inverse = np.asarray(inverse, dtype=np.int64)
+    order = np.argsort(inverse, kind="stable")
+    sorted_rows = inverse[order]
+    members = []
+    for rows in proposals.members:
+        low = np.searchsorted(sorted_rows, rows, side="left")
+        count = np.searchsorted(sorted_rows, rows, side="right") - low
+        members.append(np.sort(order[_ranges(low, count)]))
+    return Proposals(members=members, cls=proposals.cls.copy(), score=proposals.score.copy())

@@ -1,0 +1,82 @@
+"""The PointGroup-style offset head of WS3D's instance segmentation (Tab. 4) and its losses.
+
+The head reads the features the segmentation head reads (``decoder[0]``, (M_0, c_0)) and predicts per voxel
+a vector (metres) from the voxel to the centre of its instance: ``Linear(c_0, c_0) - ReLU - Linear(c_0, 3)``
+(PointGroup uses one more layer; our backbones are narrower).  It is exported with the backbone as the
+bundle's second output, so the robot clusters instances from it (:mod:`wsseg.core.instances`).
+
+Training (labelled points of instance classes with an instance id only), PointGroup's two terms per point i
+of instance k with centre c_k (the mean of k's points in the sample, augmented frame):
+
+* ``L_reg = |o_i - (c_k - x_i)|_1`` (summed over x, y, z);
+* ``L_dir = -(o_i / |o_i|) . ((c_k - x_i) / |c_k - x_i|)`` (cosine; points at their centre are skipped).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wsseg_training.methods.common.segments import segment_mean
+
+
+class OffsetHead(nn.Module):
+    """(M_0, c_0) decoder features -> (M_0, 3) offsets to the instance centre, metres."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        if channels < 1:
+            raise ValueError(f"offset head: channels={channels} must be >= 1")
+        self.mlp = nn.Sequential(nn.Linear(channels, channels), nn.ReLU(), nn.Linear(channels, 3))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mlp(features)
+
+
+def instance_centres(xyz: torch.Tensor, instance: torch.Tensor) -> torch.Tensor:
+    """Centre of every point's instance.
+
+    xyz: (P, 3) float metres.  instance: (P,) int64 instance id unique in the batch, -1 = none.
+    Returns (P, 3): the mean position of the point's instance (the point itself where it has none).
+    """
+    has = instance >= 0
+    out = xyz.clone()
+    if not bool(has.any()):
+        return out
+    ids, local = torch.unique(instance[has], return_inverse=True)
+    means, _ = segment_mean(xyz[has], local, int(ids.shape[0]))
+    out[has] = means[local]
+    return out
+
+
+@dataclass(frozen=True)
+class OffsetTerms:
+    """Sums over ``count`` points: ``l1_sum`` (L_reg) and ``direction_sum`` (L_dir, over ``direction_count``)."""
+
+    l1_sum: torch.Tensor
+    direction_sum: torch.Tensor
+    count: torch.Tensor
+    direction_count: torch.Tensor
+
+
+def offset_losses(offsets: torch.Tensor, xyz: torch.Tensor, instance: torch.Tensor) -> OffsetTerms:
+    """PointGroup's offset terms (module docstring).
+
+    offsets: (P, 3) predicted per point (voxel offsets gathered to points).  xyz: (P, 3) metres, the sample's
+    (augmented) positions.  instance: (P,) int64 batch-unique instance id, -1 = not trained.
+    """
+    if offsets.shape != xyz.shape or instance.shape != xyz.shape[:1]:
+        raise ValueError(f"offset_losses: offsets {tuple(offsets.shape)}, xyz {tuple(xyz.shape)}, "
+                         f"instance {tuple(instance.shape)} disagree")
+    has = instance >= 0
+    target = (instance_centres(xyz, instance) - xyz)[has]
+    pred = offsets[has].float()
+    l1 = (pred - target).abs().sum()
+    norm = target.norm(dim=1)
+    moving = norm > 1e-6
+    cos = F.cosine_similarity(pred[moving], target[moving], dim=1, eps=1e-8)
+    return OffsetTerms(l1_sum=l1, direction_sum=-cos.sum(), count=has.sum().to(l1.dtype),
+                       direction_count=moving.sum().to(l1.dtype))
