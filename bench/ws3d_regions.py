@@ -104,8 +104,8 @@ def main() -> int:
                 and s["supervoxels"]["achievable_accuracy"] >= s[rg]["achievable_accuracy"]
                 for s in sets for rg in CANDIDATES if rg.startswith("region_growing"))
     result["chosen"] = "supervoxels" if purer else "region_growing"
-    result["reason"] = ("super-voxels have lower USE and higher ASA than both region-growing settings on every set" if purer else
-                        "a region-growing setting is purer on at least one set")
+    result["reason"] = ("super-voxels have lower USE and higher ASA than both region-growing settings on every set"
+                        if purer else "a region-growing setting is purer on at least one set")
     result["wall_s"] = round(time.perf_counter() - started, 1)
     result["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     args.results.mkdir(parents=True, exist_ok=True)
