@@ -48,6 +48,20 @@ def test_occluded_points_behind_the_first_surface_are_never_picked() -> None:
     assert pick_point(np.concatenate([exact_back, lone_front]), ray_to((4.0, 0.1, 0.1))) == 1
 
 
+def test_points_the_view_hides_are_not_picked() -> None:
+    """A ceiling clipped away by the view's height limit does not hide the floor below it."""
+    floor = wall(0.0)[:, [1, 2, 0]]  # the z = 0 plane, x and y in [-1, 1]
+    ceiling = floor + np.array([0.0, 0.0, 2.5])
+    xyz = np.concatenate([ceiling, floor])
+    eye = (0.0, 0.0, 5.0)
+    target = (0.1, 0.1, 0.0)
+    assert xyz[pick_point(xyz, ray_to(target, eye))][2] == 2.5  # type: ignore[index]
+    picked = pick_point(xyz, ray_to(target, eye), mask=xyz[:, 2] <= 1.0)
+    assert picked is not None and xyz[picked][2] == 0.0
+    with pytest.raises(ValueError, match="mask has shape"):
+        pick_point(xyz, ray_to(target, eye), mask=np.ones(3, bool))
+
+
 def test_nothing_within_the_pixel_radius_picks_nothing() -> None:
     xyz = wall(3.0, spacing_m=0.5)  # points 0.5 m apart: about 110 pixels at 3 m
     between = (3.0, 0.25, 0.25)

@@ -61,15 +61,30 @@ def test_scenes_without_labels_are_not_in_the_file(dataset: Dataset, tmp_path: P
 
 
 def test_the_preview_is_exactly_what_1t1c_labels(dataset: Dataset, tmp_path: Path) -> None:
-    s = session(dataset, tmp_path / "clicks.json")
+    """On the whole cloud, with votes: two clicks of different classes in the floor (a tie: unlabelled),
+    two agreeing wall clicks, a table click (an object class: within click_radius_m), a click without a
+    super-voxel."""
+    from dataclasses import replace
+
+    from wsseg.core.scene import save_scene
+
     scene = dataset.load("room_a")
-    table_point = int(np.flatnonzero(scene.semantic == 2)[0])
-    s.edit("room_a", {"op": "add_click", "point": table_point, "class": 2})
+    supervoxel = scene.supervoxel.copy()  # type: ignore[union-attr]
+    supervoxel[:40] = -1  # floor points without a super-voxel
+    save_scene(dataset.scene_path("room_a"), replace(scene, supervoxel=supervoxel))
+    s = session(dataset, tmp_path / "clicks.json")
+    rng = np.random.default_rng(0)
+    pick = lambda cls, n: rng.choice(np.flatnonzero((scene.semantic == cls) & (supervoxel >= 0)), n, replace=False)  # noqa: E731
     clicks = np.full(scene.num_points, -1)
-    clicks[table_point] = 2
-    expected = initial_pseudo_labels(clicks, scene.supervoxel, scene.xyz, dataset.classes, OtocConfig())
+    for point, cls in [*zip(pick(0, 2), (0, 2), strict=True), *((p, 1) for p in pick(1, 2)), (pick(2, 1)[0], 2),
+                       (5, 3)]:
+        s.edit("room_a", {"op": "add_click", "point": int(point), "class": cls})
+        clicks[point] = cls
+    rule = OtocConfig(structure_classes=("floor", "wall"))
+    s.expansion = rule
+    expected = initial_pseudo_labels(clicks, supervoxel, scene.xyz, dataset.classes, rule)
     assert np.array_equal(s.expanded_labels("room_a"), expected)
-    assert (expected == 2).sum() > 1  # the click spread over its super-voxel
+    assert (expected == 1).sum() > 100 and 0 < (expected == 2).sum() < (scene.semantic == 2).sum()
     s.close()
 
 

@@ -50,13 +50,14 @@ class Ray:
 
 
 def pick_point(xyz: np.ndarray, ray: Ray, radius_px: float = 4.0, radius_m: float = 0.0,
-               near_m: float = 0.0) -> int | None:
+               near_m: float = 0.0, mask: np.ndarray | None = None) -> int | None:
     """Index of the point a click means, or None when no point is within the tolerance.
 
     xyz: (N, 3) float32/float64, metres, the scene frame (every point of the record, not the display copy).
     radius_px: tolerance in screen pixels (about half the drawn point size plus a little slack).
     radius_m: extra tolerance in metres (the whole tolerance of an orthographic view).
     near_m: points closer than this along the ray (or behind the camera) are ignored.
+    mask: (N,) bool, the points the view shows (e.g. not clipped away by a height limit); None = all.
     """
     if radius_px < 0 or radius_m < 0:
         raise ValueError(f"radius_px={radius_px} and radius_m={radius_m} must be >= 0")
@@ -65,16 +66,34 @@ def pick_point(xyz: np.ndarray, ray: Ray, radius_px: float = 4.0, radius_m: floa
         raise ValueError(f"xyz must have shape (N, 3), got {xyz.shape}")
     if xyz.shape[0] == 0:
         return None
-    rel = xyz.astype(np.float64, copy=False) - ray.origin
+    slope = math.tan(radius_px * ray.pixel_angle_rad)
+    candidates = _cone_candidates(xyz, ray, slope, radius_m, near_m, mask)
+    # exact, in float64, on the few candidates
+    rel = xyz[candidates].astype(np.float64) - ray.origin
     depth = rel @ ray.direction
     perp = np.sqrt(np.maximum((rel * rel).sum(axis=1) - depth * depth, 0.0))
-    slope = math.tan(radius_px * ray.pixel_angle_rad)
-    width = depth * slope + radius_m
-    inside = np.flatnonzero((depth > near_m) & (perp <= width))
-    if inside.size == 0:
+    keep = (depth > near_m) & (perp <= depth * slope + radius_m)
+    candidates, depth, perp = candidates[keep], depth[keep], perp[keep]
+    if candidates.size == 0:
         return None
-    first = float(depth[inside].min())
-    surface = inside[depth[inside] <= first + first * slope + radius_m]
+    first = float(depth.min())
+    surface = np.flatnonzero(depth <= first + first * slope + radius_m)
     # nearest the ray in screen terms: lateral distance over the pixel footprint at that depth
     footprint = depth[surface] * max(slope, 1e-12) + radius_m
-    return int(surface[np.argmin(perp[surface] / footprint)])
+    return int(candidates[surface[np.argmin(perp[surface] / footprint)]])
+
+
+def _cone_candidates(xyz: np.ndarray, ray: Ray, slope: float, radius_m: float, near_m: float,
+                     mask: np.ndarray | None) -> np.ndarray:
+    """(K,) int64 indices of the points inside a slightly widened cone, in float32 (one pass over N points;
+    the widening covers float32 rounding, the caller decides exactly)."""
+    origin = ray.origin.astype(np.float32)
+    rel = np.asarray(xyz, dtype=np.float32) - origin
+    depth = rel @ ray.direction.astype(np.float32)
+    width = depth * np.float32(slope * 1.01) + np.float32(radius_m + 1e-3)
+    hit = (depth > np.float32(near_m - 1e-3)) & (np.einsum("ij,ij->i", rel, rel) - depth * depth <= width * width)
+    if mask is not None:
+        if np.asarray(mask).shape != (xyz.shape[0],):
+            raise ValueError(f"mask has shape {np.asarray(mask).shape}, expected ({xyz.shape[0]},)")
+        hit &= np.asarray(mask, dtype=bool)
+    return np.flatnonzero(hit)

@@ -11,7 +11,8 @@ order of :func:`display.display_indices`):
 * ``GET /api/scene/<s>/colours?mode=M`` uint8 (M, 3);  ``GET /api/scene/<s>/labels`` int16 (M,): the
   click expansion of 1T1C (``-1`` unlabelled);  ``GET /api/scene/<s>/prediction`` int16 (M,);
 * ``GET /api/scene/<s>/suggestions?count=K`` the next K click suggestions (with ``--model``);
-* ``POST /api/scene/<s>/pick`` ``{origin, direction, pixel_angle_rad, radius_px}`` (display frame) ->
+* ``POST /api/scene/<s>/pick`` ``{origin, direction, pixel_angle_rad, radius_px, max_z}`` (display frame;
+  ``max_z``: the view's height clip, points above it are not pickable) ->
   ``{point, xyz}`` (``point`` null when nothing is under the cursor);
 * ``POST /api/scene/<s>/click`` the same plus ``class``: pick, then add the click (one round trip);
 * ``POST /api/scene/<s>/edit`` an edit operation (:mod:`wsseg_training.annotate.state`);
@@ -143,7 +144,14 @@ def pick(app: App, name: str, body: dict[str, Any]) -> int | None:
     radius = body.get("radius_px", app.pick_radius_px)
     if isinstance(radius, bool) or not isinstance(radius, int | float) or not 0 <= radius <= 50:
         raise ApiError(f"pick: radius_px must be a number in [0, 50], got {radius!r}")
-    return pick_point(app.session.scene(name).xyz, _ray(body, app, name), radius_px=float(radius))
+    xyz = app.session.scene(name).xyz
+    mask = None
+    max_z = body.get("max_z")
+    if max_z is not None:  # the view hides points above this height (display frame, metres)
+        if isinstance(max_z, bool) or not isinstance(max_z, int | float):
+            raise ApiError(f"pick: max_z must be a number (metres) or null, got {max_z!r}")
+        mask = xyz[:, 2] <= float(max_z) + app.offset(name)[2]
+    return pick_point(xyz, _ray(body, app, name), radius_px=float(radius), mask=mask)
 
 
 def edit_answer(app: App, name: str) -> dict[str, Any]:
@@ -254,12 +262,15 @@ class Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            log.debug("%s: the client went away", self.path)  # a closed tab; nothing to answer
 
     def _json(self, status: int, data: Any) -> None:
         self._send(status, json.dumps(data).encode(), "application/json")
@@ -282,6 +293,9 @@ class Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         if url.path.startswith("/api/"):
             self._answer(lambda: get(self.app, url.path[len("/api/"):], parse_qs(url.query)))
+            return
+        if url.path == "/favicon.ico":
+            self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
             return
         file = static_file(url.path)
         if file is None:

@@ -9,6 +9,7 @@ const POLL_MS = 2000;
 const app = {
   session: null, scene: null, info: null, index: 0, currentClass: 0, mode: null,
   base: null, labels: null, showLabels: true, suggestions: [], focused: -1, selectedBall: null, busy: 0,
+  clipZ: Infinity,
 };
 window.wsseg = { app, ready: false };   // test and debugging hook (read-only use)
 
@@ -111,6 +112,7 @@ async function edit(op) {
   if (!answer) return;
   applyAnswer(answer);
   await loadLabels();
+  await loadSuggestions();
   refreshProgress();
 }
 
@@ -125,8 +127,9 @@ async function undoRedo(which) {
 
 // ------------------------------------------------------------------------------------------- clicks
 
-async function onViewClick(ray) {
+async function onViewClick(clickRay) {
   const kind = app.session.kind;
+  const ray = { ...clickRay, max_z: Number.isFinite(app.clipZ) ? app.clipZ : null };
   if (kind === "scene_tags") { panels.status("scene tags: tick the classes in the panel"); return; }
   if (kind === "subcloud_tags") {
     const hit = await guarded(() => post(scenePath("pick"), ray));
@@ -141,6 +144,7 @@ async function onViewClick(ray) {
   panels.status(`${app.session.classes[app.currentClass].name}: point ${answer.point}`);
   applyAnswer(answer);
   await loadLabels();
+  await loadSuggestions();
   refreshProgress();
 }
 
@@ -169,7 +173,23 @@ async function acceptSuggestion() {
   const s = app.suggestions[app.focused];
   if (!s) return;
   await edit({ op: "add_click", point: s.point, class: app.currentClass });
-  await loadSuggestions();
+}
+
+function setupClip(bounds) {
+  const slider = $("clip-z");
+  slider.min = String(bounds[0][2]);
+  slider.max = String(bounds[1][2] + 0.05);
+  slider.value = slider.max;
+  applyClip();
+}
+
+function applyClip() {
+  const slider = $("clip-z");
+  const z = Number(slider.value);
+  app.clipZ = z >= Number(slider.max) ? Infinity : z;
+  $("clip-z-value").textContent = Number.isFinite(app.clipZ)
+    ? `z > ${(z + app.info.offset[2]).toFixed(2)} m hidden` : "nothing hidden";
+  app.view.setClip(app.clipZ);
 }
 
 // ------------------------------------------------------------------------------------------- scenes
@@ -194,6 +214,7 @@ async function openScene(index) {
   app.labels = null;
   app.view.setCloud(positions, new Uint8Array(app.base));
   app.view.fit(info.bounds);
+  setupClip(info.bounds);
   $("scene-info").textContent = `${info.num_points.toLocaleString()} points (${info.display_points.toLocaleString()} drawn)`;
   const warning = $("warning");
   warning.hidden = info.has_supervoxels || app.session.kind !== "clicks";
@@ -263,6 +284,7 @@ async function main() {
   $("next-scene").addEventListener("click", () => openScene(app.index + 1));
   $("colour-mode").addEventListener("change", (e) => { app.mode = e.target.value; guarded(loadColours); });
   $("show-labels").addEventListener("change", toggleLabels);
+  $("clip-z").addEventListener("input", applyClip);
   $("undo").addEventListener("click", () => undoRedo("undo"));
   $("redo").addEventListener("click", () => undoRedo("redo"));
   $("next-suggestion").addEventListener("click", nextSuggestion);

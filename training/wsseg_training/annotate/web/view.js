@@ -15,6 +15,8 @@ export class View {
     this.renderer.setPixelRatio(1);
     // colours are data (palette and sensor RGB bytes): draw them as they are, no colour-space conversion
     this.renderer.outputColorSpace = THREE.LinearSRGBColorSpace;
+    this.renderer.localClippingEnabled = true;
+    this.clipPlane = new THREE.Plane(new THREE.Vector3(0, 0, -1), Infinity);   // keeps z <= constant
     this.renderer.setClearColor(0x1b1d21);
     this.scene = new THREE.Scene();
     this.camera = new THREE.PerspectiveCamera(60, 1, 0.02, 2000);
@@ -60,9 +62,16 @@ export class View {
     const geometry = new THREE.BufferGeometry();
     geometry.setAttribute("position", new THREE.BufferAttribute(positions, 3));
     geometry.setAttribute("color", new THREE.BufferAttribute(colours, 3, true));
-    const material = new THREE.PointsMaterial({ size: POINT_SIZE_PX, sizeAttenuation: false, vertexColors: true });
+    const material = new THREE.PointsMaterial({ size: POINT_SIZE_PX, sizeAttenuation: false, vertexColors: true,
+                                                clippingPlanes: [this.clipPlane] });
     this.points = new THREE.Points(geometry, material);
     this.scene.add(this.points);
+    this.render();
+  }
+
+  // Hide the points above height z (display frame, metres; Infinity shows all): a ceiling, a canopy.
+  setClip(z) {
+    this.clipPlane.constant = z;
     this.render();
   }
 

@@ -1,0 +1,103 @@
+"""Make docs/images/annotate.png: `wsseg annotate` on a synthetic room, used the way a person uses it.
+
+Starts the real server on DATA (a `wsseg data synth --kind indoor` dataset with super-voxels), optionally
+with a model for suggestions, opens Debian's chromium headless through Playwright, clicks a few objects of
+different classes through the page (class key, then a click where the object is drawn), focuses the first
+suggestion, and saves a screenshot of the whole page.
+
+    .venv/bin/python scripts/annotate_screenshot.py --data DATA [--model RUN/model.pt] [--out docs/images/annotate.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+from playwright.sync_api import sync_playwright
+from wsseg_training.annotate.server import App, make_server
+from wsseg_training.annotate.session import Session
+from wsseg_training.annotate.suggest import load_model
+from wsseg_training.data.dataset import Dataset
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def object_points(dataset: Dataset, scene_name: str, count: int) -> list[tuple[int, int]]:
+    """(point, class) of up to ``count`` objects of different classes: the point nearest each object's centre."""
+    scene = dataset.load(scene_name)
+    out, seen = [], set()
+    for obj in np.unique(scene.instance[scene.instance >= 0]):  # type: ignore[index]
+        members = np.flatnonzero(scene.instance == obj)
+        cls = int(scene.semantic[members[0]])  # type: ignore[index]
+        if cls in seen or members.size < 200:
+            continue
+        centre = scene.xyz[members].mean(axis=0)
+        out.append((int(members[np.argmin(np.linalg.norm(scene.xyz[members] - centre, axis=1))]), cls))
+        seen.add(cls)
+        if len(out) == count:
+            break
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, type=Path)
+    parser.add_argument("--scene", default=None, help="scene to show (default: the first)")
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--clicks", type=int, default=6)
+    parser.add_argument("--hide-top-m", type=float, default=0.5, help="height slider: hide this much of the top")
+    parser.add_argument("--out", type=Path, default=Path("docs/images/annotate.png"))
+    args = parser.parse_args()
+    dataset = Dataset(args.data)
+    scene_name = args.scene or dataset.scene_names()[0]
+    work = Path(tempfile.mkdtemp(prefix="wsseg_annotate_shot_"))
+    session = Session(dataset, "clicks", work / "clicks.json", [scene_name])
+    model = load_model(args.model) if args.model else None
+    server = make_server(App(session=session, model=model, model_name=args.model.name if args.model else None),
+                         "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    profile = tempfile.mkdtemp(prefix="wsseg-chromium-")
+    try:
+        with sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                profile, executable_path="/usr/bin/chromium", args=FLAGS, headless=True,
+                viewport={"width": 1400, "height": 860})
+            page = context.new_page()
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+            page.wait_for_function("window.wsseg && window.wsseg.ready", timeout=300_000)
+            offset = np.asarray(page.evaluate("window.wsseg.app.info.offset"))
+            # hide the ceiling with the height slider, as one does indoors
+            page.evaluate(f"""() => {{ const s = document.getElementById('clip-z');
+                              s.value = String(Number(s.max) - {args.hide_top_m});
+                              s.dispatchEvent(new Event('input')); }}""")
+            xyz = dataset.load(scene_name).xyz
+            for point, cls in object_points(dataset, scene_name, args.clicks):
+                page.evaluate(f"window.wsseg.setClass({cls})")
+                pixel = page.evaluate("(p) => window.wsseg.view.project(p)", (xyz[point] - offset).tolist())
+                before = page.evaluate("document.body.dataset.revision")
+                page.mouse.click(round(pixel[0]), round(pixel[1]))
+                page.wait_for_function(f"document.body.dataset.revision !== '{before}'", timeout=120_000)
+                page.wait_for_function("window.wsseg.app.busy === 0", timeout=120_000)
+            if model is not None:
+                page.wait_for_function("window.wsseg.app.suggestions.length > 0", timeout=300_000)
+            page.wait_for_timeout(500)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(args.out))
+            context.close()
+    finally:
+        server.shutdown()
+        session.close()
+        shutil.rmtree(profile, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
