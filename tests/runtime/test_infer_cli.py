@@ -55,3 +55,17 @@ def test_infer_reports_bad_input(tiny_bundle: Path, tmp_path: Path) -> None:
     assert "bad.ply" in result.stderr
     missing = run_wsseg("infer", "--model", str(tmp_path / "nobundle"), "--in", str(bad), "--out", "x.ply")
     assert missing.returncode == 1 and "model bundle directory does not exist" in missing.stderr
+
+
+def test_infer_many_files_reports_per_file_and_total_time(tiny_bundle: Path, tmp_path: Path) -> None:
+    sources = []
+    for seed in range(3):
+        xyz, rgb, _ = make_box_scene(seed=20 + seed, n=1500)
+        sources.append(str(write_cloud(tmp_path / f"cloud{seed}.ply", PointCloudFile(xyz=xyz, rgb=rgb))))
+    result = run_wsseg("infer", "--model", str(tiny_bundle), "--in", *sources, "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    per_file = [line for line in result.stdout.splitlines() if "points labelled" in line]
+    assert len(per_file) == 3 and all("read" in x and "segment" in x and "write" in x for x in per_file)
+    total = result.stdout.strip().splitlines()[-1]
+    assert total.startswith("done: 3 file(s), 4500 points in") and "ms per file" in total
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"cloud{i}_labelled.ply" for i in range(3)]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wsseg.core.backend import name as table_backend
 from wsseg.core.classes import UNLABELLED_ID
 from wsseg.core.cloud_io import PointCloudFile, read_cloud, write_cloud
 from wsseg.runtime.engines import ENGINE_NAMES
@@ -54,7 +55,10 @@ def write_labelled_cloud(path: Path, cloud: PointCloudFile, labels: np.ndarray, 
 
 
 def run_infer(args: argparse.Namespace) -> int:
+    """Segment every input file; prints one line per file (read / segment stages / write ms) and a total."""
+    started = time.perf_counter()
     segmenter = Segmenter(args.model, engine=args.engine)
+    load_ms = (time.perf_counter() - started) * 1e3
     inputs = [Path(p) for p in args.inputs]
     out = Path(args.out)
     if len(inputs) > 1:
@@ -63,15 +67,24 @@ def run_infer(args: argparse.Namespace) -> int:
     for source in inputs:
         if source.suffix.lower() not in CLOUD_SUFFIXES:
             raise ValueError(f"{source}: unsupported cloud file type (expected one of {CLOUD_SUFFIXES})")
+        t0 = time.perf_counter()
         cloud = read_cloud(source)
-        start = time.perf_counter()
+        t1 = time.perf_counter()
         result = segmenter.run(cloud.xyz, rgb=cloud.rgb, intensity=cloud.intensity)
-        total_ms += (time.perf_counter() - start) * 1e3
+        t2 = time.perf_counter()
         target = _output_path(out, source, len(inputs) > 1)
         write_labelled_cloud(target, cloud, result.labels, result.confidence)
+        t3 = time.perf_counter()
+        total_ms += (t2 - t1) * 1e3
         valid = int(np.count_nonzero(result.labels != UNLABELLED_ID))
         total_points += cloud.xyz.shape[0]
-        print(f"{source} -> {target}: {valid}/{cloud.xyz.shape[0]} points labelled, "
-              f"{result.timings_ms['total']:.1f} ms (engine {segmenter.engine.name})")
-    print(f"done: {len(inputs)} file(s), {total_points} points, {total_ms:.1f} ms of segmentation")
+        stages = result.timings_ms
+        print(f"{source} -> {target}: {valid}/{cloud.xyz.shape[0]} points labelled; read {(t1 - t0) * 1e3:.1f} ms, "
+              f"segment {stages['total']:.1f} ms (pre {stages['pre']:.1f}, inference {stages['inference']:.1f}, "
+              f"post {stages['post']:.1f}), write {(t3 - t2) * 1e3:.1f} ms")
+    wall_s = time.perf_counter() - started
+    print(f"done: {len(inputs)} file(s), {total_points} points in {wall_s:.2f} s "
+          f"(model load {load_ms:.0f} ms, segmentation {total_ms:.1f} ms, "
+          f"{total_ms / max(len(inputs), 1):.1f} ms per file; engine {segmenter.engine.name}, "
+          f"tables {table_backend()})")
     return 0
