@@ -10,9 +10,11 @@ import pytest
 import torch
 from wsseg_training.checkpoint import load_checkpoint, model_from_checkpoint
 from wsseg_training.data.dataset import Dataset, DatasetWriter
-from wsseg_training.engine.batches import StepBatches, augment, crop_indices, scenes_of_step
+from wsseg_training.engine.augment import augment
+from wsseg_training.engine.batches import StepBatches, scenes_of_step
 from wsseg_training.engine.config import AugmentConfig, ConfigError, config_from_dict, load_config
 from wsseg_training.engine.loop import Trainer, TrainingDivergedError, preprocess_for
+from wsseg_training.engine.sampling import crop_indices
 from wsseg_training.methods import FullMethod
 from wsseg_training.methods.base import StepContext
 

@@ -15,9 +15,9 @@ from wsseg_training.checkpoint import load_checkpoint
 from wsseg_training.data.dataset import Dataset, DatasetWriter
 from wsseg_training.engine.config import config_from_dict
 from wsseg_training.engine.loop import Trainer
-from wsseg_training.engine.optim import Stage
+from wsseg_training.engine.schedule import Stage, TrainPlan
 from wsseg_training.methods import FullMethod
-from wsseg_training.methods.base import StepContext
+from wsseg_training.methods.base import StageContext, StepContext
 from wsseg_training.model.profiles import unet_config_for
 from wsseg_training.model.unet import SparseUNet
 
@@ -37,14 +37,14 @@ class TwoStage(FullMethod):
     def build_modules(self, backbone: SparseUNet) -> nn.ModuleDict:
         return nn.ModuleDict({"aux": nn.Linear(backbone.config.channels[-1], self.num_classes)})
 
-    def stages(self, total_steps: int) -> list[Stage]:
-        return [Stage("warm-up", total_steps // 2), Stage("pseudo", total_steps - total_steps // 2, True)]
+    def stages(self, plan: TrainPlan) -> list[Stage]:
+        total = plan.total_steps
+        return [Stage("warm-up", total // 2), Stage("pseudo", total - total // 2, True)]
 
-    def begin_stage(self, index: int, stage: Stage, trainer: Trainer) -> None:
+    def begin_stage(self, index: int, stage: Stage, ctx: StageContext) -> None:
         TwoStage.seen.append(stage.name)
-        for scene in trainer.scenes:
-            output, net_input = trainer.infer(scene)
-            pseudo = output.logits.argmax(1).cpu().numpy()[net_input.grid.inverse]
+        labels = ctx.infer(reduce=lambda i, out: out["logits"].argmax(1).cpu().numpy())
+        for scene, pseudo in zip(ctx.scenes, labels, strict=True):
             scene.point_targets["pseudo"] = pseudo if index == 1 else np.full(scene.num_points, -1)
 
     def make_targets(self, name: str, scene: Scene):

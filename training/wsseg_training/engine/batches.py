@@ -1,10 +1,13 @@
-"""Which scenes each step sees, crops, augmentations and batching.
+"""Batching: a step's samples (:mod:`wsseg_training.engine.sampling`) prepared into one network input.
 
-Every step's data is a pure function of ``(seed, step)``: the scene order is a
-concatenation of per-epoch permutations drawn from ``(seed, epoch)``, and crop and
-augmentation of global batch slot ``j`` draw from ``(seed, step, j)``.  So a
-resumed run sees exactly the data the uninterrupted run would have, and with
-``W`` processes, rank ``r`` takes the slots ``j % W == r`` of the same global batch.
+Every step's data is a pure function of ``(seed, step)``: which unit (scene or sub-cloud) each group of
+slots sees, its region and its augmentation are drawn as :mod:`~wsseg_training.engine.sampling` describes.
+So a resumed run sees exactly the data the uninterrupted run would have, and with ``W`` processes, rank ``r``
+takes the groups ``g % W == r`` of the same global batch (with the default sampling: the slots ``j % W == r``).
+
+Batch layout: batch position ``b`` (0..B-1) is this process's b-th sample, in slot order; its points are the
+rows ``point_offsets[b]:point_offsets[b + 1]`` of every per-point array, its voxels the rows whose
+``coords[:, 0] == b`` at every level (the batch layout of :mod:`wsseg.core.voxelize`).
 """
 
 from __future__ import annotations
@@ -16,20 +19,30 @@ import numpy as np
 import torch
 
 from wsseg.core.preprocess import NetworkInput, PreprocessConfig, prepare_cloud
-from wsseg_training.engine.config import AugmentConfig, DataConfig
+from wsseg_training.engine.config import DataConfig
+from wsseg_training.engine.sampling import CROP, Sample, SampleDrawer, Sampling, units_of_step
 from wsseg_training.engine.scenes import TrainScene
+from wsseg_training.model.levels import voxel_rows_at_level
 
 
 @dataclass(frozen=True)
 class Batch:
-    """The scenes of one process for one step, prepared (numpy).
+    """The samples of one process for one step, prepared (numpy); see the module docstring for the layout.
 
-    net_input: voxel grid (``coords[:, 0]`` = position of the scene in this batch), features, kernel maps.
+    net_input: voxel grid (``coords[:, 0]`` = batch position), features, kernel maps.
     names: scene names, by batch position.  slots: global batch slot of every batch position.
     xyz: (P, 3) float32 metres, the augmented points.  point_batch: (P,) int64 batch position of each point.
     point_index: (P,) int64 index of each point in its scene record (crops keep a subset).
     point_targets: name -> (P, ...) concatenated per-point targets.  scene_targets: name -> (B, ...) stacked.
     supervoxel: (P,) int64, ids made unique across the batch, -1 where none; None when no scene has them.
+    sampling: how the samples were drawn.  tags: (B, C) float32 multi-hot classes of each sample (the
+    sampling's rule), or None when no class count was given.
+    group: (B,) int64 global group index (a pair, a set of views; = the slot for single samples).
+    member: (B,) int64 position inside the group: view index for ``views``, 0 / 1 within a pair.
+    partner: (B,) int64 batch position of the other sample of a pair, -1 unless ``pairs``.
+    subcloud: (B,) int64 sub-cloud index in its scene, -1 unless the region is ``subcloud``.
+    point_offsets: (B + 1,) int64, the points of position b are rows ``point_offsets[b]:point_offsets[b + 1]``;
+    the views of a group hold the same scene points in the same order (``point_index`` equal).
     """
 
     net_input: NetworkInput
@@ -41,6 +54,22 @@ class Batch:
     point_targets: dict[str, np.ndarray]
     scene_targets: dict[str, np.ndarray]
     supervoxel: np.ndarray | None
+    sampling: Sampling
+    tags: np.ndarray | None
+    group: np.ndarray
+    member: np.ndarray
+    partner: np.ndarray
+    subcloud: np.ndarray
+    point_offsets: np.ndarray
+
+    @property
+    def size(self) -> int:
+        """B, the number of samples (batch positions)."""
+        return len(self.names)
+
+    def points_of(self, position: int) -> slice:
+        """The rows of batch position ``position`` in every per-point array."""
+        return slice(int(self.point_offsets[position]), int(self.point_offsets[position + 1]))
 
     def to(self, device: torch.device | str) -> DeviceBatch:
         from wsseg_training.model.inputs import coords_to_torch, to_torch
@@ -56,6 +85,7 @@ class Batch:
             point_targets={k: tensor(v) for k, v in self.point_targets.items()},
             scene_targets={k: tensor(v) for k, v in self.scene_targets.items()},
             supervoxel=None if self.supervoxel is None else tensor(self.supervoxel),
+            tags=None if self.tags is None else tensor(self.tags),
             host=self,
         )
 
@@ -66,7 +96,8 @@ class DeviceBatch:
 
     features: (M_0, C_in) float32.  maps: kernel maps (``map_input_names`` order), int64.
     coords: (M_0, 4) int32 ``[batch, x, y, z]`` (spconv backend).  inverse: (P,) int64 point -> voxel row.
-    point_batch, point_targets, scene_targets, supervoxel: as in :class:`Batch`.  host: the numpy batch.
+    point_batch, point_targets, scene_targets, supervoxel, tags: as in :class:`Batch`.  host: the numpy batch
+    (``host.group``, ``host.member``, ``host.partner``, ``host.points_of(b)``, ...).
     """
 
     features: torch.Tensor
@@ -77,7 +108,22 @@ class DeviceBatch:
     point_targets: dict[str, torch.Tensor]
     scene_targets: dict[str, torch.Tensor]
     supervoxel: torch.Tensor | None
+    tags: torch.Tensor | None
     host: Batch
+
+    def level_rows(self, level: int) -> torch.Tensor:
+        """(P,) int64: the voxel row of every point at U-Net level ``level`` (0 = ``inverse``).
+
+        Rows follow the level's reference order (``net_input.maps.coords[level]``), the order of
+        ``UNetOutput.encoder[level]`` / ``decoder[level]`` on both backends.
+        """
+        num_levels = self.host.net_input.maps.num_levels
+        return voxel_rows_at_level(self.inverse, self.maps[2 * num_levels - 1:], level)
+
+    def level_batch(self, level: int) -> torch.Tensor:
+        """(M_level,) int64 batch position of every voxel row of ``level``."""
+        coords = self.host.net_input.maps.coords[level]
+        return torch.from_numpy(coords[:, 0].astype(np.int64)).to(self.inverse.device)
 
 
 def steps_per_epoch(num_scenes: int, batch_scenes: int) -> int:
@@ -85,140 +131,102 @@ def steps_per_epoch(num_scenes: int, batch_scenes: int) -> int:
 
 
 def scenes_of_step(seed: int, step: int, num_scenes: int, batch_scenes: int) -> list[int]:
-    """Scene indices of the global batch of ``step`` (0-based), one per slot."""
-    out = []
-    for slot in range(batch_scenes):
-        k = step * batch_scenes + slot
-        epoch, position = divmod(k, num_scenes)
-        order = np.random.default_rng([seed, epoch]).permutation(num_scenes)
-        out.append(int(order[position]))
-    return out
+    """Scene indices of the global batch of ``step`` (0-based), one per slot, for the default sampling."""
+    return units_of_step(seed, step, num_scenes, batch_scenes)
 
 
-def crop_indices(xyz: np.ndarray, max_points: int, rng: np.random.Generator) -> np.ndarray:
-    """(K,) sorted indices of the ``max_points`` points nearest in x, y to a random point (all if fewer)."""
-    n = xyz.shape[0]
-    if max_points <= 0 or n <= max_points:
-        return np.arange(n, dtype=np.int64)
-    centre = xyz[int(rng.integers(n)), :2]
-    d2 = ((xyz[:, :2] - centre) ** 2).sum(axis=1)
-    return np.sort(np.argpartition(d2, max_points - 1)[:max_points]).astype(np.int64)
-
-
-def augment(xyz: np.ndarray, rgb: np.ndarray | None, config: AugmentConfig,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
-    """Rotate about z, flip, scale (about the x-y centre at z = 0), jitter; jitter and shift colours.
-
-    xyz: (N, 3) float32 metres.  rgb: (N, 3) uint8 or None.  Returns new arrays of the same shapes and dtypes.
-    """
-    points = xyz.astype(np.float64)
-    centre = np.array([*points[:, :2].mean(axis=0), 0.0])
-    points = points - centre
-    if config.rotate_z:
-        angle = rng.uniform(0.0, 2.0 * np.pi)
-        c, s = np.cos(angle), np.sin(angle)
-        points = points @ np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
-    if config.flip_x and rng.random() < 0.5:
-        points[:, 0] = -points[:, 0]
-    if config.flip_y and rng.random() < 0.5:
-        points[:, 1] = -points[:, 1]
-    low, high = config.scale_range
-    if high > low or low != 1.0:
-        points = points * rng.uniform(low, high)
-    if config.jitter_std_m > 0:
-        points = points + rng.normal(0.0, config.jitter_std_m, points.shape)
-    points = points + centre
-    if rgb is not None and (config.colour_jitter_std > 0 or config.colour_shift_std > 0):
-        colour = rgb.astype(np.float64)
-        if config.colour_shift_std > 0:
-            colour = colour + rng.normal(0.0, config.colour_shift_std, (1, 3))
-        if config.colour_jitter_std > 0:
-            colour = colour + rng.normal(0.0, config.colour_jitter_std, colour.shape)
-        rgb = np.clip(np.round(colour), 0, 255).astype(np.uint8)
-    return points.astype(np.float32), rgb
-
-
-def collate(scenes: Sequence[TrainScene], picks: Sequence[np.ndarray], xyzs: Sequence[np.ndarray],
-            rgbs: Sequence[np.ndarray | None], preprocess: PreprocessConfig, slots: Sequence[int]) -> Batch:
-    """One :class:`Batch` from cropped (``picks``: point indices per scene) and augmented scenes."""
+def collate(scenes: Sequence[TrainScene], samples: Sequence[Sample], preprocess: PreprocessConfig,
+            sampling: Sampling = CROP) -> Batch:
+    """One :class:`Batch` from the drawn samples; ``scenes`` is the scene list the samples index."""
+    chosen = [scenes[s.scene] for s in samples]
+    picks = [s.pick for s in samples]
     names = preprocess.features.ordered_names
     point_batch = np.concatenate([np.full(len(p), b, dtype=np.int64) for b, p in enumerate(picks)])
-    xyz = np.concatenate(xyzs).astype(np.float32)
+    xyz = np.concatenate([s.xyz for s in samples]).astype(np.float32)
     rgb = intensity = None
     if "rgb" in names:
-        missing = [s.name for s, c in zip(scenes, rgbs, strict=True) if c is None]
+        missing = [c.name for c, s in zip(chosen, samples, strict=True) if s.rgb is None]
         if missing:
             raise ValueError(f"the model needs input feature 'rgb' but scene(s) {missing} have no field 'rgb'")
-        rgb = np.concatenate([c for c in rgbs if c is not None])
+        rgb = np.concatenate([s.rgb for s in samples if s.rgb is not None])
     if "intensity" in names:
-        missing = [s.name for s in scenes if s.intensity is None]
+        missing = [c.name for c in chosen if c.intensity is None]
         if missing:
             raise ValueError(f"the model needs input feature 'intensity' but scene(s) {missing} have none")
-        intensity = np.concatenate([s.intensity[p] for s, p in zip(scenes, picks, strict=True)])  # type: ignore[index]
+        intensity = np.concatenate([c.intensity[p] for c, p in zip(chosen, picks, strict=True)])  # type: ignore[index]
     net_input = prepare_cloud(preprocess, xyz, rgb=rgb, intensity=intensity, batch=point_batch)
-    keys = sorted(scenes[0].point_targets)
-    for scene in scenes:
+    keys = sorted(chosen[0].point_targets)
+    for scene in chosen:
         if sorted(scene.point_targets) != keys:
             raise ValueError(f"training scene {scene.name!r} has targets {sorted(scene.point_targets)}, "
                              f"expected {keys}")
-    point_targets = {k: np.concatenate([s.point_targets[k][p] for s, p in zip(scenes, picks, strict=True)])
+    point_targets = {k: np.concatenate([c.point_targets[k][p] for c, p in zip(chosen, picks, strict=True)])
                      for k in keys}
-    scene_targets = {k: np.stack([s.scene_targets[k] for s in scenes]) for k in sorted(scenes[0].scene_targets)}
+    scene_targets = {k: np.stack([c.scene_targets[k] for c in chosen]) for k in sorted(chosen[0].scene_targets)}
     supervoxel = None
-    if any(s.supervoxel is not None for s in scenes):
+    if any(c.supervoxel is not None for c in chosen):
         parts, offset = [], 0
-        for scene, pick in zip(scenes, picks, strict=True):
+        for scene, pick in zip(chosen, picks, strict=True):
             ids = np.full(len(pick), -1, np.int64) if scene.supervoxel is None else scene.supervoxel[pick]
             parts.append(np.where(ids >= 0, ids + offset, -1))
             offset += int(ids.max()) + 1 if ids.size and ids.max() >= 0 else 0
         supervoxel = np.concatenate(parts)
-    return Batch(net_input=net_input, names=[s.name for s in scenes], slots=list(slots), xyz=xyz,
+    tags = None
+    if all(s.tags is not None for s in samples):
+        tags = np.stack([s.tags for s in samples]).astype(np.float32)  # type: ignore[misc]
+    group = np.array([s.group for s in samples], dtype=np.int64)
+    partner = np.full(len(samples), -1, dtype=np.int64)
+    if sampling.group == "pairs":
+        for b in range(len(samples)):
+            partner[b] = b + 1 if samples[b].member == 0 else b - 1
+    return Batch(net_input=net_input, names=[c.name for c in chosen], slots=[s.slot for s in samples], xyz=xyz,
                  point_batch=point_batch, point_index=np.concatenate(picks), point_targets=point_targets,
-                 scene_targets=scene_targets, supervoxel=supervoxel)
+                 scene_targets=scene_targets, supervoxel=supervoxel, sampling=sampling, tags=tags, group=group,
+                 member=np.array([s.member for s in samples], dtype=np.int64), partner=partner,
+                 subcloud=np.array([s.subcloud for s in samples], dtype=np.int64),
+                 point_offsets=np.concatenate([[0], np.cumsum([len(p) for p in picks])]).astype(np.int64))
 
 
 class StepBatches(torch.utils.data.Dataset):
     """Map-style dataset over step numbers: ``batches[step]`` is this process's :class:`Batch` of that step.
 
-    Usable directly (``num_workers = 0``) or behind a ``DataLoader`` with worker processes.
+    Usable directly (``num_workers = 0``) or behind a ``DataLoader`` with worker processes.  sampling: the
+    stage's (:mod:`wsseg_training.engine.sampling`).  num_classes: C of the per-sample tags (None: no tags).
     """
 
     def __init__(self, scenes: Sequence[TrainScene], preprocess: PreprocessConfig, data: DataConfig, seed: int,
-                 total_steps: int, rank: int = 0, world_size: int = 1, augment_data: bool = True) -> None:
+                 total_steps: int, rank: int = 0, world_size: int = 1, augment_data: bool = True,
+                 sampling: Sampling = CROP, num_classes: int | None = None) -> None:
         if not scenes:
             raise ValueError("no training scene (check the split and the weak-label file)")
-        if data.batch_scenes % world_size:
-            raise ValueError(f"data.batch_scenes={data.batch_scenes} must be a multiple of the number of "
+        per_step = sampling.group_size * world_size
+        if data.batch_scenes % per_step:
+            what = f"{sampling.group_size}-sample groups ({sampling.group}) x " if sampling.group_size > 1 else ""
+            raise ValueError(f"data.batch_scenes={data.batch_scenes} must be a multiple of {what}the number of "
                              f"processes ({world_size})")
         self.scenes = list(scenes)
         self.preprocess = preprocess
         self.data = data
-        self.seed = seed
         self.total_steps = total_steps
         self.rank = rank
         self.world_size = world_size
-        self.augment_data = augment_data
+        self.sampling = sampling
+        self.drawer = SampleDrawer(self.scenes, sampling, data, seed, num_classes=num_classes,
+                                   augment_data=augment_data)
 
     def __len__(self) -> int:
         return self.total_steps
 
+    def steps_per_epoch(self) -> int:
+        """Steps that visit every sampling unit once."""
+        return self.drawer.steps_per_epoch(self.data.batch_scenes)
+
     def __getitem__(self, step: int) -> Batch:
-        indices = scenes_of_step(self.seed, step, len(self.scenes), self.data.batch_scenes)
-        slots = [j for j in range(len(indices)) if j % self.world_size == self.rank]
-        chosen, picks, xyzs, rgbs = [], [], [], []
-        for slot in slots:
-            scene = self.scenes[indices[slot]]
-            rng = np.random.default_rng([self.seed, step, slot])
-            pick = crop_indices(scene.xyz, self.data.crop_max_points, rng)
-            rgb = None if scene.rgb is None else scene.rgb[pick]
-            xyz = scene.xyz[pick]
-            if self.augment_data:
-                xyz, rgb = augment(xyz, rgb, self.data.augment, rng)
-            chosen.append(scene)
-            picks.append(pick)
-            xyzs.append(xyz)
-            rgbs.append(rgb)
-        return collate(chosen, picks, xyzs, rgbs, self.preprocess, slots)
+        groups = self.drawer.groups_per_step(self.data.batch_scenes)
+        samples: list[Sample] = []
+        for group in range(self.rank, groups, self.world_size):
+            samples += self.drawer.draw_group(step, group, self.data.batch_scenes)
+        return collate(self.scenes, samples, self.preprocess, self.sampling)
 
 
 def identity(item: Batch) -> Batch:

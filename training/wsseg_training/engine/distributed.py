@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -81,6 +82,15 @@ def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
     value = value.detach().clone()
     dist.all_reduce(value)
     return value
+
+
+def all_gather_objects(value: Any) -> list[Any]:
+    """Every rank's picklable ``value``, in rank order (``[value]`` when not distributed).  CPU objects only."""
+    if not _dist_active():
+        return [value]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, value)
+    return out
 
 
 def global_mean(values_sum: torch.Tensor, count: torch.Tensor | float) -> torch.Tensor:

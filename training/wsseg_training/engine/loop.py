@@ -1,21 +1,20 @@
-"""The training loop: build, iterate, step, log, checkpoint. Read :meth:`Trainer.run` top to bottom.
+"""The training loop: build, iterate, step, log, checkpoint. Read :meth:`Trainer._run` top to bottom.
 
-One engine for every method (:mod:`wsseg_training.methods`): the method supplies
-targets, extra modules, losses and its outer loop (stages); the engine owns data,
-optimiser and schedule, mixed precision, gradient clipping, divergence detection,
-checkpoints and ``--resume``, TensorBoard, the progress bar and data-parallel training.
+One engine for every method (:mod:`wsseg_training.methods`): the method supplies targets, extra modules,
+losses and its outer loop (stages: length in steps or epochs, sampling, restarts); the engine owns data,
+optimiser and schedule, mixed precision, gradient clipping, divergence detection, checkpoints and
+``--resume``, TensorBoard, the progress bar, data-parallel training and the whole-scene inference pass.
 
-Determinism: the model is initialised from ``torch.manual_seed(seed)``; every step's
-data and random numbers derive from ``(seed, step)`` (:mod:`wsseg_training.engine.batches`);
-the learning rate is a function of the step.  A run resumed from any checkpoint
-therefore produces the same parameters as the uninterrupted run (bit-identical on CPU).
+Determinism: the model is initialised from ``torch.manual_seed(seed)``; every step's data and random
+numbers derive from ``(seed, step)`` (:mod:`wsseg_training.engine.sampling`); the learning rate is a function
+of the step; a stage's re-initialisation is drawn from ``(seed, stage index)``.  A run resumed from any
+checkpoint therefore produces the same parameters as the uninterrupted run (bit-identical on CPU).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,36 +28,37 @@ from torch import nn
 from tqdm import tqdm
 
 from wsseg.core.features import FeatureConfig
-from wsseg.core.preprocess import NetworkInput, PreprocessConfig, prepare_cloud
+from wsseg.core.preprocess import PreprocessConfig
 from wsseg_training.checkpoint import CheckpointError, load_checkpoint, make_checkpoint, save_checkpoint
 from wsseg_training.data.dataset import Dataset
 from wsseg_training.data.sensor_defaults import apply_sensor_defaults
-from wsseg_training.engine.batches import Batch, DeviceBatch, StepBatches, identity, steps_per_epoch
+from wsseg_training.engine.batches import Batch, DeviceBatch, StepBatches, identity
 from wsseg_training.engine.config import ConfigError, TrainConfig, save_config
-from wsseg_training.engine.distributed import (
-    DistInfo,
-    all_reduce_sum,
-    average_gradients,
-    broadcast_parameters,
-    init_distributed,
-    use_global_batchnorm,
-)
-from wsseg_training.engine.optim import Stage, build_optimizer, lr_factor, set_lr, stage_at
+from wsseg_training.engine.distributed import DistInfo, all_reduce_sum, average_gradients, init_distributed
+from wsseg_training.engine.inference import NetworkRunner
+from wsseg_training.engine.monitor import TrainingDivergedError, TrainingLog, check_finite
+from wsseg_training.engine.optim import lr_factor, set_lr
 from wsseg_training.engine.run_dir import RunDir, write_checkpoint
+from wsseg_training.engine.sampling import CROP, SampleDrawer, Sampling
 from wsseg_training.engine.scenes import TrainScene
-from wsseg_training.methods.base import Method, StepContext
-from wsseg_training.model.inputs import to_torch
+from wsseg_training.engine.schedule import Schedule, Stage, TrainPlan
+from wsseg_training.engine.state import (
+    TrainState,
+    build_state,
+    load_training_state,
+    restart_for_stage,
+    training_state,
+)
+from wsseg_training.methods.base import Method, StageContext, StepContext
 from wsseg_training.model.profiles import PROFILES, preprocess_config_for, unet_config_for
 from wsseg_training.model.unet import SparseUNet, UNetOutput
+
+__all__ = ["TrainResult", "Trainer", "TrainingDivergedError", "preprocess_for", "train"]
 
 log = logging.getLogger(__name__)
 
 #: config fields that may differ between a run and its resumption (they do not change what is computed)
 RESUMABLE_CHANGES = ("device", "data.num_workers")
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss or the gradients became NaN/inf; the message names the step and the last good checkpoint."""
 
 
 @dataclass
@@ -121,8 +121,8 @@ def _config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") 
 class Trainer:
     """One training run of ``method`` on the ``split`` scenes of ``dataset`` into ``run_dir``.
 
-    Attributes a method may use in ``begin_stage``: ``scenes`` (the :class:`TrainScene` list),
-    ``model``, ``modules``, ``preprocess``, ``device``, :meth:`infer`.
+    After :meth:`run`: ``scenes`` (the :class:`TrainScene` list), ``model``, ``modules`` (the trained ones).
+    Methods see a :class:`~wsseg_training.methods.base.StageContext`, never the trainer.
     """
 
     def __init__(self, config: TrainConfig, method: Method, dataset: Dataset, run_dir: str | Path,
@@ -151,45 +151,171 @@ class Trainer:
         if self.sensor_defaults.warning:
             log.warning("%s", self.sensor_defaults.warning)
         self.preprocess = preprocess_for(config)
+        self.runner = NetworkRunner(self.backend)
         self.scenes: list[TrainScene] = []
-        self.model: SparseUNet
-        self.modules: nn.ModuleDict
-        self._spconv: nn.Module | None = None
+        self.state: TrainState | None = None
+
+    @property
+    def model(self) -> SparseUNet:
+        return self._state().model
+
+    @property
+    def modules(self) -> nn.ModuleDict:
+        return self._state().modules
+
+    def _state(self) -> TrainState:
+        if self.state is None:
+            raise RuntimeError("the trainer has no model before run()")
+        return self.state
+
+    # ------------------------------------------------------------------------------------------ the run
+
+    def run(self) -> TrainResult:
+        self._prepare_run_dir()
+        file_log = _attach_file_log(self.run_dir.log) if self.dist.is_main else None
+        try:
+            return self._run()
+        finally:
+            if file_log is not None:
+                logging.getLogger("wsseg_training").removeHandler(file_log)
+                file_log.close()
+
+    def _run(self) -> TrainResult:
+        config = self.config
+        # 1. Data: the scenes the method may see, the method's own set-up, its stages.
+        self._load_scenes()
+        self.method.setup(self.scenes)
+        schedule = self._schedule()
+        total_steps = schedule.total_steps
+
+        # 2. Model, method modules, optimiser (same seed on every rank); 3. or those of the last checkpoint.
+        unet = unet_config_for(config.profile, self.preprocess.features.num_channels, self.dataset.classes.num_classes)
+        self.state = state = build_state(config, unet, self.method, self.device, self.dist, self.amp)
+        start_step = self._resume_into(state, total_steps) if self.resume else 0
+        last_saved = start_step if self.resume else None
+        log.info("training %s (%s backend, %s%s) on %d scenes, %d steps of %d samples, %d process(es)",
+                 self.method.name, self.backend, self.device, ", AMP" if self.amp else "", len(self.scenes),
+                 total_steps, config.data.batch_scenes, self.dist.world_size)
+
+        # 4. The loop: stage by stage, step by step.
+        result = TrainResult(run=self.run_dir, steps=total_steps, start_step=start_step, num_scenes=len(self.scenes))
+        started = time.perf_counter()
+        tensorboard = self.run_dir.tensorboard if self.dist.is_main else None
+        with TrainingLog(self.method.name, total_steps, start_step, config.train.log_every_steps, tensorboard,
+                         self.progress and self.dist.is_main, self.resume) as monitor:
+            step = start_step
+            while step < total_steps:
+                index, stage_start = schedule.stage_at(step)
+                stage = schedule.stages[index]
+                if step == stage_start:
+                    self._begin_stage(index, stage, schedule, state)
+                for batch in self._batches(stage, step, stage_start + stage.length, total_steps):
+                    tick = time.perf_counter()
+                    lr = config.optim.lr * lr_factor(config.optim, schedule.stages, step)
+                    terms, grad_norm = self._step(step, index, schedule, batch, state, lr)
+                    check_finite(step, terms, grad_norm, state.scaler is not None, self.run_dir.last, last_saved)
+                    step += 1
+                    result.losses.append(float(sum(terms.values())))
+                    monitor.step(step, terms, lr, grad_norm, len(batch.xyz) * self.dist.world_size,
+                                 time.perf_counter() - tick)
+                    if self._due(config.train.checkpoint_every_steps, step, total_steps):
+                        self._save(step, state, total_steps)
+                        last_saved = step
+                    if self._due(config.train.eval_every_steps, step, total_steps, only_if_set=True):
+                        self._evaluate(monitor, step)
+
+        # 5. The final model: the backbone alone, what export and evaluation read.
+        result.wall_s = time.perf_counter() - started
+        self._save_final(state, result)
+        return result
 
     # ------------------------------------------------------------------------------------------ helpers
 
+    def _schedule(self) -> Schedule:
+        """The method's stages for this run's length, epochs converted to steps once."""
+        per_epoch: dict[Sampling, int] = {}
+
+        def steps_per_epoch(sampling: Sampling) -> int:
+            if sampling not in per_epoch:
+                drawer = SampleDrawer(self.scenes, sampling, self.config.data, self.config.seed)
+                per_epoch[sampling] = drawer.steps_per_epoch(self.config.data.batch_scenes)
+            return per_epoch[sampling]
+
+        train = self.config.train
+        epoch_steps = steps_per_epoch(CROP)
+        total = train.steps if train.steps is not None else int(train.epochs or 0) * epoch_steps
+        plan = TrainPlan(total_steps=int(total), epochs=total / epoch_steps, steps_per_epoch=steps_per_epoch)
+        return Schedule.resolve(self.method.stages(plan), steps_per_epoch)
+
+    def _begin_stage(self, index: int, stage: Stage, schedule: Schedule, state: TrainState) -> None:
+        """The method's stage hook (with the trained model), then the stage's re-initialisation."""
+        log.info("stage %d/%d %r: %d steps", index + 1, len(schedule.stages), stage.name, stage.length)
+        context = StageContext(index=index, stage=stage, schedule=schedule, scenes=self.scenes, model=state.model,
+                               modules=state.modules, preprocess=self.preprocess, device=self.device,
+                               runner=self.runner, run_dir=self.run_dir, dist=self.dist, progress=self.progress,
+                               seed=self.config.seed)
+        self.method.begin_stage(index, stage, context)
+        restart_for_stage(state, stage, index, self.config, self.method)
+
     def forward(self, batch: DeviceBatch) -> UNetOutput:
         """The backbone over a batch (spconv on CUDA when chosen, else the kernel-map pairs path)."""
-        if self._spconv is not None:
-            return self._spconv.forward_features(batch.coords, batch.features)  # type: ignore[operator]
-        return self.model.forward_features(batch.features, batch.maps, compact=True)
+        return self.runner(self._state().model, batch.features, batch.maps, batch.coords)
 
-    @torch.no_grad()
-    def infer(self, scene: TrainScene) -> tuple[UNetOutput, NetworkInput]:
-        """Eval-mode forward pass over a whole training scene (no crop, no augmentation).
+    def _step(self, step: int, stage_index: int, schedule: Schedule, batch: Batch, state: TrainState,
+              lr: float) -> tuple[dict[str, float], float]:
+        """One optimiser step; returns the global-batch loss terms and the gradient norm (before clipping)."""
+        set_lr(state.optimizer, lr)
+        state.model.train()
+        state.modules.train()
+        device_batch = batch.to(self.device)
+        autocast = torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
+        with autocast:
+            output = self.forward(device_batch)
+            ctx = StepContext(step=step, stage_index=stage_index, stage=schedule.stages[stage_index],
+                              batch=device_batch, output=output, backbone=state.model, modules=state.modules,
+                              forward=self.forward, generator=self._step_generator(step), schedule=schedule,
+                              epoch=schedule.epoch_at(step))
+            terms = self.method.losses(ctx)
+            if not terms:
+                raise ValueError(f"method {self.method.name!r} returned no loss term at step {step + 1}")
+            loss = sum(terms.values())
+        # Every rank reports the global-batch value of each term, so all ranks stop together on NaN.
+        values = all_reduce_sum(torch.stack([t.detach().float().reshape(()) for t in terms.values()]))
+        values = (values / self.dist.world_size).cpu().tolist()
+        reported = dict(zip(terms, values, strict=True))
+        if not np.isfinite(sum(values)):
+            return reported, float("nan")
+        return reported, self._backward(loss, state)  # type: ignore[arg-type]
 
-        Returns the output (voxel rows of ``net_input.grid``) and the prepared input; ``grid.inverse``
-        maps the scene's points to voxel rows.
-        """
-        net_input = prepare_cloud(self.preprocess, scene.xyz, rgb=scene.rgb, intensity=scene.intensity)
-        features, maps = to_torch(net_input, self.device)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            output = self.model.forward_features(features, maps, compact=True)
-        finally:
-            self.model.train(was_training)
-        return output, net_input
-
-    def _parameters(self) -> list[nn.Parameter]:
-        return [p for p in list(self.model.parameters()) + list(self.modules.parameters()) if p.requires_grad]
+    def _backward(self, loss: torch.Tensor, state: TrainState) -> float:
+        """Backward, gradient averaging over ranks, clipping, optimiser step; the norm before clipping."""
+        state.optimizer.zero_grad(set_to_none=True)
+        if state.scaler is not None:
+            state.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        average_gradients(state.params)
+        if state.scaler is not None:
+            state.scaler.unscale_(state.optimizer)
+        clip = self.config.optim.grad_clip_norm
+        grad_value = float(torch.nn.utils.clip_grad_norm_(state.params, clip if clip > 0 else float("inf")))
+        if state.scaler is not None:
+            state.scaler.step(state.optimizer)
+            state.scaler.update()
+        elif np.isfinite(grad_value):
+            state.optimizer.step()
+        return grad_value
 
     def _step_generator(self, step: int) -> torch.Generator:
         seed = int(np.random.SeedSequence([self.config.seed, step, self.dist.rank]).generate_state(1)[0])
         return torch.Generator().manual_seed(seed)
 
-    def _batches(self, source: StepBatches, first: int, end: int) -> Iterator[Batch]:
-        """Batches of steps ``first .. end-1`` (worker processes when ``data.num_workers > 0``)."""
+    def _batches(self, stage: Stage, first: int, end: int, total_steps: int) -> Iterator[Batch]:
+        """Batches of steps ``first .. end-1`` with the stage's sampling (worker processes when
+        ``data.num_workers > 0``)."""
+        source = StepBatches(self.scenes, self.preprocess, self.config.data, self.config.seed, total_steps,
+                             rank=self.dist.rank, world_size=self.dist.world_size, sampling=stage.sampling,
+                             num_classes=self.dataset.classes.num_classes)
         if self.config.data.num_workers == 0:
             return (source[step] for step in range(first, end))
         loader = torch.utils.data.DataLoader(
@@ -197,22 +323,20 @@ class Trainer:
             collate_fn=identity, pin_memory=self.device.type == "cuda", persistent_workers=False)
         return iter(loader)
 
-    def _checkpoint(self, step: int, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
-                    total_steps: int) -> dict[str, Any]:
+    @staticmethod
+    def _due(every: int, step: int, total_steps: int, only_if_set: bool = False) -> bool:
+        """Whether 1-based ``step`` is a multiple of ``every`` or the last step (``every`` 0: only the last,
+        or never when ``only_if_set``)."""
+        if only_if_set and not every:
+            return False
+        return bool(every and step % every == 0) or step == total_steps
+
+    def _checkpoint(self, step: int, state: TrainState, total_steps: int) -> dict[str, Any]:
         provenance = {**self.provenance, "method": self.method.name, "dataset": self.dataset.info.name,
                       "profile": self.config.profile, "step": step, "total_steps": total_steps,
                       "seed": self.config.seed}
-        training = {
-            "step": step,
-            "total_steps": total_steps,
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else {},
-            "modules": {k: v.detach().cpu() for k, v in self.modules.state_dict().items()},
-            "method": self.method.state_dict(),
-            "config": self.config.to_dict(),
-            "world_size": self.dist.world_size,
-        }
-        return make_checkpoint(self.model, self.preprocess, self.dataset.classes, sensor=self._sensor(),
+        training = training_state(state, step, total_steps, self.method, self.config, self.dist.world_size)
+        return make_checkpoint(state.model, self.preprocess, self.dataset.classes, sensor=self._sensor(),
                                provenance=provenance, training=training)
 
     def _sensor(self) -> str:
@@ -249,207 +373,51 @@ class Trainer:
             raise ValueError(f"{self.dataset.root}: no usable training scene in split {self.split!r} for method "
                              f"{self.method.name!r} (no labelled point)")
 
-    # ------------------------------------------------------------------------------------------ the run
-
-    def run(self) -> TrainResult:
-        config, dist_info = self.config, self.dist
-        self._prepare_run_dir()
-        file_log = _attach_file_log(self.run_dir.log) if dist_info.is_main else None
-        try:
-            return self._run(config, dist_info)
-        finally:
-            if file_log is not None:
-                logging.getLogger("wsseg_training").removeHandler(file_log)
-                file_log.close()
-
-    def _run(self, config: TrainConfig, dist_info: DistInfo) -> TrainResult:
-        # 1. Data: the scenes the method may see, then the method's own set-up.
-        self._load_scenes()
-        self.method.setup(self.scenes)
-        batch_steps = steps_per_epoch(len(self.scenes), config.data.batch_scenes)
-        total = config.train.steps if config.train.steps is not None else config.train.epochs * batch_steps
-        stages: list[Stage] = self.method.stages(int(total))
-        total_steps = sum(s.steps for s in stages)
-
-        # 2. Model, method modules, optimiser: same seed on every rank, then rank 0's weights everywhere.
-        torch.manual_seed(config.seed)
-        unet = unet_config_for(config.profile, self.preprocess.features.num_channels, self.dataset.classes.num_classes)
-        self.model = SparseUNet(unet).to(self.device)
-        self.modules = self.method.build_modules(self.model).to(self.device)
-        if dist_info.active:
-            use_global_batchnorm(self.model)
-            use_global_batchnorm(self.modules)
-            broadcast_parameters(self.model)
-            broadcast_parameters(self.modules)
-        if self.backend == "spconv":
-            from wsseg_training.model.spconv_backend import SpconvUNet
-
-            self._spconv = SpconvUNet(self.model)
-        params = self._parameters()
-        optimizer = build_optimizer(config.optim, params)
-        scaler = torch.amp.GradScaler("cuda") if self.amp else None
-
-        # 3. Resume: weights, optimiser, scaler and method state of the last checkpoint.
-        start_step = 0
-        if self.resume:
-            checkpoint = load_checkpoint(self.run_dir.last)
-            training = checkpoint.get("training")
-            if not training:
-                raise CheckpointError(f"{self.run_dir.last}: has no training state to resume from")
-            before = checkpoint.get("provenance", {})
-            for key, now in (("method", self.method.name), ("labels", self.provenance.get("labels"))):
-                if before.get(key) != now:
-                    raise ValueError(f"{self.run_dir.last}: the run was trained with {key} {before.get(key)!r}, "
-                                     f"not {now!r}; resume with the same --method and --labels")
-            self.model.load_state_dict(checkpoint["model"])
-            self.modules.load_state_dict(training["modules"])
-            optimizer.load_state_dict(training["optimizer"])
-            if scaler is not None and training.get("scaler"):
-                scaler.load_state_dict(training["scaler"])
-            self.method.load_state_dict(training.get("method", {}))
-            start_step = int(training["step"])
-            log.info("resuming %s at step %d of %d", self.run_dir.root, start_step, total_steps)
+    def _resume_into(self, state: TrainState, total_steps: int) -> int:
+        """Weights, optimiser, scaler and method state of ``last.pt``; returns the step to continue from."""
+        checkpoint = load_checkpoint(self.run_dir.last)
+        if not checkpoint.get("training"):
+            raise CheckpointError(f"{self.run_dir.last}: has no training state to resume from")
+        before = checkpoint.get("provenance", {})
+        for key, now in (("method", self.method.name), ("labels", self.provenance.get("labels"))):
+            if before.get(key) != now:
+                raise ValueError(f"{self.run_dir.last}: the run was trained with {key} {before.get(key)!r}, "
+                                 f"not {now!r}; resume with the same --method and --labels")
+        start_step = load_training_state(state, checkpoint, self.method)
+        log.info("resuming %s at step %d of %d", self.run_dir.root, start_step, total_steps)
         if start_step >= total_steps:
             log.info("%s: already trained for %d steps", self.run_dir.root, total_steps)
+        return start_step
 
-        writer = None
-        if dist_info.is_main:
-            from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(str(self.run_dir.tensorboard), purge_step=start_step if self.resume else None)
-        source = StepBatches(self.scenes, self.preprocess, config.data, config.seed, total_steps,
-                             rank=dist_info.rank, world_size=dist_info.world_size)
-        log.info("training %s (%s backend, %s%s) on %d scenes, %d steps of %d scenes, %d process(es)",
-                 self.method.name, self.backend, self.device, ", AMP" if self.amp else "", len(self.scenes),
-                 total_steps, config.data.batch_scenes, dist_info.world_size)
-
-        # 4. The loop: stage by stage, step by step.
-        result = TrainResult(run=self.run_dir, steps=total_steps, start_step=start_step, num_scenes=len(self.scenes))
-        started = time.perf_counter()
-        bar = tqdm(total=total_steps, initial=start_step, desc=f"train {self.method.name}", unit="step",
-                   disable=not (self.progress and dist_info.is_main), dynamic_ncols=True)
-        last_saved = start_step if self.resume else None
-        try:
-            step = start_step
-            while step < total_steps:
-                stage_index, stage_start = stage_at(stages, step)
-                stage = stages[stage_index]
-                if step == stage_start:
-                    log.info("stage %d/%d %r: %d steps", stage_index + 1, len(stages), stage.name, stage.steps)
-                    self.method.begin_stage(stage_index, stage, self)
-                for batch in self._batches(source, step, stage_start + stage.steps):
-                    tick = time.perf_counter()
-                    lr = config.optim.lr * lr_factor(config.optim, stages, step)
-                    set_lr(optimizer, lr)
-                    terms, grad_norm = self._step(step, stage_index, stage, batch, optimizer, scaler, params)
-                    loss = float(sum(terms.values()))
-                    if not math.isfinite(loss) or (not math.isfinite(grad_norm) and scaler is None):
-                        what = f"loss is {loss}" if not math.isfinite(loss) else f"gradient norm is {grad_norm}"
-                        kept = f"{self.run_dir.last} (step {last_saved})" if last_saved else "none (no checkpoint yet)"
-                        raise TrainingDivergedError(
-                            f"step {step + 1}: {what} (terms {', '.join(f'{k}={v:.4g}' for k, v in terms.items())}); "
-                            f"training stopped. Last good checkpoint: {kept}. Lower optim.lr, set "
-                            "optim.grad_clip_norm, or check the input data for NaN/inf.")
-                    step += 1
-                    result.losses.append(loss)
-                    seconds = time.perf_counter() - tick
-                    points = len(batch.xyz) * dist_info.world_size
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2g}", pts_s=f"{points / seconds / 1e3:.0f}k")
-                    if writer is not None and (step % config.train.log_every_steps == 0 or step == total_steps):
-                        writer.add_scalar("train/loss", loss, step)
-                        for name, value in terms.items():
-                            writer.add_scalar(f"train/{name}", value, step)
-                        writer.add_scalar("train/lr", lr, step)
-                        writer.add_scalar("train/grad_norm", grad_norm, step)
-                        writer.add_scalar("train/points_per_s", points / seconds, step)
-                        writer.add_scalar("train/s_per_step", seconds, step)
-                        log.info("step %d/%d loss %.4f lr %.3g grad %.3g %.2f s/step", step, total_steps, loss, lr,
-                                 grad_norm, seconds)
-                    every = config.train.checkpoint_every_steps
-                    if (every and step % every == 0) or step == total_steps:
-                        self._save(step, optimizer, scaler, total_steps)
-                        last_saved = step
-                    if writer is not None and config.train.eval_every_steps and (
-                            step % config.train.eval_every_steps == 0 or step == total_steps):
-                        self._evaluate(writer, step)
-        finally:
-            bar.close()
-            if writer is not None:
-                writer.close()
-
-        # 5. The final model: the backbone alone, what export and evaluation read.
-        result.wall_s = time.perf_counter() - started
-        if dist_info.is_main:
-            provenance = {**self.provenance, "method": self.method.name, "dataset": self.dataset.info.name,
-                          "profile": config.profile, "steps": total_steps, "seed": config.seed,
-                          "train_scenes": len(self.scenes), "final_loss": result.losses[-1] if result.losses else None,
-                          "train_wall_s": round(result.wall_s, 1)}
-            final = make_checkpoint(self.model, self.preprocess, self.dataset.classes, sensor=self._sensor(),
-                                    provenance=provenance)
-            save_checkpoint(self.run_dir.model, final)
-            log.info("wrote %s after %d steps (%.1f s)", self.run_dir.model, total_steps, result.wall_s)
-        return result
-
-    def _step(self, step: int, stage_index: int, stage: Stage, batch: Batch, optimizer: torch.optim.Optimizer,
-              scaler: torch.amp.GradScaler | None, params: list[nn.Parameter]) -> tuple[dict[str, float], float]:
-        """One optimiser step; returns the global-batch loss terms and the gradient norm (before clipping)."""
-        self.model.train()
-        self.modules.train()
-        device_batch = batch.to(self.device)
-        autocast = torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
-        with autocast:
-            output = self.forward(device_batch)
-            ctx = StepContext(step=step, stage_index=stage_index, stage=stage, batch=device_batch, output=output,
-                              backbone=self.model, modules=self.modules, forward=self.forward,
-                              generator=self._step_generator(step))
-            terms = self.method.losses(ctx)
-            if not terms:
-                raise ValueError(f"method {self.method.name!r} returned no loss term at step {step + 1}")
-            loss = sum(terms.values())
-        # Every rank reports the global-batch value of each term, so all ranks stop together on NaN.
-        values = all_reduce_sum(torch.stack([t.detach().float().reshape(()) for t in terms.values()]))
-        values = (values / self.dist.world_size).cpu().tolist()
-        reported = dict(zip(terms, values, strict=True))
-        if not math.isfinite(sum(values)):
-            return reported, float("nan")
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()  # type: ignore[union-attr]
-        else:
-            loss.backward()  # type: ignore[union-attr]
-        average_gradients(params)
-        if scaler is not None:
-            scaler.unscale_(optimizer)
-        clip = self.config.optim.grad_clip_norm
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
-        grad_value = float(grad_norm)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        elif math.isfinite(grad_value):
-            optimizer.step()
-        return reported, grad_value
-
-    def _save(self, step: int, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
-              total_steps: int) -> None:
+    def _save(self, step: int, state: TrainState, total_steps: int) -> None:
         if not self.dist.is_main:
             return
-        for name, tensor in self.model.state_dict().items():
+        for name, tensor in state.model.state_dict().items():
             if tensor.is_floating_point() and not torch.isfinite(tensor).all():
                 raise TrainingDivergedError(f"step {step}: parameter {name!r} is not finite; checkpoint not written")
-        write_checkpoint(self.run_dir, self._checkpoint(step, optimizer, scaler, total_steps), step,
+        write_checkpoint(self.run_dir, self._checkpoint(step, state, total_steps), step,
                          self.config.train.keep_checkpoints)
 
-    def _evaluate(self, writer: Any, step: int) -> None:
+    def _save_final(self, state: TrainState, result: TrainResult) -> None:
+        if not self.dist.is_main:
+            return
+        provenance = {**self.provenance, "method": self.method.name, "dataset": self.dataset.info.name,
+                      "profile": self.config.profile, "steps": result.steps, "seed": self.config.seed,
+                      "train_scenes": len(self.scenes), "final_loss": result.losses[-1] if result.losses else None,
+                      "train_wall_s": round(result.wall_s, 1)}
+        final = make_checkpoint(state.model, self.preprocess, self.dataset.classes, sensor=self._sensor(),
+                                provenance=provenance)
+        save_checkpoint(self.run_dir.model, final)
+        log.info("wrote %s after %d steps (%.1f s)", self.run_dir.model, result.steps, result.wall_s)
+
+    def _evaluate(self, monitor: TrainingLog, step: int) -> None:
         from wsseg_training.evaluation.evaluate import TorchPredictor, evaluate_split
 
-        if "val" not in self.dataset.info.splits:
+        if "val" not in self.dataset.info.splits or not self.dist.is_main:
             return
-        predictor = TorchPredictor(self.model, self.preprocess, self.device, restore_train=True)
+        predictor = TorchPredictor(self._state().model, self.preprocess, self.device, backend=self.backend)
         matrix = evaluate_split(predictor, self.dataset, "val", progress=False).confusion
-        writer.add_scalar("val/miou", matrix.miou(), step)
-        writer.add_scalar("val/overall_accuracy", matrix.overall_accuracy(), step)
+        monitor.scalars(step, {"val/miou": matrix.miou(), "val/overall_accuracy": matrix.overall_accuracy()})
         log.info("step %d: val mIoU %.4f", step, matrix.miou())
 
 

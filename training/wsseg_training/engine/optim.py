@@ -8,48 +8,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from wsseg_training.engine.config import OptimConfig
+from wsseg_training.engine.schedule import Stage, stage_at
 
-
-@dataclass(frozen=True)
-class Stage:
-    """One phase of a method's outer loop (a self-training round, a training stage).
-
-    name: shown in logs.  steps: optimiser steps of the stage.
-    restart_schedule: run warm-up and decay again within this stage (otherwise one schedule spans all stages).
-    """
-
-    name: str
-    steps: int
-    restart_schedule: bool = False
-
-    def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"stage {self.name!r}: steps must be >= 1, got {self.steps}")
-
-
-def stage_at(stages: Sequence[Stage], step: int) -> tuple[int, int]:
-    """(stage index, first step of that stage) for 0-based ``step``."""
-    start = 0
-    for index, stage in enumerate(stages):
-        if step < start + stage.steps:
-            return index, start
-        start += stage.steps
-    return len(stages) - 1, start - stages[-1].steps
+__all__ = ["Stage", "build_optimizer", "lr_factor", "set_lr", "stage_at"]  # Stage lives in engine.schedule
 
 
 def lr_factor(config: OptimConfig, stages: Sequence[Stage], step: int) -> float:
     """Multiplier on ``config.lr`` at 0-based ``step``: linear warm-up, then cosine / poly / constant."""
     index, start = stage_at(stages, step)
     if stages[index].restart_schedule:
-        local, length = step - start, stages[index].steps
+        local, length = step - start, stages[index].length
     else:
-        local, length = step, sum(s.steps for s in stages)
+        local, length = step, sum(s.length for s in stages)
     if local < config.warmup_steps:
         return (local + 1) / (config.warmup_steps + 1)
     span = max(1, length - config.warmup_steps)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wsseg.core.scene import Scene
+from wsseg_training.labels.types import Subcloud
 
 
 @dataclass
@@ -23,7 +24,10 @@ class TrainScene:
     supervoxel: (N,) int64 over-segment id (-1 = none) or None when the scene has none.
     point_targets: per-point arrays, first axis N (e.g. ``labels`` (N,) int64, ``IGNORE_INDEX`` where
         unlabelled); cropped and concatenated with the points.  Methods may replace them between stages.
-    scene_targets: per-scene arrays (e.g. ``tags`` (C,) float32 multi-hot); stacked over the batch.
+    scene_targets: per-scene arrays, stacked over the batch unchanged (whatever the sample holds).
+    tags: (C,) float32 multi-hot scene tags, or None; the samplers derive every sample's own tags from them
+        only when the scene has no per-point labels (see :mod:`wsseg_training.engine.sampling`).
+    subclouds: the scene's annotated sub-clouds (centre, radius, tags) for the ``subcloud`` sampling.
     """
 
     name: str
@@ -33,6 +37,8 @@ class TrainScene:
     supervoxel: np.ndarray | None = None
     point_targets: dict[str, np.ndarray] = field(default_factory=dict)
     scene_targets: dict[str, np.ndarray] = field(default_factory=dict)
+    tags: np.ndarray | None = None
+    subclouds: tuple[Subcloud, ...] = ()
 
     @property
     def num_points(self) -> int:
@@ -49,10 +55,12 @@ class TrainScene:
 
 
 def train_scene_from(name: str, scene: Scene, point_targets: dict[str, np.ndarray],
-                     scene_targets: dict[str, np.ndarray] | None = None) -> TrainScene:
+                     scene_targets: dict[str, np.ndarray] | None = None, tags: np.ndarray | None = None,
+                     subclouds: tuple[Subcloud, ...] = ()) -> TrainScene:
     """The inputs of ``scene`` (no ground truth) plus the given targets."""
     supervoxel = None if scene.supervoxel is None else scene.supervoxel.astype(np.int64)
     out = TrainScene(name=name, xyz=scene.xyz, rgb=scene.rgb, intensity=scene.intensity, supervoxel=supervoxel,
-                     point_targets=dict(point_targets), scene_targets=dict(scene_targets or {}))
+                     point_targets=dict(point_targets), scene_targets=dict(scene_targets or {}),
+                     tags=None if tags is None else np.asarray(tags, dtype=np.float32), subclouds=tuple(subclouds))
     out.check()
     return out

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from wsseg.core.classes import ClassTable
-from wsseg.core.preprocess import PreprocessConfig, prepare_cloud
+from wsseg.core.preprocess import PreprocessConfig
 from wsseg.core.scene import Scene
 from wsseg_training.checkpoint import (
     classes_from_checkpoint,
@@ -29,8 +29,8 @@ from wsseg_training.checkpoint import (
     preprocess_from_checkpoint,
 )
 from wsseg_training.data.dataset import Dataset
+from wsseg_training.engine.inference import TestTimeAugmentation, infer
 from wsseg_training.evaluation.metrics import ConfusionMatrix
-from wsseg_training.model.inputs import to_torch
 from wsseg_training.model.unet import SparseUNet
 
 
@@ -51,17 +51,20 @@ def _inputs(scene: Scene, features: Sequence[str]) -> dict[str, np.ndarray | Non
 
 
 class TorchPredictor:
-    """Eval-mode PyTorch inference of a :class:`SparseUNet` (kernel-map path) over whole scenes."""
+    """Eval-mode PyTorch inference of a :class:`SparseUNet` over whole scenes: the engine's one inference pass
+    (:func:`wsseg_training.engine.inference.infer`), argmax of the (summed, with ``tta``) logits per point."""
 
     name = "pytorch"
 
     def __init__(self, model: SparseUNet, preprocess: PreprocessConfig, device: torch.device | str = "cpu",
-                 classes: ClassTable | None = None, restore_train: bool = False) -> None:
+                 classes: ClassTable | None = None, backend: str = "maps",
+                 tta: TestTimeAugmentation | None = None) -> None:
         self.model = model
         self.preprocess = preprocess
         self.device = torch.device(device)
         self.classes = classes  # type: ignore[assignment]
-        self.restore_train = restore_train
+        self.backend = backend
+        self.tta = tta
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: torch.device | str = "cpu") -> TorchPredictor:
@@ -69,19 +72,14 @@ class TorchPredictor:
         model = model_from_checkpoint(checkpoint).to(device)
         return cls(model, preprocess_from_checkpoint(checkpoint), device, classes_from_checkpoint(checkpoint))
 
-    @torch.no_grad()
     def predict(self, scene: Scene) -> np.ndarray:
-        net_input = prepare_cloud(self.preprocess, scene.xyz,
-                                  **_inputs(scene, self.preprocess.features.ordered_names))  # type: ignore[arg-type]
-        features, maps = to_torch(net_input, self.device)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            logits = self.model.forward_features(features, maps, compact=True).logits
-        finally:
-            if self.restore_train:
-                self.model.train(was_training)
-        return logits.argmax(1).cpu().numpy().astype(np.int64)[net_input.grid.inverse]
+        return infer([scene], self.model, self.preprocess, self.device, backend=self.backend, tta=self.tta,
+                     reduce=_argmax)[0]
+
+
+def _argmax(index: int, outputs: dict[str, torch.Tensor]) -> np.ndarray:
+    """(N,) int64 class of the largest logit per point."""
+    return outputs["logits"].argmax(1).cpu().numpy().astype(np.int64)
 
 
 class BundlePredictor:

@@ -10,20 +10,28 @@ checkpoints, logging, DDP).  The hooks, in the order the engine calls them:
    (per-point / per-scene targets from the weak labels; super-voxels ride along), or None to skip it.
 3. ``setup(scenes)``: once, after all scenes are loaded (e.g. class frequencies).
 4. ``build_modules(backbone)``: training-only heads/modules, trained with the backbone, not exported.
-5. ``stages(total_steps)``: the outer loop (self-training rounds, two-stage schedules); default one stage.
-6. ``begin_stage(index, stage, trainer)``: before a stage starts (not again on resume): e.g. predict the
-   training scenes with ``trainer.infer`` and write pseudo labels into ``scene.point_targets``.
-7. ``losses(ctx)`` every step: named loss terms (scalars); the engine sums them.  ``ctx`` holds the
-   backbone's output with per-level features (:class:`~wsseg_training.model.unet.UNetOutput`), the batch
-   (targets, point -> voxel map, super-voxels) and the method's modules.  Use ``ctx.mean(sum, count)``
-   for averages so that multi-process training equals single-process training.
+5. ``stages(plan)``: the outer loop as :class:`~wsseg_training.engine.schedule.Stage` objects (self-training
+   rounds, two-stage schedules); default one stage of ``plan.total_steps``.  A stage's length is steps or
+   epochs (``plan.steps_per_epoch``), and it chooses its sampling (crops, sub-cloud balls, random balls,
+   whole scenes, pairs sharing a class, augmented views: :mod:`wsseg_training.engine.sampling`) and whether
+   it restarts the backbone / modules / optimiser (:mod:`wsseg_training.engine.schedule`).
+6. ``begin_stage(index, stage, ctx)``: before a stage starts (not again on resume), with a
+   :class:`StageContext`: e.g. predict the training scenes with ``ctx.infer(...)``
+   (:func:`wsseg_training.engine.inference.infer`) and write pseudo labels into ``scene.point_targets``.
+   A stage's re-initialisation happens after this hook.
+7. ``losses(ctx)`` every step: named loss terms (scalars); the engine sums them.  ``ctx`` (:class:`StepContext`)
+   holds the backbone's output with per-level features (:class:`~wsseg_training.model.unet.UNetOutput`;
+   ``ctx.backbone.decode_from`` runs the decoder again from replaced mid-network features), the batch
+   (targets, per-sample tags, pair partners / view indices, point -> voxel maps at every level, super-voxels),
+   the method's modules and ``ctx.epoch``.  Use ``ctx.mean(sum, count)`` for averages so that multi-process
+   training equals single-process training.
 8. ``state_dict()`` / ``load_state_dict()``: whatever the method changes during training (pseudo labels),
    saved in checkpoints for ``--resume``.  Only tensors, numbers, strings, lists and dicts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -31,16 +39,18 @@ import torch
 from torch import nn
 
 from wsseg.core.classes import ClassTable
+from wsseg.core.preprocess import PreprocessConfig
 from wsseg.core.scene import Scene
 from wsseg_training.engine.batches import DeviceBatch
 from wsseg_training.engine.config import ConfigError
-from wsseg_training.engine.distributed import global_mean
-from wsseg_training.engine.optim import Stage
+from wsseg_training.engine.distributed import DistInfo, global_mean
+from wsseg_training.engine.inference import Cloud, NetworkRunner, infer
+from wsseg_training.engine.run_dir import RunDir
 from wsseg_training.engine.scenes import TrainScene
+from wsseg_training.engine.schedule import Schedule, Stage, TrainPlan
 from wsseg_training.model.unet import SparseUNet, UNetOutput
 
 if TYPE_CHECKING:
-    from wsseg_training.engine.loop import Trainer
     from wsseg_training.labels import WeakLabels
 
 
@@ -51,8 +61,10 @@ class StepContext:
     step: 0-based optimiser step.  stage_index / stage: the current stage.
     batch: this process's batch on the device.  output: the backbone's forward pass over it.
     backbone: the U-Net.  modules: the method's extra modules (``build_modules``).
-    forward: runs the backbone on another :class:`DeviceBatch` (e.g. a second augmented view).
+    forward: runs the backbone on another :class:`DeviceBatch` (same backend as ``output``).
     generator: torch random generator seeded from (seed, step, rank), on the CPU.
+    schedule: the resolved stages.  epoch: epochs completed before this step (fractional;
+    ``int(ctx.epoch)`` is the 0-based epoch the step belongs to).
     """
 
     step: int
@@ -64,6 +76,8 @@ class StepContext:
     modules: nn.ModuleDict
     forward: Callable[[DeviceBatch], UNetOutput]
     generator: torch.Generator
+    schedule: Schedule
+    epoch: float
 
     def point_logits(self) -> torch.Tensor:
         """(P, C) logits of every point of the batch (voxel logits through ``batch.inverse``)."""
@@ -73,6 +87,46 @@ class StepContext:
     def mean(values_sum: torch.Tensor, count: torch.Tensor | float) -> torch.Tensor:
         """Global-batch average of a summed quantity (see :func:`~wsseg_training.engine.distributed.global_mean`)."""
         return global_mean(values_sum, count)
+
+
+@dataclass
+class StageContext:
+    """What ``Method.begin_stage`` sees (instead of the whole trainer).
+
+    index / stage / schedule: the stage starting and all stages.  scenes: the training scenes (the method may
+    replace their ``point_targets``).  model: the backbone; modules: the method's modules.  preprocess,
+    device, backend: how the engine prepares and runs the network.  run_dir: the run directory
+    (``run_dir.root``).  dist: this process's rank / world size.  progress: whether to show progress bars.
+    seed: the run's seed.
+    """
+
+    index: int
+    stage: Stage
+    schedule: Schedule
+    scenes: list[TrainScene]
+    model: SparseUNet
+    modules: nn.ModuleDict
+    preprocess: PreprocessConfig
+    device: torch.device
+    runner: NetworkRunner
+    run_dir: RunDir
+    dist: DistInfo
+    progress: bool
+    seed: int
+
+    @property
+    def backend(self) -> str:
+        return self.runner.backend
+
+    def infer(self, scenes: Sequence[Cloud] | None = None, network: SparseUNet | None = None,
+              **options: Any) -> list[Any]:
+        """:func:`~wsseg_training.engine.inference.infer` over ``scenes`` (default: the training scenes) with
+        ``network`` (default: the backbone), this run's preprocessing, device, backend and process group;
+        the modules are in eval mode too.  ``options``: ``head``, ``tta``, ``reduce``, ``desc``."""
+        options.setdefault("modules", self.modules)
+        options.setdefault("progress", self.progress)
+        return infer(self.scenes if scenes is None else scenes, self.model if network is None else network,
+                     self.preprocess, self.device, dist=self.dist, runner=self.runner, **options)
 
 
 class Method:
@@ -114,11 +168,11 @@ class Method:
     def build_modules(self, backbone: SparseUNet) -> nn.ModuleDict:
         return nn.ModuleDict()
 
-    def stages(self, total_steps: int) -> list[Stage]:
-        return [Stage("train", total_steps)]
+    def stages(self, plan: TrainPlan) -> list[Stage]:
+        return [Stage("train", plan.total_steps)]
 
-    def begin_stage(self, index: int, stage: Stage, trainer: Trainer) -> None:
-        """Called when stage ``index`` starts (not when a run resumes inside it)."""
+    def begin_stage(self, index: int, stage: Stage, ctx: StageContext) -> None:
+        """Called when stage ``index`` starts (not when a run resumes inside it), before its re-initialisation."""
 
     def losses(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -17,9 +17,13 @@ What was verified empirically (spconv 2.3.8, ``tests/training/test_spconv_parity
 * spconv silently misreads an indices tensor that is not C-contiguous (e.g.
   ``torch.from_numpy(np.argwhere(...))``, which is Fortran-ordered): the
   backend makes them contiguous.
-* spconv's coarse levels have their own row order (not sorted), so
-  ``encoder``/``decoder`` features of levels > 0 differ from the reference by a
-  row permutation; level 0 (logits, point features) keeps the input order.
+* spconv's coarse levels have their own row order (not sorted); level 0 (logits,
+  point features) keeps the input order.  :class:`SpconvOps` maps every coarse
+  level onto the reference order (rows sorted by ``[batch, x, y, z]``, see
+  :mod:`wsseg_training.model.levels`) by sorting the level's spconv coordinates:
+  the per-scene shift below moves a scene by a multiple of ``2 ** l`` voxels of
+  level l, so it keeps each scene's order, and the batch index sorts first.
+  ``encoder``/``decoder`` features therefore equal the reference's row for row.
 * spconv's CPU build races with more than one torch thread: on a ~23k-voxel
   cloud 7-62 rows of a single submanifold conv (about 1 in 400-3000) come out
   wrong, different rows on every run, and the errors spread through the U-Net.
@@ -95,6 +99,29 @@ class SpconvOps:
         self.spatial_shape: dict[int, list[int]] = {0: spatial_shape}
         self.indice_dict: dict = {}
         self._shells = shells
+        self._order: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _reference_order(self, level: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(order, inverse): spconv row ``order[i]`` is reference row i; ``inverse[j]`` is spconv row j's."""
+        if level not in self._order:
+            idx = self.indices[level].to(torch.int64)
+            sx, sy, sz = self.spatial_shape[level]
+            key = ((idx[:, 0] * sx + idx[:, 1]) * sy + idx[:, 2]) * sz + idx[:, 3]
+            order = torch.argsort(key)
+            inverse = torch.empty_like(order)
+            inverse[order] = torch.arange(order.shape[0], device=order.device)
+            self._order[level] = (order, inverse)
+        return self._order[level]
+
+    def to_reference(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        if level == 0:  # spconv keeps the input rows
+            return x
+        return x[self._reference_order(level)[0]]
+
+    def from_reference(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        if level == 0:
+            return x
+        return x[self._reference_order(level)[1]]
 
     def _tensor(self, x: torch.Tensor, level: int):  # -> spconv.SparseConvTensor
         return spconv.SparseConvTensor(
@@ -171,7 +198,7 @@ class SpconvUNet(nn.Module):
         return self.forward_features(coords, features).logits
 
     def forward_features(self, coords: torch.Tensor, features: torch.Tensor) -> UNetOutput:
-        """Like :meth:`SparseUNet.forward_features`; coarse levels' rows are in spconv's order."""
+        """Like :meth:`SparseUNet.forward_features`, rows of every level in the reference order."""
         if coords.shape[0] != features.shape[0]:
             raise ValueError(f"coords has {coords.shape[0]} rows, features {features.shape[0]}")
         ops = SpconvOps(coords, self.unet.num_levels, self._shells)

@@ -19,6 +19,12 @@ over the active voxels of the whole batch (``BatchNorm1d`` on ``(M, C)``).
 The network structure is written once against :class:`ConvOps`; the kernel-map
 ops here are the reference (and the ONNX graph), the spconv backend
 (:mod:`wsseg_training.model.spconv_backend`) runs the same modules through spconv.
+
+Features in the middle of the network: ``UNetOutput.encoder[l]`` / ``decoder[l]`` are level ``l``'s features
+in the level's reference row order on both backends (:mod:`wsseg_training.model.levels`;
+``DeviceBatch.level_rows(l)`` maps points to them).  :meth:`SparseUNet.decode_from` takes features that
+replace ``decoder[l]`` and runs the rest of the decoder (levels l-1 .. 0, each sample's own encoder skip
+connections) and the head.  DSP's "after the first up-sampling" is decoder level ``L - 2``.
 """
 
 from __future__ import annotations
@@ -84,18 +90,29 @@ class UNetConfig:
 
 @dataclass
 class UNetOutput:
-    """Everything one forward pass produces (rows follow the level's voxel order).
+    """Everything one forward pass produces (rows of level l in its reference order, see the module docstring).
 
     logits: (M_0, num_classes).
     encoder: per level l, (M_l, c_l), the encoder output (level L-1 = the bottom).
     decoder: per level l, (M_l, c_l), the decoder output; ``decoder[L-1]`` is the bottom.
     point_features: (M_0, c_0) = ``decoder[0]``, the features the head classifies.
+    state: what :meth:`SparseUNet.decode_from` needs to run the decoder again (the pass's convolution ops
+        and skip features in the backend's own row order); None for outputs not made by ``run``.
     """
 
     logits: torch.Tensor
     encoder: list[torch.Tensor]
     decoder: list[torch.Tensor]
     point_features: torch.Tensor
+    state: DecoderState | None = None
+
+
+@dataclass(frozen=True)
+class DecoderState:
+    """ops: the forward pass's :class:`ConvOps`.  skips: encoder features per level, in the ops' row order."""
+
+    ops: ConvOps
+    skips: list[torch.Tensor]
 
 
 class ConvOps(Protocol):
@@ -111,6 +128,14 @@ class ConvOps(Protocol):
 
     def up(self, conv: UpConv3d, x: torch.Tensor, level: int) -> torch.Tensor:
         """(M_{level+1}, C_in) -> (M_level, C_out)."""
+        ...
+
+    def to_reference(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        """Rows of ``level`` from the ops' own order to the reference order (identity for kernel maps)."""
+        ...
+
+    def from_reference(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        """The inverse of :meth:`to_reference`."""
         ...
 
 
@@ -154,6 +179,12 @@ class MapOps:
 
     def up(self, conv: UpConv3d, x: torch.Tensor, level: int) -> torch.Tensor:
         return conv(x, self.ups[level])
+
+    def to_reference(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        return x  # the kernel maps' rows are the reference order
+
+    def from_reference(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        return x
 
 
 class ConvNormReLU(nn.Module):
@@ -265,14 +296,52 @@ class SparseUNet(nn.Module):
             for block in self.encoders[level]:
                 x = block(x, ops, level)
             encoder.append(x)
+        decoder = self._decode(x, levels - 1, encoder, ops)
+        return UNetOutput(
+            logits=self.head(decoder[0]),
+            encoder=[ops.to_reference(e, level) for level, e in enumerate(encoder)],
+            decoder=[ops.to_reference(d, level) for level, d in enumerate(decoder)],
+            point_features=decoder[0],
+            state=DecoderState(ops=ops, skips=encoder),
+        )
+
+    def decode_from(self, output: UNetOutput, level: int, features: torch.Tensor) -> UNetOutput:
+        """Replace ``output.decoder[level]`` by ``features`` and run the rest of the decoder and the head.
+
+        output: a forward pass of this network (same batch).  features: (M_level, channels[level]) in the
+        level's reference row order.  Returns a new output: logits and ``decoder[0..level]`` from
+        ``features``; ``encoder`` and the coarser ``decoder`` levels are those of ``output``.  The skip
+        connections are the batch's own encoder features, so rows of sample b decode with sample b's skips.
+        """
+        if output.state is None:
+            raise ValueError("decode_from needs an output of SparseUNet.run / forward_features (it has no state)")
+        if not 0 <= level < self.num_levels:
+            raise ValueError(f"decoder level {level} is outside 0..{self.num_levels - 1}")
+        expected = (output.decoder[level].shape[0], self.config.channels[level])
+        if tuple(features.shape) != expected:
+            raise ValueError(f"features for decoder level {level} must have shape {expected}, "
+                             f"got {tuple(features.shape)}")
+        ops = output.state.ops
+        decoder = self._decode(ops.from_reference(features, level), level, output.state.skips, ops)
+        return UNetOutput(
+            logits=self.head(decoder[0]),
+            encoder=output.encoder,
+            decoder=[ops.to_reference(d, lv) for lv, d in enumerate(decoder[:level])] + [features]
+            + output.decoder[level + 1:],
+            point_features=decoder[0],
+            state=output.state,
+        )
+
+    def _decode(self, x: torch.Tensor, level: int, skips: list[torch.Tensor], ops: ConvOps) -> list[torch.Tensor]:
+        """Decoder outputs of levels 0..``level`` (``x`` = level ``level``'s), in the ops' row order."""
         decoder: list[torch.Tensor] = [x]
-        for level in range(levels - 2, -1, -1):
-            x = self.ups[level](x, ops, level)
-            x = torch.cat([x, encoder[level]], dim=1)
-            for block in self.decoders[level]:
-                x = block(x, ops, level)
+        for lv in range(level - 1, -1, -1):
+            x = self.ups[lv](x, ops, lv)
+            x = torch.cat([x, skips[lv]], dim=1)
+            for block in self.decoders[lv]:
+                x = block(x, ops, lv)
             decoder.insert(0, x)
-        return UNetOutput(logits=self.head(x), encoder=encoder, decoder=decoder, point_features=x)
+        return decoder
 
 
 def count_parameters(model: nn.Module) -> int:

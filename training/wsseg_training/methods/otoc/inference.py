@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from wsseg.core.classes import ClassTable
-from wsseg.core.preprocess import PreprocessConfig, prepare_cloud
+from wsseg.core.preprocess import PreprocessConfig
 from wsseg.core.scene import Scene
 from wsseg_training.checkpoint import (
     CheckpointError,
@@ -32,11 +32,11 @@ from wsseg_training.checkpoint import (
     model_from_checkpoint,
     preprocess_from_checkpoint,
 )
+from wsseg_training.engine.inference import ForwardView, PointCloud, infer
 from wsseg_training.methods.common.prototypes import PrototypeBank, PrototypeSums
 from wsseg_training.methods.otoc.config import OtocConfig
 from wsseg_training.methods.otoc.propagate import Propagation, propagate_scene
 from wsseg_training.methods.otoc.relation import build_relation_net
-from wsseg_training.model.inputs import to_torch
 from wsseg_training.model.unet import SparseUNet, UNetConfig
 
 #: ``wsseg eval --inference`` choices for an otoc run
@@ -85,31 +85,23 @@ class SceneOutputs:
     relation_embedding: torch.Tensor | None
 
 
-@torch.no_grad()
-def _eval_forward(net: SparseUNet, features: torch.Tensor, maps: list[torch.Tensor]) -> Any:
-    was_training = net.training
-    net.eval()
-    try:
-        return net.forward_features(features, maps, compact=True)
-    finally:
-        net.train(was_training)
-
-
-@torch.no_grad()
 def scene_outputs(model: SparseUNet, relation: SparseUNet | None, preprocess: PreprocessConfig, xyz: np.ndarray,
                   rgb: np.ndarray | None, intensity: np.ndarray | None, device: torch.device) -> SceneOutputs:
-    """Θ (and R) over a whole scene.  xyz: (N, 3) float32 metres; rgb: (N, 3) uint8; intensity: (N,) float32."""
-    names = preprocess.features.ordered_names
-    net_input = prepare_cloud(preprocess, xyz, rgb=rgb if "rgb" in names else None,
-                              intensity=intensity if "intensity" in names else None)
-    features, maps = to_torch(net_input, device)
-    inverse = torch.from_numpy(net_input.grid.inverse).to(device)
-    out = _eval_forward(model, features, maps)
-    prob = torch.softmax(out.logits.float(), dim=1)[inverse]
-    embedding = None
-    if relation is not None:
-        embedding = _eval_forward(relation, features, maps).logits.float()[inverse]
-    return SceneOutputs(prob=prob, unet_feature=out.point_features.float()[inverse], relation_embedding=embedding)
+    """Θ (and R) over a whole scene, through the engine's one inference pass (eval mode, single view).
+
+    xyz: (N, 3) float32 metres; rgb: (N, 3) uint8; intensity: (N,) float32.
+    """
+
+    def head(view: ForwardView) -> dict[str, torch.Tensor]:
+        out = {"prob": torch.softmax(view.output.logits.float(), dim=1),
+               "unet_feature": view.output.point_features.float()}
+        if relation is not None:
+            out["relation_embedding"] = view.run(relation).logits.float()
+        return out
+
+    outputs = infer([PointCloud(xyz, rgb, intensity)], model, preprocess, device, head=head, modules=relation)[0]
+    return SceneOutputs(prob=outputs["prob"], unet_feature=outputs["unet_feature"],
+                        relation_embedding=outputs.get("relation_embedding"))
 
 
 @torch.no_grad()

@@ -6,7 +6,7 @@
     for t = 1 .. iterations:                  one engine Stage per round ("round t"), fresh LR schedule
         train Θ with cross-entropy on Y_{t-1} (Eq. 1)
           and R with the prototype contrastive loss on pooled embeddings (Eq. 6-7, variant rel_gp)
-        begin of round t+1: Θ (and R) predict every training scene (``trainer.infer``-style eval pass),
+        begin of round t+1: Θ (and R) predict every training scene (``ctx.infer``-style eval pass),
           pool to super-voxels, propagate on the super-voxel graph, keep the confident ones -> Y_t
 
 Θ and R are trained side by side in one optimiser (their parameters are disjoint, so the summed loss
@@ -46,7 +46,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -57,11 +57,11 @@ from tqdm import tqdm
 from wsseg.core.classes import IGNORE_INDEX
 from wsseg.core.scene import Scene
 from wsseg_training.engine.config import ConfigError
-from wsseg_training.engine.optim import Stage
 from wsseg_training.engine.scenes import TrainScene, train_scene_from
+from wsseg_training.engine.schedule import Stage, TrainPlan
 from wsseg_training.evaluation.metrics import ConfusionMatrix
 from wsseg_training.labels import Clicks
-from wsseg_training.methods.base import Method, StepContext
+from wsseg_training.methods.base import Method, StageContext, StepContext
 from wsseg_training.methods.common.class_weights import class_weights, label_counts
 from wsseg_training.methods.common.losses import point_cross_entropy
 from wsseg_training.methods.common.segments import Segments
@@ -81,9 +81,6 @@ from wsseg_training.methods.otoc.pseudo_labels import (
 )
 from wsseg_training.methods.otoc.relation import relation_loss
 from wsseg_training.model.unet import SparseUNet
-
-if TYPE_CHECKING:
-    from wsseg_training.engine.loop import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -185,13 +182,13 @@ class OtocMethod(Method):
             return nn.ModuleDict()
         return build_otoc_modules(backbone.config, self.config, self.num_classes)
 
-    def stages(self, total_steps: int) -> list[Stage]:
+    def stages(self, plan: TrainPlan) -> list[Stage]:
         rounds = 1 if self.options["star"] else self.config.self_training_iterations
-        per_round = self.options["steps_per_iteration"] or max(1, total_steps // rounds)
+        per_round = self.options["steps_per_iteration"] or max(1, plan.total_steps // rounds)
         label = "1T1C* (Y_0 only)" if self.options["star"] else "round {}"
         return [Stage(label.format(t + 1), per_round, restart_schedule=True) for t in range(rounds)]
 
-    def begin_stage(self, index: int, stage: Stage, trainer: Trainer) -> None:
+    def begin_stage(self, index: int, stage: Stage, trainer: StageContext) -> None:
         """Round ``index + 1`` trains on Y_index: Y_0 is the click expansion; later ones come from propagation."""
         started = time.perf_counter()
         if index > 0:
@@ -254,7 +251,7 @@ class OtocMethod(Method):
             ctx.modules["sums"].add(F.normalize(pooled[keep], dim=1), node_labels[keep])  # type: ignore[operator]
         return loss
 
-    def _update_pseudo_labels(self, trainer: Trainer) -> None:
+    def _update_pseudo_labels(self, trainer: StageContext) -> None:
         """Algorithm 1 lines 5-6 on every training scene: predict, propagate, keep the confident -> new labels."""
         relation = module_or_none(trainer.modules, "relation")
         prototypes = prototypes_of(trainer.modules)
@@ -272,7 +269,7 @@ class OtocMethod(Method):
                 labels = propagation.pseudo_labels(initial)
             scene.point_targets["labels"] = labels
 
-    def _record(self, index: int, seconds: float, trainer: Trainer) -> None:
+    def _record(self, index: int, seconds: float, trainer: StageContext) -> None:
         """Log Y_index's coverage (and, for analysis only, its quality) and write ``RUN/otoc_rounds.json``."""
         if any(h["pseudo_labels"] == index for h in self.history):  # re-entered after a resume
             return
