@@ -39,9 +39,10 @@ from wsseg.core.voxelize import voxel_mean, voxelize
 
 log = logging.getLogger(__name__)
 
-METHODS = ("felzenszwalb", "slic")
-#: neighbours of the PCA normals per method when ``SupervoxelParams.normal_neighbours`` is None
-DEFAULT_NORMAL_NEIGHBOURS = {"felzenszwalb": 64, "slic": 16}
+METHODS = ("felzenszwalb", "slic", "cutpursuit")
+#: neighbours of the PCA normals (cutpursuit: of its geometric features) per method when
+#: ``SupervoxelParams.normal_neighbours`` is None
+DEFAULT_NORMAL_NEIGHBOURS = {"felzenszwalb": 64, "slic": 16, "cutpursuit": 30}
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,9 @@ class SupervoxelParams:
         normals blur small objects (table-top test scene at 3 cm: achievable accuracy 0.977 -> 0.965).
     threshold: Felzenszwalb constant (unitless, per vertex).  min_points: smallest super-voxel, in points.
     max_edge_m: drop graph edges longer than this (None = keep all k-NN edges).
-    seed_spacing_m, slic_iterations, spatial_weight: ``slic`` only.
+    seed_spacing_m, slic_iterations, spatial_weight: ``slic``; ``cutpursuit`` also uses seed_spacing_m and
+        spatial_weight (position term, see :mod:`wsseg_training.data.supervoxels_cutpursuit`).
+    regularization: ``cutpursuit`` only: the l0 penalty per cut edge (larger = bigger super-voxels).
     """
 
     method: str = "felzenszwalb"
@@ -73,6 +76,7 @@ class SupervoxelParams:
     seed_spacing_m: float = 0.3
     slic_iterations: int = 5
     spatial_weight: float = 1.0
+    regularization: float = 0.03
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -89,6 +93,7 @@ class SupervoxelParams:
             "seed_spacing_m": self.seed_spacing_m > 0,
             "slic_iterations": self.slic_iterations >= 1,
             "spatial_weight": self.spatial_weight >= 0,
+            "regularization": self.regularization >= 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -261,8 +266,13 @@ def _slic_labels(pos: np.ndarray, normals: np.ndarray, rgb01: np.ndarray | None,
             np.add.at(c_rgb, labels, rgb01)
             c_rgb /= counts
         k = min(8, used.size)
+    return connected_pieces(labels, edges)
+
+
+def connected_pieces(labels: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Split every cluster of ``labels`` (V,) into its pieces connected by ``edges`` (E, 2); (V,) int64 ids."""
     same = labels[edges[:, 0]] == labels[edges[:, 1]]
-    v = pos.shape[0]
+    v = labels.shape[0]
     graph = coo_matrix((np.ones(int(same.sum())), (edges[same, 0], edges[same, 1])), shape=(v, v))
     _, pieces = connected_components(graph, directed=False)
     return pieces.astype(np.int64)
@@ -292,10 +302,14 @@ def compute_supervoxels(xyz: np.ndarray, rgb: np.ndarray | None = None,
         inverse, mass = np.arange(xyz.shape[0]), np.ones(xyz.shape[0], dtype=np.int64)
     tree = cKDTree(pos)
     normals, _ = estimate_normals(pos, params.normals_k, tree)
-    edges, _ = knn_edges(pos, params.k_neighbours, params.max_edge_m, tree)
+    edges, lengths = knn_edges(pos, params.k_neighbours, params.max_edge_m, tree)
     weights = edge_weights(edges, normals, rgb01, params.normal_weight, params.colour_weight)
     if params.method == "felzenszwalb":
         labels = felzenszwalb_segments(pos.shape[0], edges, weights, params.threshold)
+    elif params.method == "cutpursuit":
+        from wsseg_training.data.supervoxels_cutpursuit import cut_pursuit_labels
+
+        labels = connected_pieces(cut_pursuit_labels(pos, rgb01, edges, lengths, params), edges)
     else:
         labels = _slic_labels(pos, normals, rgb01, edges, params)
     labels = merge_small(labels, mass, edges, weights, params.min_points)

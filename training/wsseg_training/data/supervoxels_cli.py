@@ -52,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="slic: seed grid spacing = target super-voxel size (default %(default)s)")
     parser.add_argument("--slic-iterations", type=int, default=defaults.slic_iterations)
     parser.add_argument("--spatial-weight", type=float, default=defaults.spatial_weight)
+    parser.add_argument("--regularization", type=float, default=defaults.regularization,
+                        help="cutpursuit: l0 penalty per cut edge, larger = bigger super-voxels (default %(default)s)")
     parser.add_argument("--split", default=None, help="only this split (default: every scene)")
     parser.add_argument("--boundary-tolerance-m", type=float, default=None,
                         help="boundary-recall tolerance, metres (default: the pre-grid size)")
