@@ -11,11 +11,14 @@ suggestion, and saves a screenshot of the whole page.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
 import threading
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from playwright.sync_api import sync_playwright
@@ -24,25 +27,50 @@ from wsseg_training.annotate.session import Session
 from wsseg_training.annotate.suggest import load_model
 from wsseg_training.data.dataset import Dataset
 
+from wsseg.core.scene import Scene
+
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def object_points(dataset: Dataset, scene_name: str, count: int) -> list[tuple[int, int]]:
-    """(point, class) of up to ``count`` objects of different classes: the point nearest each object's centre."""
-    scene = dataset.load(scene_name)
+def objects(scene: Scene, below_z: float, count: int = 6) -> list[tuple[int, np.ndarray]]:
+    """(class, member points under the height clip) of up to ``count`` large objects of different classes."""
     out, seen = [], set()
     for obj in np.unique(scene.instance[scene.instance >= 0]):  # type: ignore[index]
-        members = np.flatnonzero(scene.instance == obj)
-        cls = int(scene.semantic[members[0]])  # type: ignore[index]
-        if cls in seen or members.size < 200:
+        members = np.flatnonzero((scene.instance == obj) & (scene.xyz[:, 2] <= below_z))
+        if members.size < 300:
             continue
-        centre = scene.xyz[members].mean(axis=0)
-        out.append((int(members[np.argmin(np.linalg.norm(scene.xyz[members] - centre, axis=1))]), cls))
-        seen.add(cls)
+        cls = int(scene.semantic[members[0]])  # type: ignore[index]
+        if cls not in seen:
+            out.append((cls, members))
+            seen.add(cls)
         if len(out) == count:
             break
     return out
+
+
+def visible_pixel(page: Any, base: str, scene: Scene, members: np.ndarray, offset: np.ndarray,
+                  clip_z: float) -> list[float] | None:
+    """A pixel where a click picks one of ``members`` (the object is in front there), asked of the server."""
+    rng = np.random.default_rng(0)
+    for point in rng.choice(members, size=min(40, members.size), replace=False):
+        pixel = page.evaluate("(p) => window.wsseg.view.project(p)", (scene.xyz[point] - offset).tolist())
+        if pixel is None:
+            continue
+        ray = page.evaluate("([x, y]) => { const r = document.getElementById('canvas').getBoundingClientRect();"
+                            " return window.wsseg.view.rayAt(x - r.left, y - r.top); }", [round(v) for v in pixel])
+        body = json.dumps({**ray, "max_z": clip_z}).encode()
+        request = urllib.request.Request(f"{base}/api/scene/{scene_name_of(page)}/pick", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            picked = json.loads(response.read())["point"]
+        if picked is not None and scene.instance[picked] == scene.instance[point]:  # type: ignore[index]
+            return [round(v) for v in pixel]
+    return None
+
+
+def scene_name_of(page: Any) -> str:
+    return str(page.evaluate("window.wsseg.app.scene"))
 
 
 def main() -> int:
@@ -50,7 +78,6 @@ def main() -> int:
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--scene", default=None, help="scene to show (default: the first)")
     parser.add_argument("--model", type=Path, default=None)
-    parser.add_argument("--clicks", type=int, default=6)
     parser.add_argument("--hide-top-m", type=float, default=0.5, help="height slider: hide this much of the top")
     parser.add_argument("--out", type=Path, default=Path("docs/images/annotate.png"))
     args = parser.parse_args()
@@ -69,17 +96,21 @@ def main() -> int:
                 profile, executable_path="/usr/bin/chromium", args=FLAGS, headless=True,
                 viewport={"width": 1400, "height": 860})
             page = context.new_page()
-            page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+            base = f"http://127.0.0.1:{server.server_address[1]}"
+            page.goto(f"{base}/")
             page.wait_for_function("window.wsseg && window.wsseg.ready", timeout=300_000)
             offset = np.asarray(page.evaluate("window.wsseg.app.info.offset"))
             # hide the ceiling with the height slider, as one does indoors
             page.evaluate(f"""() => {{ const s = document.getElementById('clip-z');
                               s.value = String(Number(s.max) - {args.hide_top_m});
                               s.dispatchEvent(new Event('input')); }}""")
-            xyz = dataset.load(scene_name).xyz
-            for point, cls in object_points(dataset, scene_name, args.clicks):
+            scene = dataset.load(scene_name)
+            clip_z = page.evaluate("window.wsseg.app.clipZ")
+            for cls, members in objects(scene, clip_z + offset[2]):
+                pixel = visible_pixel(page, base, scene, members, offset, clip_z)
+                if pixel is None:
+                    continue
                 page.evaluate(f"window.wsseg.setClass({cls})")
-                pixel = page.evaluate("(p) => window.wsseg.view.project(p)", (xyz[point] - offset).tolist())
                 before = page.evaluate("document.body.dataset.revision")
                 page.mouse.click(round(pixel[0]), round(pixel[1]))
                 page.wait_for_function(f"document.body.dataset.revision !== '{before}'", timeout=120_000)

@@ -43,7 +43,7 @@ export function renderSuggestions(items, focused, classes) {
   $("suggestion-list").replaceChildren(...items.map((s, i) => el("li", { class: i === focused ? "focused" : "" }, [
     el("span", { text: `${i + 1}.` }),
     el("span", { text: `${s.size} pts, uncertainty ${s.uncertainty.toFixed(2)}` }),
-    el("span", { class: "muted small", text: `model: ${classes[s.predicted] ? classes[s.predicted].name : "?"}` }),
+    el("span", { class: "muted small", text: classes[s.predicted] ? classes[s.predicted].name : "?" }),
   ])));
 }
 
