@@ -237,3 +237,42 @@ def test_instance_centres_and_offset_losses() -> None:
     terms = offset_losses(wrong, xyz, instance)
     assert float(terms.l1_sum) == pytest.approx(2.0 + 2.0 + 0.5)
     assert float(terms.direction_sum) == pytest.approx(0.0 + 1.0)  # orthogonal, then opposite
+
+
+# --- regions per scene and per step --------------------------------------------------------------------------
+
+def test_scene_regions_adjacency_and_boundaries_on_three_regions() -> None:
+    from wsseg_training.methods.ws3d.regions import SceneRegions
+
+    # three 1 m slabs in a row along x (regions 0, 1, 2): 0-1 and 1-2 touch, 0-2 do not
+    x = np.repeat(np.arange(0.05, 3.0, 0.1), 25)
+    yz = np.tile(np.stack(np.meshgrid(np.arange(5) * 0.1, np.arange(5) * 0.1), -1).reshape(-1, 2), (len(x) // 25, 1))
+    xyz = np.column_stack([x, yz]).astype(np.float32)
+    region = np.floor(x).astype(np.int64)
+    regions = SceneRegions.build(xyz, region, k=10)
+    np.testing.assert_array_equal(regions.pairs, [[0, 1], [1, 2]])
+    np.testing.assert_array_equal(regions.w, [0.0, 0.0])
+    regions.set_boundaries((x > 0.9) & (x < 1.1))  # boundary points in regions 0 and 1 only
+    np.testing.assert_array_equal(regions.w, [1.0, 0.0])
+
+
+def test_view_regions_are_shared_by_the_views_and_batch_local() -> None:
+    from wsseg_training.methods.ws3d.regions import SceneRegions, view_regions
+
+    scene_a = SceneRegions(region=np.array([5, 5, 7, 7, 9, -1]), pairs=np.array([[5, 7], [7, 9], [5, 9]]),
+                           w=np.array([1.0, 0.0, 1.0], np.float32))
+    scene_b = SceneRegions(region=np.array([0, 0, 1]), pairs=np.array([[0, 1]]), w=np.array([0.0], np.float32))
+    # batch: group 3 = scene a (points 0, 1, 2, 3, 5: region 9 is not in the crop), group 4 = scene b
+    names = ["a", "a", "b", "b"]
+    group, member = np.array([3, 3, 4, 4]), np.array([0, 1, 0, 1])
+    offsets = np.array([0, 5, 10, 13, 16])
+    point_index = np.array([0, 1, 2, 3, 5] * 2 + [0, 1, 2] * 2)
+    vr = view_regions(names, group, member, offsets, point_index, {"a": scene_a, "b": scene_b})
+    np.testing.assert_array_equal(vr.rows[0], [0, 1, 2, 3, 4, 10, 11, 12])
+    np.testing.assert_array_equal(vr.rows[1], [5, 6, 7, 8, 9, 13, 14, 15])
+    np.testing.assert_array_equal(vr.node, [0, 0, 1, 1, -1, 2, 2, 3])
+    assert vr.num_regions == 4
+    np.testing.assert_array_equal(vr.pairs, [[0, 1], [2, 3]])  # (7, 9) and (5, 9) left: 9 not in the crop
+    np.testing.assert_array_equal(vr.w, [1.0, 0.0])
+    with pytest.raises(ValueError, match="views"):
+        view_regions(names[:3], group[:3], member[:3], offsets[:4], point_index, {"a": scene_a, "b": scene_b})
