@@ -13,7 +13,7 @@ rows ``point_offsets[b]:point_offsets[b + 1]`` of every per-point array, its vox
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -43,6 +43,7 @@ class Batch:
     subcloud: (B,) int64 sub-cloud index in its scene, -1 unless the region is ``subcloud``.
     point_offsets: (B + 1,) int64, the points of position b are rows ``point_offsets[b]:point_offsets[b + 1]``;
     the views of a group hold the same scene points in the same order (``point_index`` equal).
+    extra: the stage's extra batch (``Stage.extra``), a :class:`Batch` of its own, or None.
     """
 
     net_input: NetworkInput
@@ -61,6 +62,7 @@ class Batch:
     partner: np.ndarray
     subcloud: np.ndarray
     point_offsets: np.ndarray
+    extra: Batch | None = None
 
     @property
     def size(self) -> int:
@@ -86,7 +88,7 @@ class Batch:
             scene_targets={k: tensor(v) for k, v in self.scene_targets.items()},
             supervoxel=None if self.supervoxel is None else tensor(self.supervoxel),
             tags=None if self.tags is None else tensor(self.tags),
-            host=self,
+            host=self, extra=None if self.extra is None else self.extra.to(device),
         )
 
 
@@ -97,7 +99,8 @@ class DeviceBatch:
     features: (M_0, C_in) float32.  maps: kernel maps (``map_input_names`` order), int64.
     coords: (M_0, 4) int32 ``[batch, x, y, z]`` (spconv backend).  inverse: (P,) int64 point -> voxel row.
     point_batch, point_targets, scene_targets, supervoxel, tags: as in :class:`Batch`.  host: the numpy batch
-    (``host.group``, ``host.member``, ``host.partner``, ``host.points_of(b)``, ...).
+    (``host.group``, ``host.member``, ``host.partner``, ``host.points_of(b)``, ...).  extra: the extra batch on
+    the device, or None.
     """
 
     features: torch.Tensor
@@ -110,6 +113,7 @@ class DeviceBatch:
     supervoxel: torch.Tensor | None
     tags: torch.Tensor | None
     host: Batch
+    extra: DeviceBatch | None = None
 
     def level_rows(self, level: int) -> torch.Tensor:
         """(P,) int64: the voxel row of every point at U-Net level ``level`` (0 = ``inverse``).
@@ -124,6 +128,11 @@ class DeviceBatch:
         """(M_level,) int64 batch position of every voxel row of ``level``."""
         coords = self.host.net_input.maps.coords[level]
         return torch.from_numpy(coords[:, 0].astype(np.int64)).to(self.inverse.device)
+
+
+def extra_seed(seed: int) -> int:
+    """The seed of a stage's extra batch (``Stage.extra``): derived from the run's, independent of it."""
+    return int(np.random.SeedSequence([int(seed), 1]).generate_state(1)[0])
 
 
 def steps_per_epoch(num_scenes: int, batch_scenes: int) -> int:
@@ -192,18 +201,21 @@ class StepBatches(torch.utils.data.Dataset):
 
     Usable directly (``num_workers = 0``) or behind a ``DataLoader`` with worker processes.  sampling: the
     stage's (:mod:`wsseg_training.engine.sampling`).  num_classes: C of the per-sample tags (None: no tags).
+    extra / extra_samples: the stage's extra batch (``Stage.extra``), attached as ``Batch.extra``.
     """
 
     def __init__(self, scenes: Sequence[TrainScene], preprocess: PreprocessConfig, data: DataConfig, seed: int,
                  total_steps: int, rank: int = 0, world_size: int = 1, augment_data: bool = True,
-                 sampling: Sampling = CROP, num_classes: int | None = None) -> None:
+                 sampling: Sampling = CROP, num_classes: int | None = None, extra: Sampling | None = None,
+                 extra_samples: int = 0) -> None:
         if not scenes:
             raise ValueError("no training scene (check the split and the weak-label file)")
-        per_step = sampling.group_size * world_size
-        if data.batch_scenes % per_step:
-            what = f"{sampling.group_size}-sample groups ({sampling.group}) x " if sampling.group_size > 1 else ""
-            raise ValueError(f"data.batch_scenes={data.batch_scenes} must be a multiple of {what}the number of "
-                             f"processes ({world_size})")
+        for what_batch, size, chosen in (("data.batch_scenes", data.batch_scenes, sampling),
+                                         ("extra_samples", extra_samples, extra)):
+            if chosen is None or size % (chosen.group_size * world_size) == 0:
+                continue
+            what = f"{chosen.group_size}-sample groups ({chosen.group}) x " if chosen.group_size > 1 else ""
+            raise ValueError(f"{what_batch}={size} must be a multiple of {what}the number of processes ({world_size})")
         self.scenes = list(scenes)
         self.preprocess = preprocess
         self.data = data
@@ -213,6 +225,9 @@ class StepBatches(torch.utils.data.Dataset):
         self.sampling = sampling
         self.drawer = SampleDrawer(self.scenes, sampling, data, seed, num_classes=num_classes,
                                    augment_data=augment_data)
+        self.extra_samples = extra_samples
+        self.extra = None if extra is None else SampleDrawer(self.scenes, extra, data, extra_seed(seed),
+                                                             num_classes=num_classes, augment_data=augment_data)
 
     def __len__(self) -> int:
         return self.total_steps
@@ -222,11 +237,17 @@ class StepBatches(torch.utils.data.Dataset):
         return self.drawer.steps_per_epoch(self.data.batch_scenes)
 
     def __getitem__(self, step: int) -> Batch:
-        groups = self.drawer.groups_per_step(self.data.batch_scenes)
+        batch = self._draw(self.drawer, step, self.data.batch_scenes)
+        if self.extra is None:
+            return batch
+        return replace(batch, extra=self._draw(self.extra, step, self.extra_samples))
+
+    def _draw(self, drawer: SampleDrawer, step: int, samples_per_step: int) -> Batch:
+        groups = drawer.groups_per_step(samples_per_step)
         samples: list[Sample] = []
         for group in range(self.rank, groups, self.world_size):
-            samples += self.drawer.draw_group(step, group, self.data.batch_scenes)
-        return collate(self.scenes, samples, self.preprocess, self.sampling)
+            samples += drawer.draw_group(step, group, samples_per_step)
+        return collate(self.scenes, samples, self.preprocess, drawer.sampling)
 
 
 def identity(item: Batch) -> Batch:

@@ -315,7 +315,8 @@ class Trainer:
         ``data.num_workers > 0``)."""
         source = StepBatches(self.scenes, self.preprocess, self.config.data, self.config.seed, total_steps,
                              rank=self.dist.rank, world_size=self.dist.world_size, sampling=stage.sampling,
-                             num_classes=self.dataset.classes.num_classes)
+                             num_classes=self.dataset.classes.num_classes, extra=stage.extra,
+                             extra_samples=stage.extra_samples)
         if self.config.data.num_workers == 0:
             return (source[step] for step in range(first, end))
         loader = torch.utils.data.DataLoader(

@@ -23,6 +23,9 @@ Groups (``Sampling.group``): consecutive slots of the global batch form groups o
     views     ``views`` slots with the same points (same scene, same region) and independent augmentations
               (WS3D): point i of one view is point i of every other view -- an exact correspondence
 
+Scenes (``Sampling.scenes``): the names of the scenes whose units are drawn (None = every training scene);
+e.g. WS3D trains its boundary network on the labelled scenes only.
+
 Per-sample targets, ``tags`` (C,) float32 multi-hot (C = the class table's size):
 
 * region ``subcloud``: the sub-cloud's annotated tags;
@@ -65,6 +68,7 @@ class Sampling:
     region: crop | subcloud | ball | scene.  group: single | pairs | views.  views: slots per group for
     ``views`` (>= 2).  radius_m: ball radius, metres.  max_points: cap of crop / subcloud / ball (None =
     ``data.crop_max_points``).  label_key: the per-point target whose classes define a sample's tags.
+    scenes: names of the scenes drawn from (None = all training scenes; a list is stored as a tuple).
     """
 
     region: str = "crop"
@@ -73,8 +77,11 @@ class Sampling:
     radius_m: float = 2.0
     max_points: int | None = None
     label_key: str = "labels"
+    scenes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.scenes is not None:
+            object.__setattr__(self, "scenes", tuple(str(n) for n in self.scenes))
         if self.region not in REGIONS:
             raise ValueError(f"sampling: region {self.region!r} is not one of {REGIONS}")
         if self.group not in GROUPS:
@@ -181,6 +188,9 @@ class SampleDrawer:
         self.augment_data = augment_data
         self.max_points = data.crop_max_points if sampling.max_points is None else sampling.max_points
         self.units = sample_units(self.scenes, sampling)
+        if not self.units and sampling.scenes is not None:
+            raise ValueError(f"sampling: none of the scenes {list(sampling.scenes)[:5]} (of {len(sampling.scenes)}) "
+                             "is a training scene with a unit to draw")
         if not self.units:
             raise ValueError("sampling 'subcloud': no training scene has a sub-cloud with points in it (check the "
                              "subcloud_tags file and the method's make_targets)")
@@ -311,8 +321,11 @@ def _labelled_classes(labels: np.ndarray) -> np.ndarray:
 
 
 def sample_units(scenes: Sequence[TrainScene], sampling: Sampling) -> list[tuple[int, int]]:
-    """(scene index, sub-cloud index or -1) of every unit an epoch visits (sub-clouds without points are left out)."""
+    """(scene index, sub-cloud index or -1) of every unit an epoch visits (sub-clouds without points are left out;
+    only the scenes named in ``sampling.scenes`` when set)."""
+    wanted = None if sampling.scenes is None else set(sampling.scenes)
+    chosen = [i for i, scene in enumerate(scenes) if wanted is None or scene.name in wanted]
     if sampling.region != "subcloud":
-        return [(i, -1) for i in range(len(scenes))]
-    return [(i, k) for i, scene in enumerate(scenes) for k, subcloud in enumerate(scene.subclouds)
-            if subcloud.mask(scene.xyz).any()]
+        return [(i, -1) for i in chosen]
+    return [(i, k) for i in chosen for k, subcloud in enumerate(scenes[i].subclouds)
+            if subcloud.mask(scenes[i].xyz).any()]

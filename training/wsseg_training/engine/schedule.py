@@ -16,6 +16,12 @@ groups_per_step)``; ``Stage(epochs=e)`` lasts ``ceil(e * steps_per_epoch)`` step
 is the number of epochs completed before a step (fractional), counted with each stage's own steps per
 epoch; methods read it as ``ctx.epoch`` (``losses``) or from ``ctx.schedule`` (``begin_stage``).
 
+Extra samples: ``Stage(..., extra=Sampling(...), extra_samples=n)`` draws, every step, a second batch of ``n``
+samples with its own sampling (WS3D: labelled crops beside the two-view groups of any scene); the method finds
+it as ``ctx.batch.extra`` (not forwarded by the engine: ``ctx.forward(ctx.batch.extra)``).  It is drawn from a
+seed derived from the run's (:func:`~wsseg_training.engine.batches.extra_seed`), so it too is a pure function
+of (seed, step, slot); epochs count the main sampling's units.
+
 Restarts: ``reinit_backbone`` / ``reinit_modules`` re-draw the weights at the start of the stage (after
 ``begin_stage``, which may still use the trained model, e.g. for pseudo labels), from a seed of
 ``(seed, stage index)`` only, so a resumed run re-draws exactly the same ones; ``reinit_optimizer`` starts the
@@ -41,6 +47,7 @@ class Stage:
     sampling: how the stage's samples are drawn (:mod:`wsseg_training.engine.sampling`).
     reinit_backbone / reinit_modules / reinit_optimizer: start the stage from freshly initialised backbone
     weights / method modules / optimiser state (see the module docstring).
+    extra / extra_samples: a second batch per step, ``extra_samples`` samples of ``extra`` (module docstring).
     """
 
     name: str
@@ -52,8 +59,13 @@ class Stage:
     reinit_backbone: bool = False
     reinit_modules: bool = False
     reinit_optimizer: bool = False
+    extra: Sampling | None = None
+    extra_samples: int = 0
 
     def __post_init__(self) -> None:
+        if self.extra is not None and self.extra_samples < self.extra.group_size:
+            raise ValueError(f"stage {self.name!r}: extra_samples must be >= {self.extra.group_size} (one group of the "
+                             f"extra sampling), got {self.extra_samples}")
         if self.steps is None and self.epochs is None:
             raise ValueError(f"stage {self.name!r}: give its length as steps or as epochs")
         if self.steps is not None and self.steps < 1:
