@@ -285,6 +285,7 @@ class OtocMethod(Method):
                     matrix.merge(pseudo_label_confusion(scene.point_targets["labels"], truth, self.num_classes))
             entry["analysis_miou"] = matrix.miou()
             entry["analysis_accuracy"] = matrix.overall_accuracy()
+            entry["analysis_iou"] = [round(float(v), 4) for v in matrix.iou()]  # per class: which way it floods
         self.history.append(entry)
         quality = (f", pseudo-label mIoU {100 * entry['analysis_miou']:.1f}% / accuracy "
                    f"{100 * entry['analysis_accuracy']:.1f}% (analysis only)") if "analysis_miou" in entry else ""
