@@ -4,10 +4,9 @@ smooth regions, on a 5 cm voxel grid.
 1. VCCS: :func:`wsseg_training.data.supervoxels.compute_supervoxels` with ``method="slic"`` (seeded
    clustering in the spirit of VCCS) at ``voxel_size_m`` with seeds every ``seed_spacing_m`` (GrowSP: 5 cm,
    0.5 m) and GrowSP's importances: spatial 0.4, normal 1.0, colour 0.2.
-2. Region growing on normals (PCL's, with GrowSP's curvature threshold 1, so every voxel is a seed): two
-   neighbouring voxels (``region_neighbours`` nearest) belong to one region when their normals differ by
-   less than ``smoothness_deg`` (GrowSP: 5° ScanNet, 3° S3DIS).  With every voxel a seed, PCL's region
-   growing is exactly the connected components of these smooth edges.
+2. Region growing on normals: :func:`wsseg_training.data.region_growing.region_growing` (PCL's algorithm) with
+   GrowSP's settings: the same 5 cm grid, 15 neighbours, ``smoothness_deg`` (GrowSP: 5° ScanNet, 3° S3DIS),
+   curvature threshold 1 (every voxel may seed), residual test at one voxel, regions of any size (min 1).
 3. Merge: a VCCS patch takes the id of the region that holds more than half of its voxels, otherwise it
    keeps its own id (so a planar wall becomes one super-voxel, a chair stays in patches).
 4. Super-voxels with fewer than ``min_points`` points become -1 (GrowSP's ``drop_threshold``: 30 ScanNet,
@@ -19,17 +18,14 @@ Quality against the dataset's default super-voxels: ``bench/densify_supervoxels.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from scipy.spatial import cKDTree
 
-from wsseg.core.voxelize import voxel_mean, voxelize
-from wsseg_training.data.supervoxels import SupervoxelParams, compute_supervoxels, estimate_normals, knn_edges
+from wsseg.core.voxelize import voxelize
+from wsseg_training.data.region_growing import RegionGrowingParams, region_growing
+from wsseg_training.data.supervoxels import SupervoxelParams, compute_supervoxels
 
 
 @dataclass(frozen=True)
@@ -42,6 +38,7 @@ class GrowspParams:
     normal_weight: float = 1.0
     colour_weight: float = 0.2
     normal_neighbours: int = 16
+    region_normal_neighbours: int = 30
     region_neighbours: int = 15
     smoothness_deg: float = 5.0
     min_points: int = 10
@@ -52,27 +49,14 @@ class GrowspParams:
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"growsp super-voxels: {name}={value!r} must be > 0")
-        if self.normal_neighbours < 3 or self.region_neighbours < 1 or self.min_points < 1:
+        if min(self.normal_neighbours, self.region_normal_neighbours) < 3 or self.region_neighbours < 1 \
+                or self.min_points < 1:
             raise ValueError(f"growsp super-voxels: normal_neighbours={self.normal_neighbours} (>= 3), "
-                             f"region_neighbours={self.region_neighbours} (>= 1), min_points={self.min_points} "
-                             "(>= 1) out of range")
+                             f"region_normal_neighbours={self.region_normal_neighbours} (>= 3), region_neighbours="
+                             f"{self.region_neighbours} (>= 1), min_points={self.min_points} (>= 1) out of range")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def smooth_regions(centres: np.ndarray, normals: np.ndarray, neighbours: int, smoothness_deg: float) -> np.ndarray:
-    """Region growing with every voxel a seed = connected components of the smooth k-NN edges.
-
-    centres: (V, 3) float metres; normals: (V, 3) unit, unoriented.  Returns (V,) int64 region per voxel.
-    """
-    edges, _ = knn_edges(centres, neighbours)
-    cos = np.abs(np.einsum("ed,ed->e", normals[edges[:, 0]].astype(np.float64), normals[edges[:, 1]]))
-    smooth = cos > math.cos(math.radians(smoothness_deg))
-    v = centres.shape[0]
-    graph = coo_matrix((np.ones(int(smooth.sum())), (edges[smooth, 0], edges[smooth, 1])), shape=(v, v))
-    _, region = connected_components(graph, directed=False)
-    return region.astype(np.int64)
 
 
 def merge_patches(patch: np.ndarray, region: np.ndarray) -> np.ndarray:
@@ -107,13 +91,16 @@ def growsp_supervoxels(xyz: np.ndarray, rgb: np.ndarray | None = None,
         method="slic", voxel_size_m=params.voxel_size_m, seed_spacing_m=params.seed_spacing_m,
         spatial_weight=params.spatial_weight, normal_weight=params.normal_weight,
         colour_weight=params.colour_weight, normal_neighbours=params.normal_neighbours, min_points=1))
+    regions = region_growing(xyz, RegionGrowingParams(
+        voxel_size_m=params.voxel_size_m, normal_neighbours=params.region_normal_neighbours,
+        neighbours=params.region_neighbours, smoothness_deg=params.smoothness_deg, curvature_threshold=1.0,
+        residual_threshold_m=params.voxel_size_m, min_points=1))
+    # Both label points on the same 5 cm grid, so every voxel's points share one patch and one region.
     grid = voxelize(xyz, params.voxel_size_m)
-    centres = voxel_mean(xyz, grid).astype(np.float64)
-    normals, _ = estimate_normals(centres, params.normal_neighbours, cKDTree(centres))
-    region = smooth_regions(centres, normals, params.region_neighbours, params.smoothness_deg)
-    # compute_supervoxels labels points; on its own 5 cm grid every voxel's points share one patch.
-    patch = np.zeros(centres.shape[0], dtype=np.int64)
+    patch = np.zeros(grid.num_voxels, dtype=np.int64)
     patch[grid.inverse] = vccs
+    region = np.zeros(grid.num_voxels, dtype=np.int64)
+    region[grid.inverse] = regions
     merged = merge_patches(patch, region)[grid.inverse]
     _, inverse, counts = np.unique(merged, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)

@@ -24,13 +24,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from wsseg_training.methods.common.segments import Segments, segment_mean
 from wsseg_training.methods.densify.matching import (
     UNMATCHED,
     filter_assignments,
     hungarian_match,
     naive_match,
 )
-from wsseg_training.methods.otoc.pooling import Segments, segment_mean
 
 #: matching modes of ℓ_match: bipartite (the paper) or every primitive to its best class (Tab. 4's ℓ*_match)
 MATCH_MODES = ("hungarian", "naive")
