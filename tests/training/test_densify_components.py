@@ -19,6 +19,13 @@ from wsseg_training.methods.densify.handcrafted import (
 from wsseg_training.methods.densify.kmeans import kmeans, member_means, nearest_centroid
 from wsseg_training.methods.densify.losses import cam_loss, match_loss, unsupervised_loss
 from wsseg_training.methods.densify.matching import filter_assignments, hungarian_match, naive_match
+from wsseg_training.methods.densify.primitive_count import auto_primitive_count
+from wsseg_training.methods.densify.primitives import (
+    Primitives,
+    cluster_primitives,
+    supervoxel_means,
+    supervoxel_nodes,
+)
 from wsseg_training.methods.densify.schedule import DensifySchedule
 
 from tests.conftest import make_box_scene
@@ -276,6 +283,13 @@ def test_scaled_schedule_keeps_the_papers_proportions() -> None:
         DensifySchedule(epochs=0)
 
 
+def test_auto_primitive_count_scales_with_supervoxels_above_a_floor() -> None:
+    assert auto_primitive_count(1_000_000, 20) == 300  # the paper's ScanNet setting
+    assert auto_primitive_count(2_000_000, 20) == 600
+    assert auto_primitive_count(2_000, 13) == 39  # a dozen rooms: the floor, 3 per class
+    assert auto_primitive_count(20, 13) == 20  # never more primitives than super-voxels
+
+
 # ---------------------------------------------------------------------------------------- bootstrapping
 
 def test_bootstrap_drops_points_whose_class_is_not_tagged() -> None:
@@ -315,3 +329,55 @@ def test_growsp_supervoxels_drop_small_ones() -> None:
     assert sv[-1] == -1 and (sv[:-1] >= 0).mean() > 0.95
     with pytest.raises(ValueError, match="smoothness_deg"):
         GrowspParams(smoothness_deg=0.0)
+
+
+# ---------------------------------------------------------------------------------------- K-means rounds
+
+def test_supervoxel_nodes_drop_small_supervoxels() -> None:
+    node, count = supervoxel_nodes(np.array([7, 7, 7, -1, 3, 9, 9, 9]), min_points=2)
+    assert count == 2 and node.tolist() == [0, 0, 0, -1, -1, 1, 1, 1]
+
+
+def test_supervoxel_means_average_the_points_of_each_node() -> None:
+    f = torch.tensor([[1.0, 0.0], [3.0, 2.0], [9.0, 9.0], [0.0, 4.0]])
+    means = supervoxel_means(f, torch.tensor([0, 0, -1, 2]), 3)
+    np.testing.assert_allclose(means, [[2.0, 1.0], [0.0, 0.0], [0.0, 4.0]])
+
+
+def test_warmup_round_separates_by_colour_what_the_network_cannot() -> None:
+    # Two scenes; every super-voxel has the same neural feature, half are red and half blue.
+    neural = [np.ones((6, 4), np.float32), np.ones((4, 4), np.float32)]
+    red, blue = [0.5, -0.5, -0.5], [-0.5, -0.5, 0.5]
+    rgb = [np.array([red] * 3 + [blue] * 3, np.float32), np.array([red, blue, red, blue], np.float32)]
+    hist = [np.zeros((6, 10), np.float32), np.zeros((4, 10), np.float32)]
+    warm = cluster_primitives(neural, rgb, hist, k=2, epoch=0, seed=0, handcrafted=True, threads=1)
+    assert [a.shape[0] for a in warm.assignment] == [6, 4]
+    colour_of = {int(a): c for a, c in zip(np.concatenate(warm.assignment),
+                                           np.concatenate(rgb)[:, 0].tolist(), strict=True)}
+    assert len(colour_of) == 2 and sorted(colour_of.values()) == [-0.5, 0.5]  # one primitive per colour
+    # the primitives are the members' neural means (normalised): the colour only steered the clustering
+    np.testing.assert_allclose(warm.centroids, np.full((2, 4), 0.5), atol=1e-6)
+    state = Primitives.from_state(warm.to_state())
+    assert [a.tolist() for a in state.assignment] == [a.tolist() for a in warm.assignment]
+    assert state.point_primitives(1, np.array([3, -1, 0])).tolist() == [int(warm.assignment[1][3]), -1,
+                                                                         int(warm.assignment[1][0])]
+
+
+def test_round_after_warmup_uses_neural_features_and_groups_the_primitives() -> None:
+    rng = np.random.default_rng(0)
+    directions = np.eye(4, dtype=np.float32)
+    truth = rng.integers(4, size=200)
+    neural = [directions[truth] + rng.normal(0, 0.05, (200, 4)).astype(np.float32)]
+    rgb, hist = [np.zeros((200, 3), np.float32)], [np.zeros((200, 10), np.float32)]
+    result = cluster_primitives(neural, rgb, hist, k=8, epoch=5, seed=0, handcrafted=False, groups=4, threads=1)
+    assert result.k == 8 and result.groups is not None and result.groups.shape == (8,)
+    np.testing.assert_allclose(np.linalg.norm(result.centroids, axis=1), 1.0, rtol=1e-5)
+    # primitives of one direction fall into one group
+    direction_of = {}
+    for prim, t in zip(result.assignment[0].tolist(), truth.tolist(), strict=True):
+        direction_of.setdefault(prim, set()).add(t)
+    assert all(len(v) == 1 for v in direction_of.values())
+    group_direction = {}
+    for prim, dirs in direction_of.items():
+        group_direction.setdefault(int(result.groups[prim]), set()).update(dirs)
+    assert all(len(v) == 1 for v in group_direction.values())
