@@ -55,7 +55,7 @@ def check_parity(bundle: ModelBundle, model: torch.nn.Module, scenes: Iterable[t
     model = model.eval()
     for name, scene in scenes:
         net_input = prepare_cloud(config, scene.xyz, rgb=scene.rgb, intensity=scene.intensity)
-        ort_logits = engine.run(net_input.as_inputs())
+        ort_logits = engine.run(bundle.model_inputs(net_input))
         features, maps = to_torch(net_input)
         with torch.no_grad():
             torch_logits = model(features, *maps).numpy()

@@ -26,7 +26,8 @@ from wsseg_training.checkpoint import (
     preprocess_from_checkpoint,
 )
 from wsseg_training.model.fuse import fold_batchnorm
-from wsseg_training.model.inputs import to_torch
+from wsseg_training.model.graph_ops import GraphUNet, auto_graph_spec
+from wsseg_training.model.unet import SparseUNet
 
 from wsseg.core.bundle import (
     DEFAULT_OPSET,
@@ -38,6 +39,7 @@ from wsseg.core.bundle import (
     model_input_names,
     write_bundle_meta,
 )
+from wsseg.core.conv_tables import FORMULATIONS, GraphSpec, graph_inputs
 from wsseg.core.preprocess import NetworkInput, PreprocessConfig, prepare_cloud
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,7 @@ log = logging.getLogger(__name__)
 #: Op types an exported wsseg graph may contain (asserted by the tests).
 ALLOWED_OPS = frozenset({
     "Gather", "Reshape", "MatMul", "Gemm", "Concat", "Add", "Relu", "Constant", "ConstantOfShape",
-    "Shape", "Unsqueeze", "Squeeze", "Slice", "Cast", "Mul", "Expand", "Identity", "Transpose",
+    "Shape", "Unsqueeze", "Squeeze", "Slice", "Cast", "Mul", "Expand", "Identity", "Transpose", "ReduceSum",
 })
 
 
@@ -60,28 +62,45 @@ def tracing_cloud(config: PreprocessConfig, num_points: int = 4000, seed: int = 
     return prepare_cloud(config, xyz, rgb=rgb, intensity=intensity)
 
 
-def dynamic_axes(num_levels: int) -> dict[str, dict[int, str]]:
+def dynamic_axes(graph: GraphSpec) -> dict[str, dict[int, str]]:
+    """Every dimension of every input is dynamic, named by what it counts (``voxels_<level>``, ...)."""
+    levels = graph.num_levels
     axes: dict[str, dict[int, str]] = {"features": {0: "voxels_0"}, LOGITS_OUTPUT: {0: "voxels_0"}}
-    for level in range(num_levels):
+    for level in range(levels):
         axes[f"neighbours_{level}"] = {0: f"voxels_{level}"}
-    for level in range(num_levels - 1):
+    for level in range(levels - 1):
         axes[f"down_{level}"] = {0: f"voxels_{level + 1}"}
         axes[f"up_{level}"] = {0: f"voxels_{level}"}
-    return axes
+    for prefix, voxels in ([(f"subm{lv}", f"voxels_{lv}") for lv in range(levels)]
+                           + [(f"down{lv}", f"voxels_{lv + 1}") for lv in range(levels - 1)]):
+        axes[f"{prefix}_pairs"] = {0: f"{prefix}_chunks", 1: "chunk_rows"}
+        axes[f"{prefix}_offsets"] = {0: f"{prefix}_chunks"}
+        axes[f"{prefix}_order"] = {0: voxels}
+        for b in range(graph.num_buckets):
+            axes[f"{prefix}_slots{b}"] = {0: f"{prefix}_bucket{b}_rows", 1: f"{prefix}_bucket{b}_width"}
+    for level in range(levels - 1):
+        axes[f"up{level}_pairs"] = {0: f"up{level}_chunks", 1: "chunk_rows"}
+        axes[f"up{level}_offsets"] = {0: f"up{level}_chunks"}
+        axes[f"up{level}_rows"] = {0: f"voxels_{level}"}
+    names = set(model_input_names(levels, graph)) | {LOGITS_OUTPUT}
+    return {name: dims for name, dims in axes.items() if name in names}
 
 
-def export_onnx(model: torch.nn.Module, config: PreprocessConfig, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
-    """Trace a (BatchNorm-folded, eval) backbone into an ONNX model and check it."""
+def export_onnx(model: torch.nn.Module, config: PreprocessConfig, opset: int = DEFAULT_OPSET,
+                graph: GraphSpec | None = None) -> onnx.ModelProto:
+    """Trace a (BatchNorm-folded, eval) backbone into an ONNX model of ``graph`` (default: gather) and check it."""
+    graph = graph or GraphSpec(num_levels=config.num_levels)
     sample = tracing_cloud(config)
-    features, maps = to_torch(sample, index_dtype=torch.int32)  # int32 graph inputs (TensorRT has no int64 indices)
-    names = model_input_names(config.num_levels)
+    tables = graph_inputs(sample.maps, graph)  # int32 graph inputs (TensorRT has no int64 indices)
+    names = model_input_names(config.num_levels, graph)
+    args = (torch.from_numpy(sample.features), *(torch.from_numpy(tables[n]) for n in names[1:]))
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(
-            model, (features, *maps), buffer,
-            input_names=names, output_names=[LOGITS_OUTPUT], dynamic_axes=dynamic_axes(config.num_levels),
+            GraphUNet(model, graph), args, buffer,
+            input_names=names, output_names=[LOGITS_OUTPUT], dynamic_axes=dynamic_axes(graph),
             opset_version=opset, dynamo=False, do_constant_folding=True,
         )
     proto = onnx.load_from_string(buffer.getvalue())
@@ -92,12 +111,29 @@ def export_onnx(model: torch.nn.Module, config: PreprocessConfig, opset: int = D
     return proto
 
 
-def export_bundle(checkpoint_path: str | Path, out_dir: str | Path, opset: int = DEFAULT_OPSET) -> ModelBundle:
-    """Write a model bundle for a training checkpoint; returns the loaded bundle."""
+def graph_for(formulation: str, model: SparseUNet) -> GraphSpec:
+    """``gather`` (every level), ``chunked`` (every level) or ``auto`` (:func:`auto_graph_spec`)."""
+    levels = model.num_levels
+    if formulation == "gather":
+        return GraphSpec(num_levels=levels)
+    if formulation == "chunked":
+        return GraphSpec(num_levels=levels, chunked_levels=(True,) * levels)
+    if formulation == "auto":
+        return auto_graph_spec(model.config.channels)
+    raise ValueError(f"graph formulation {formulation!r} is not one of {['auto', *FORMULATIONS]}")
+
+
+def export_bundle(checkpoint_path: str | Path, out_dir: str | Path, opset: int = DEFAULT_OPSET,
+                  graph: str = "auto") -> ModelBundle:
+    """Write a model bundle for a training checkpoint; returns the loaded bundle.
+
+    graph: the convolution formulation of the ONNX graph (:func:`graph_for`).
+    """
     checkpoint = load_checkpoint(checkpoint_path)
     config = preprocess_from_checkpoint(checkpoint)
     model = fold_batchnorm(model_from_checkpoint(checkpoint))
-    proto = export_onnx(model, config, opset=opset)
+    spec = graph_for(graph, model)
+    proto = export_onnx(model, config, opset=opset, graph=spec)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".{MODEL_ONNX}.tmp"
@@ -114,7 +150,8 @@ def export_bundle(checkpoint_path: str | Path, out_dir: str | Path, opset: int =
         classes=classes_from_checkpoint(checkpoint),
         preprocess=config,
         network={"architecture": "residual sparse 3D U-Net (gather-GEMM)", **checkpoint["unet"],
-                 "profile": provenance.get("profile", "custom"), "batchnorm_folded": True},
+                 "profile": provenance.get("profile", "custom"), "batchnorm_folded": True,
+                 "graph": spec.to_dict()},
         sensor=str(checkpoint.get("sensor", "any")),
         provenance=provenance,
         opset=opset,

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from wsseg import __version__
 from wsseg.core.classes import IGNORE_INDEX, UNLABELLED_ID, ClassTable
-from wsseg.core.kernel_maps import map_input_names
-from wsseg.core.preprocess import PreprocessConfig
+from wsseg.core.conv_tables import GraphSpec, graph_input_names, graph_inputs
+from wsseg.core.preprocess import NetworkInput, PreprocessConfig
 
 BUNDLE_FORMAT = "wsseg-bundle"
 BUNDLE_FORMAT_VERSION = 1
@@ -36,9 +37,10 @@ class BundleError(ValueError):
     """A model bundle is missing, malformed or incompatible."""
 
 
-def model_input_names(num_levels: int) -> list[str]:
-    """Every ONNX input name, in order: ``features`` then the kernel maps."""
-    return ["features", *map_input_names(num_levels)]
+def model_input_names(num_levels: int, graph: GraphSpec | None = None) -> list[str]:
+    """Every ONNX input name, in order: ``features`` then the index tables of ``graph``
+    (default: the gather graph, whose tables are the kernel maps)."""
+    return ["features", *graph_input_names(graph or GraphSpec(num_levels=num_levels))]
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,11 @@ class BundleMeta:
     tensorrt_plans: tuple[TensorRTPlan, ...] = ()
     opset: int = DEFAULT_OPSET
 
+    @property
+    def graph(self) -> GraphSpec:
+        """How the graph convolves (``network.graph``; bundles without it use the gather graph)."""
+        return GraphSpec.from_dict(self.network.get("graph"), self.preprocess.num_levels)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": BUNDLE_FORMAT,
@@ -76,7 +83,7 @@ class BundleMeta:
             "onnx": {
                 "file": MODEL_ONNX,
                 "opset": self.opset,
-                "inputs": model_input_names(self.preprocess.num_levels),
+                "inputs": model_input_names(self.preprocess.num_levels, self.graph),
                 "outputs": [LOGITS_OUTPUT],
             },
             "tensorrt": [vars(p) for p in self.tensorrt_plans],
@@ -98,7 +105,7 @@ class BundleMeta:
                 TensorRTPlan(file=str(p["file"]), gpu=str(p["gpu"]), tensorrt_version=str(p["tensorrt_version"]))
                 for p in data.get("tensorrt") or []
             )
-            return cls(
+            meta = cls(
                 classes=ClassTable.from_dict(data["classes"], where=f"{where}: field 'classes'"),
                 preprocess=preprocess,
                 network=dict(data.get("network") or {}),
@@ -107,6 +114,8 @@ class BundleMeta:
                 tensorrt_plans=plans,
                 opset=int(data.get("onnx", {}).get("opset", 17)),
             )
+            meta.graph  # noqa: B018 -- validates network.graph
+            return meta
         except KeyError as exc:
             raise BundleError(f"{where}: missing field {exc}") from None
         except (TypeError, ValueError) as exc:
@@ -126,7 +135,11 @@ class ModelBundle:
 
     @property
     def input_names(self) -> list[str]:
-        return model_input_names(self.meta.preprocess.num_levels)
+        return model_input_names(self.meta.preprocess.num_levels, self.meta.graph)
+
+    def model_inputs(self, net_input: NetworkInput) -> dict[str, np.ndarray]:
+        """The named ONNX inputs for one prepared cloud: ``features`` and the tables of the bundle's graph."""
+        return {"features": net_input.features, **graph_inputs(net_input.maps, self.meta.graph)}
 
 
 def load_bundle(path: str | Path) -> ModelBundle:

@@ -87,8 +87,9 @@ class Segmenter:
             rgb=None if rgb is None or "rgb" not in features else np.asarray(rgb)[valid],
             intensity=None if intensity is None or "intensity" not in features else np.asarray(intensity)[valid],
         )
+        inputs = self.bundle.model_inputs(net_input)  # + the chunked graph's tables
         t1 = time.perf_counter()
-        logits = self.engine.run(net_input.as_inputs())
+        logits = self.engine.run(inputs)
         t2 = time.perf_counter()
         voxel_labels, voxel_conf = softmax_max(logits)
         labels[valid] = voxel_labels[net_input.grid.inverse].astype(np.uint16)

@@ -80,8 +80,44 @@ class _KernelConv(nn.Module):
         out = stacked.new_zeros((pairs.num_out, self.out_channels))
         return self._add_bias(out.index_add_(0, pairs.out_rows, stacked))
 
+    def _chunk_products(self, features: torch.Tensor, pairs: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """Every pair's product ``W_offset x_in`` of the chunked form: (Nc * T, C_out).
+
+        pairs: (Nc, T) input rows; offsets: (Nc,) kernel offset of each chunk, ``K`` = the zero slice.
+        """
+        kernel = self.weight.reshape(self.out_channels, self.kernel_volume, self.in_channels).permute(1, 2, 0)
+        kernel = torch.cat([kernel, kernel.new_zeros((1, self.in_channels, self.out_channels))])  # (K + 1, C_in, C_out)
+        gathered = torch.index_select(features, 0, pairs.reshape(-1)).reshape(
+            pairs.shape[0], pairs.shape[1], self.in_channels)
+        products = torch.matmul(gathered, torch.index_select(kernel, 0, offsets))  # (Nc, T, C_out)
+        return products.reshape(-1, self.out_channels)
+
+    def _chunked_matmul(self, features: torch.Tensor, tables: ChunkedTables) -> torch.Tensor:
+        """Same result as :meth:`_gather_matmul` (up to float summation order), computing only present pairs."""
+        products = self._chunk_products(features, tables.pairs, tables.offsets)
+        buckets = [torch.index_select(products, 0, slots.reshape(-1)).reshape(
+            slots.shape[0], slots.shape[1], self.out_channels).sum(dim=1) for slots in tables.slots]
+        out = torch.index_select(torch.cat(buckets, dim=0), 0, tables.order)
+        if tables.centre:
+            centre = self.weight.reshape(self.out_channels, self.kernel_volume, self.in_channels)[
+                :, self.kernel_volume // 2, :]
+            out = out + torch.matmul(features, centre.t())
+        return self._add_bias(out)
+
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, bias={self.bias is not None}"
+
+
+class ChunkedTables:
+    """One convolution's tables in the chunked form of :mod:`wsseg.core.conv_tables` (the export path).
+
+    pairs (Nc, T), offsets (Nc,), slots: per bucket (M_b, S_b), order (M_out,) -- int32 or int64 tensors;
+    centre: the centre tap is computed densely (submanifold convolutions).
+    """
+
+    def __init__(self, pairs: torch.Tensor, offsets: torch.Tensor, slots: list[torch.Tensor], order: torch.Tensor,
+                 centre: bool) -> None:
+        self.pairs, self.offsets, self.slots, self.order, self.centre = pairs, offsets, slots, order, centre
 
 
 class KernelPairs:
@@ -121,6 +157,10 @@ class SubmanifoldConv3d(_KernelConv):
         """Training fast path: ``pairs = KernelPairs(neighbours, M)``; equals ``forward``."""
         return self._pairs_matmul(features, pairs)
 
+    def forward_chunked(self, features: torch.Tensor, tables: ChunkedTables) -> torch.Tensor:
+        """Export path without Scatter or zero-row products; equals ``forward`` up to float rounding."""
+        return self._chunked_matmul(features, tables)
+
 
 class DownConv3d(_KernelConv):
     """2x2x2 stride-2 convolution from level l to level l+1.
@@ -137,6 +177,10 @@ class DownConv3d(_KernelConv):
     def forward_pairs(self, features: torch.Tensor, pairs: KernelPairs) -> torch.Tensor:
         """Training fast path: ``pairs = KernelPairs(down, M_l)``; equals ``forward``."""
         return self._pairs_matmul(features, pairs)
+
+    def forward_chunked(self, features: torch.Tensor, tables: ChunkedTables) -> torch.Tensor:
+        """Export path (chunked tables of the down map); equals ``forward`` up to float rounding."""
+        return self._chunked_matmul(features, tables)
 
 
 class UpConv3d(_KernelConv):
@@ -158,6 +202,14 @@ class UpConv3d(_KernelConv):
         kernel = kernel.reshape(self.in_channels, 8 * self.out_channels)
         all_children = torch.matmul(features, kernel).reshape(features.shape[0] * 8, self.out_channels)
         return self._add_bias(torch.index_select(all_children, 0, up))
+
+    def forward_chunked(self, features: torch.Tensor, pairs: torch.Tensor, offsets: torch.Tensor,
+                        rows: torch.Tensor) -> torch.Tensor:
+        """Export path: one product per fine voxel (its parent times its child slot), no wasted slices.
+
+        pairs (Nc, T) parent rows, offsets (Nc,) child slots, rows (M_l,) the product of each fine voxel.
+        """
+        return self._add_bias(torch.index_select(self._chunk_products(features, pairs, offsets), 0, rows))
 
 
 class PointwiseLinear(nn.Module):
