@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,6 +27,25 @@ def make_box_scene(seed: int = 0, n: int = 6000) -> tuple[np.ndarray, np.ndarray
     base = np.array([[120, 100, 80], [200, 200, 190], [40, 90, 160]], dtype=np.float64)
     rgb = np.clip(base[semantic] + rng.normal(0, 12, (n, 3)), 0, 255).astype(np.uint8)
     return xyz, rgb, semantic
+
+
+def make_box_dataset(root: Path, train: int = 3, val: int = 1, points: int = 3000, supervoxels: bool = False) -> Any:
+    """A dataset of box scenes (``make_box_scene`` seeds 0..train+val-1; the last ``val`` are the val split),
+    classes floor / wall / box; ``supervoxels``: 0.4 m grid cells as super-voxels."""
+    from wsseg_training.data.dataset import Dataset, DatasetWriter
+
+    from wsseg.core.classes import ClassTable
+    from wsseg.core.scene import Scene
+
+    classes = ClassTable("boxes", ("floor", "wall", "box"), ((100, 80, 60), (200, 200, 200), (40, 90, 160)))
+    with DatasetWriter(root, "boxes", classes, sensor="rgbd") as writer:
+        for i in range(train + val):
+            xyz, rgb, semantic = make_box_scene(seed=i, n=points)
+            cells = np.floor(xyz / 0.4).astype(np.int64)
+            supervoxel = (cells[:, 0] * 100 + cells[:, 1] * 10 + cells[:, 2]).astype(np.int32) if supervoxels else None
+            writer.add(f"s{i}", Scene(xyz=xyz, rgb=rgb, semantic=semantic.astype(np.int16), supervoxel=supervoxel),
+                       split="train" if i < train else "val")
+    return Dataset(root)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from wsseg_training.checkpoint import load_checkpoint, model_from_checkpoint
-from wsseg_training.data.dataset import Dataset, DatasetWriter
+from wsseg_training.data.dataset import Dataset
 from wsseg_training.engine.augment import augment
 from wsseg_training.engine.batches import StepBatches, scenes_of_step
 from wsseg_training.engine.config import AugmentConfig, ConfigError, config_from_dict, load_config
@@ -18,9 +18,8 @@ from wsseg_training.engine.sampling import crop_indices
 from wsseg_training.methods import FullMethod
 from wsseg_training.methods.base import StepContext
 
-from tests.conftest import REPO_ROOT, make_box_scene
+from tests.conftest import REPO_ROOT, make_box_dataset, make_box_scene
 from wsseg.core.classes import ClassTable
-from wsseg.core.scene import Scene
 
 CLASSES = ClassTable("boxes", ("floor", "wall", "box"), ((100, 80, 60), (200, 200, 200), (40, 90, 160)))
 TINY = {
@@ -32,12 +31,7 @@ TINY = {
 
 
 def box_dataset(root: Path, train: int = 3, val: int = 1, points: int = 3000) -> Dataset:
-    with DatasetWriter(root, "boxes", CLASSES, sensor="rgbd") as writer:
-        for i in range(train + val):
-            xyz, rgb, semantic = make_box_scene(seed=i, n=points)
-            writer.add(f"s{i}", Scene(xyz=xyz, rgb=rgb, semantic=semantic.astype(np.int16)),
-                       split="train" if i < train else "val")
-    return Dataset(root)
+    return make_box_dataset(root, train, val, points)
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from wsseg_training.checkpoint import (
     model_from_checkpoint,
     preprocess_from_checkpoint,
 )
-from wsseg_training.model.inputs import to_torch
+from wsseg_training.engine.inference import ForwardView, infer
 
 MEASURES = ("entropy", "margin")
 
@@ -83,12 +83,14 @@ class CheckpointProbabilities:
         self.preprocess = preprocess_from_checkpoint(checkpoint)
         self.classes = classes_from_checkpoint(checkpoint)
 
-    @torch.no_grad()
     def probabilities(self, scene: Scene) -> np.ndarray:
-        net_input = prepare_cloud(self.preprocess, scene.xyz, **_inputs(scene, self.preprocess))  # type: ignore[arg-type]
-        features, maps = to_torch(net_input)
-        logits = self.model.forward_features(features, maps, compact=True).logits
-        return torch.softmax(logits, dim=1).numpy().astype(np.float32)[net_input.grid.inverse]
+        """Through the engine's whole-scene inference pass (:func:`wsseg_training.engine.inference.infer`)."""
+        outputs = infer([scene], self.model, self.preprocess, "cpu", head=_probabilities)[0]
+        return outputs["prob"].numpy().astype(np.float32)
+
+
+def _probabilities(view: ForwardView) -> dict[str, torch.Tensor]:
+    return {"prob": torch.softmax(view.output.logits, dim=1)}
 
 
 def load_model(path: str | Path) -> ProbabilityModel:

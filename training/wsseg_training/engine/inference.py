@@ -5,7 +5,7 @@
     outputs = infer(scenes, network, preprocess, device)                  # [{"logits": (N, C)}, ...]
     labels = infer(scenes, network, preprocess, device,
                    reduce=lambda i, out: out["logits"].argmax(1).cpu().numpy())   # [(N,) int64, ...]
-    probs = infer(scenes, network, preprocess, device, head=my_head, tta=TestTimeAugmentation(views=3))
+    probs = infer(scenes, network, preprocess, device, head=my_head, tta=TTAConfig(views=3))
 
 Per scene (no crop, no training augmentation) and per view: :func:`wsseg.core.preprocess.prepare_cloud`,
 the network's forward pass in eval mode under ``torch.no_grad`` on the chosen backend, the ``head``'s
@@ -18,7 +18,7 @@ Heads: ``head(view) -> {name: (M_0, ...) tensor}`` on level-0 voxel rows, where 
 inputs and ``view.run(other_network)`` (another network over the same input on the same backend, e.g.
 1T1C's relation network).  The default :func:`logits_head` returns ``{"logits": output.logits}``.
 
-Test-time augmentation (:class:`TestTimeAugmentation`): view 0 is the cloud as it is, views 1..k-1 rotate
+Test-time augmentation (:class:`TTAConfig`): view 0 is the cloud as it is, views 1..k-1 rotate
 it about z and flip x at random (:data:`~wsseg_training.engine.augment.TTA_AUGMENT`), drawn from
 ``(tta.seed, scene index, view)``: the same on every process.
 
@@ -70,7 +70,7 @@ class PointCloud:
 
 
 @dataclass(frozen=True)
-class TestTimeAugmentation:
+class TTAConfig:
     """views: forward passes per scene (1 = none); seed: of the random rotations / flips of views 1..k-1."""
 
     views: int = 1
@@ -135,7 +135,7 @@ def logits_head(view: ForwardView) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def infer(scenes: Sequence[Cloud], network: SparseUNet, preprocess: PreprocessConfig, device: torch.device | str,
-          *, head: Head = logits_head, backend: str = "maps", tta: TestTimeAugmentation | None = None,
+          *, head: Head = logits_head, backend: str = "maps", tta: TTAConfig | None = None,
           modules: nn.Module | None = None, dist: DistInfo | None = None,
           reduce: Callable[[int, dict[str, torch.Tensor]], Any] | None = None, progress: bool = False,
           desc: str = "infer", runner: NetworkRunner | None = None) -> list[Any]:
@@ -146,7 +146,7 @@ def infer(scenes: Sequence[Cloud], network: SparseUNet, preprocess: PreprocessCo
     """
     device = torch.device(device)
     runner = runner or NetworkRunner(backend)
-    tta = tta or TestTimeAugmentation()
+    tta = tta or TTAConfig()
     rank, world = (dist.rank, dist.world_size) if dist is not None and dist.active else (0, 1)
     owned = list(range(rank, len(scenes), world))
     restore = _eval_mode([network] + ([modules] if modules is not None else []))
@@ -166,7 +166,7 @@ def infer(scenes: Sequence[Cloud], network: SparseUNet, preprocess: PreprocessCo
 
 
 def _scene(scene: Cloud, index: int, network: SparseUNet, preprocess: PreprocessConfig, device: torch.device,
-           head: Head, tta: TestTimeAugmentation, runner: NetworkRunner) -> dict[str, torch.Tensor]:
+           head: Head, tta: TTAConfig, runner: NetworkRunner) -> dict[str, torch.Tensor]:
     names = preprocess.features.ordered_names
     total: dict[str, torch.Tensor] | None = None
     for view in range(tta.views):

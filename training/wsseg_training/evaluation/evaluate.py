@@ -29,7 +29,7 @@ from wsseg_training.checkpoint import (
     preprocess_from_checkpoint,
 )
 from wsseg_training.data.dataset import Dataset
-from wsseg_training.engine.inference import TestTimeAugmentation, infer
+from wsseg_training.engine.inference import TTAConfig, infer
 from wsseg_training.evaluation.metrics import ConfusionMatrix
 from wsseg_training.model.unet import SparseUNet
 
@@ -58,7 +58,7 @@ class TorchPredictor:
 
     def __init__(self, model: SparseUNet, preprocess: PreprocessConfig, device: torch.device | str = "cpu",
                  classes: ClassTable | None = None, backend: str = "maps",
-                 tta: TestTimeAugmentation | None = None) -> None:
+                 tta: TTAConfig | None = None) -> None:
         self.model = model
         self.preprocess = preprocess
         self.device = torch.device(device)
