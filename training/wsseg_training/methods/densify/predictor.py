@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from wsseg.core.classes import ClassTable
-from wsseg.core.preprocess import PreprocessConfig, prepare_cloud
+from wsseg.core.preprocess import PreprocessConfig
 from wsseg.core.scene import Scene
 from wsseg_training.checkpoint import (
     CheckpointError,
@@ -28,8 +28,8 @@ from wsseg_training.checkpoint import (
     model_from_checkpoint,
     preprocess_from_checkpoint,
 )
+from wsseg_training.engine.inference import ForwardView, infer
 from wsseg_training.methods.densify.kmeans import nearest_centroid
-from wsseg_training.model.inputs import to_torch
 from wsseg_training.model.unet import SparseUNet
 
 
@@ -84,14 +84,13 @@ class DensifyPrimitivePredictor:
     def matched_primitives(self) -> int:
         return int((self.class_of >= 0).sum())
 
-    @torch.no_grad()
     def predict(self, scene: Scene) -> np.ndarray:
-        """(N,) int64 class per point of ``scene``."""
-        names = self.preprocess.features.ordered_names
-        net_input = prepare_cloud(self.preprocess, scene.xyz, rgb=scene.rgb if "rgb" in names else None,
-                                  intensity=scene.intensity if "intensity" in names else None)
-        features, maps = to_torch(net_input, self.device)
-        output = self.model.forward_features(features, maps, compact=True)
+        """(N,) int64 class per point of ``scene`` (the engine's whole-scene inference pass)."""
+        labels = infer([scene], self.model, self.preprocess, self.device, head=self._voxel_labels)[0]["label"]
+        return labels.cpu().numpy().astype(np.int64)
+
+    def _voxel_labels(self, view: ForwardView) -> dict[str, torch.Tensor]:
+        """(M_0,) the matched class of each voxel's nearest primitive, the classifier's where it has none."""
+        output = view.output
         matched = self.class_of[nearest_centroid(output.point_features, self.centroids)]
-        voxel = torch.where(matched >= 0, matched, output.logits.argmax(dim=1))
-        return voxel.cpu().numpy()[net_input.grid.inverse].astype(np.int64)
+        return {"label": torch.where(matched >= 0, matched, output.logits.argmax(dim=1))}
