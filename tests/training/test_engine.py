@@ -191,7 +191,7 @@ def test_method_registry_and_options(dataset: Dataset) -> None:
     assert get_method("full") is METHODS["full"] is FullMethod
     with pytest.raises(ValueError, match=r"unknown method 'otoc9'; known: \['full'"):
         get_method("otoc9")
-    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['weighting'\]"):
+    with pytest.raises(ConfigError, match=r"unknown field\(s\) \[.weighting.\]"):
         FullMethod(dataset.classes, {"weighting": "none"})
     with pytest.raises(ConfigError, match="class_weighting"):
         FullMethod(dataset.classes, {"class_weighting": "sometimes"})

@@ -31,7 +31,6 @@ CLASSES = ClassTable("boxes", ("floor", "wall", "box"), ((100, 80, 60), (200, 20
 class TwoStage(FullMethod):
     """Stage 1 learns the labels; stage 2 adds pseudo labels from the model and an auxiliary head."""
 
-    default_options: ClassVar[dict[str, Any]] = {**FullMethod.default_options}
     seen: ClassVar[list[str]] = []
 
     def build_modules(self, backbone: SparseUNet) -> nn.ModuleDict:

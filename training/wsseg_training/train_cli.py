@@ -10,15 +10,19 @@ from wsseg_training.engine.config import TrainConfig, load_config
 from wsseg_training.engine.run_dir import RunDir
 
 
-def build_config(args: argparse.Namespace) -> TrainConfig:
-    """The run's config: ``--config`` (or the run's own config.yaml on ``--resume``) plus command-line overrides."""
+def config_path(args: argparse.Namespace) -> Path:
+    """``--config``, or the run's own config.yaml on ``--resume``."""
     run = RunDir(args.out)
     if args.config is not None:
-        config = load_config(args.config)
-    elif args.resume and run.config.is_file():
-        config = load_config(run.config)
-    else:
-        raise ValueError("--config is required (except with --resume on a run that has a config.yaml)")
+        return Path(args.config)
+    if args.resume and run.config.is_file():
+        return run.config
+    raise ValueError("--config is required (except with --resume on a run that has a config.yaml)")
+
+
+def build_config(args: argparse.Namespace) -> TrainConfig:
+    """The run's config: ``--config`` (or the run's own config.yaml on ``--resume``) plus command-line overrides."""
+    config = load_config(config_path(args))
     changes: dict = {}
     for name in ("profile", "device", "seed"):
         if getattr(args, name) is not None:
@@ -39,9 +43,11 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     config = build_config(args)
+    method_class = get_method(args.method)
+    options = method_class.parse_options(config.method, where=str(config_path(args)))  # before any data is read
     dataset = Dataset(args.data)
     weak = load_weak_labels(args.labels, dataset) if args.labels is not None else None
-    method = get_method(args.method)(dataset.classes, config.method, weak)
+    method = method_class(dataset.classes, options, weak)
     if hasattr(method, "attach_analysis_truth"):  # logs pseudo-label quality only; training never sees it
         method.attach_analysis_truth(lambda name: dataset.load(name).semantic)
     provenance = {"labels": str(Path(args.labels).resolve()) if args.labels else None,

@@ -40,6 +40,15 @@ class ConfigError(ValueError):
     """A training configuration is malformed; the message names the file and the field."""
 
 
+class FieldError(ConfigError):
+    """A dataclass's own check failed on one of its fields (raised in ``__post_init__``); the loader
+    (:func:`build_dataclass`) turns it into "FILE: field 'dotted.name' is VALUE, expected EXPECTED"."""
+
+    def __init__(self, field: str, value: object, expected: str) -> None:
+        super().__init__(f"field '{field}' is {value!r}, expected {expected}")
+        self.field, self.value, self.expected = field, value, expected
+
+
 def _fail(owner: str, name: str, value: object, expected: str) -> ConfigError:
     """owner: the section ("data", "data.augment", ...; "config" = top level)."""
     dotted = name if owner == "config" else f"{owner}.{name}"
@@ -267,10 +276,18 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     source = where.split(": ")[0]
     try:
         return cls(**kwargs)
+    except FieldError as exc:  # names its own field: give it the file and the dotted prefix
+        raise ConfigError(f"{child(exc.field)} is {exc.value!r}, expected {exc.expected}") from None
     except ConfigError as exc:
         if str(exc).startswith(f"{source}: "):
             raise
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def build_dataclass(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Build frozen dataclass ``cls`` from YAML data as the loader does (types checked, nested dataclasses built,
+    unknown fields refused); ``where`` = "FILE" or "FILE: field 'prefix'" starts every error."""
+    return _build(cls, data, where)
 
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:

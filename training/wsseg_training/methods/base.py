@@ -5,7 +5,9 @@ A method says what it learns from and how; the engine
 checkpoints, logging, DDP).  The hooks, in the order the engine calls them:
 
 1. ``Method(classes, options, weak)``: ``label_kinds`` lists the weak-label kinds it accepts
-   (``--labels``); ``options`` is the config's ``method:`` mapping, checked against ``default_options``.
+   (``--labels``); ``options`` is the config's ``method:`` mapping, built into the method's frozen ``Options``
+   dataclass (:class:`~wsseg_training.methods.common.options.MethodOptions`; ``Method.parse_options(mapping,
+   where=FILE)`` names the YAML file in errors), or an ``Options`` instance.
 2. ``make_targets(name, scene)`` per training scene: returns the :class:`TrainScene` the method may see
    (per-point / per-scene targets from the weak labels; super-voxels ride along), or None to skip it.
 3. ``setup(scenes)``: once, after all scenes are loaded (e.g. class frequencies).
@@ -48,6 +50,7 @@ from wsseg_training.engine.inference import Cloud, NetworkRunner, infer
 from wsseg_training.engine.run_dir import RunDir
 from wsseg_training.engine.scenes import TrainScene
 from wsseg_training.engine.schedule import Schedule, Stage, TrainPlan
+from wsseg_training.methods.common.options import MethodOptions
 from wsseg_training.model.unet import SparseUNet, UNetOutput
 
 if TYPE_CHECKING:
@@ -135,15 +138,11 @@ class Method:
     name: ClassVar[str] = ""
     label_kinds: ClassVar[tuple[str, ...]] = ()
     requires_labels: ClassVar[bool] = False
-    default_options: ClassVar[dict[str, Any]] = {}
+    Options: ClassVar[type[MethodOptions]] = MethodOptions
 
-    def __init__(self, classes: ClassTable, options: Mapping[str, Any] | None = None,
+    def __init__(self, classes: ClassTable, options: Mapping[str, Any] | MethodOptions | None = None,
                  weak: WeakLabels | None = None) -> None:
-        options = dict(options or {})
-        unknown = sorted(set(options) - set(self.default_options))
-        if unknown:
-            raise ConfigError(f"method {self.name!r}: unknown option(s) {unknown}; "
-                              f"known: {sorted(self.default_options)}")
+        self.options = self.parse_options(options)
         if weak is None and self.requires_labels:
             raise ValueError(f"method {self.name!r} needs a weak-label file (--labels) of kind "
                              f"{' or '.join(self.label_kinds)}")
@@ -152,8 +151,16 @@ class Method:
             raise ValueError(f"method {self.name!r} does not use weak labels of kind {weak.kind!r} "
                              f"(accepted: {accepted})")
         self.classes = classes
-        self.options = {**self.default_options, **options}
         self.weak = weak
+
+    @classmethod
+    def parse_options(cls, options: Mapping[str, Any] | MethodOptions | None, where: str = "config") -> Any:
+        """``cls.Options`` from the config's ``method:`` mapping (``where`` = the YAML file, named in errors)."""
+        if isinstance(options, cls.Options):
+            return options
+        if isinstance(options, MethodOptions):
+            raise ConfigError(f"method {cls.name!r} takes {cls.Options.__name__}, not {type(options).__name__}")
+        return cls.Options.build(options, where)
 
     @property
     def num_classes(self) -> int:

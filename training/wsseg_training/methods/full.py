@@ -14,6 +14,7 @@ Options (config ``method:``)::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -21,17 +22,24 @@ import torch
 
 from wsseg.core.classes import IGNORE_INDEX
 from wsseg.core.scene import Scene
-from wsseg_training.engine.config import ConfigError
 from wsseg_training.engine.scenes import TrainScene, train_scene_from
 from wsseg_training.labels import Clicks, LabelledScenes, SparsePoints
 from wsseg_training.methods.base import Method, StepContext
 from wsseg_training.methods.common.class_weights import (
     CLASS_WEIGHTINGS,
-    canonical_weighting,
     class_weights,
     label_counts,
 )
 from wsseg_training.methods.common.losses import point_cross_entropy
+from wsseg_training.methods.common.options import MethodOptions, option
+
+
+@dataclass(frozen=True, kw_only=True)
+class FullOptions(MethodOptions):
+    """Options of ``full`` (module docstring)."""
+
+    class_weighting: str = option("none", choices=CLASS_WEIGHTINGS,
+                                  doc="per-class loss weights from the training targets' class counts")
 
 
 class FullMethod(Method):
@@ -39,15 +47,11 @@ class FullMethod(Method):
 
     name = "full"
     label_kinds: ClassVar[tuple[str, ...]] = ("clicks", "sparse_points", "labelled_scenes")
-    default_options: ClassVar[dict[str, Any]] = {"class_weighting": "none"}
+    Options = FullOptions
+    options: FullOptions
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        try:
-            canonical_weighting(self.options["class_weighting"])
-        except ValueError:
-            raise ConfigError(f"method 'full': option 'class_weighting' is {self.options['class_weighting']!r}, "
-                              f"expected one of {CLASS_WEIGHTINGS}") from None
         self.weights = torch.ones(self.num_classes)
 
     def point_labels(self, name: str, scene: Scene) -> np.ndarray | None:
@@ -75,7 +79,7 @@ class FullMethod(Method):
 
     def setup(self, scenes: list[TrainScene]) -> None:
         counts = label_counts((s.point_targets["labels"] for s in scenes), self.num_classes)
-        self.weights = torch.from_numpy(class_weights(counts, self.options["class_weighting"]))
+        self.weights = torch.from_numpy(class_weights(counts, self.options.class_weighting))
 
     def losses(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         total, weight = point_cross_entropy(ctx.point_logits(), ctx.batch.point_targets["labels"], self.weights)

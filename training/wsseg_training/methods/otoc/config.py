@@ -13,7 +13,9 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from wsseg_training.engine.config import FieldError
 from wsseg_training.methods.common.class_weights import CLASS_WEIGHTINGS, canonical_weighting
+from wsseg_training.methods.common.options import MethodOptions, option
 
 #: self-training variants of the paper's Table 3 / Table 6
 VARIANTS = ("unet", "gp", "rel_gp")
@@ -33,9 +35,9 @@ SELECTIONS = ("marginal", "agree", "code")
 ANCHORS = ("supervoxel", "click")
 
 
-@dataclass(frozen=True)
-class OtocConfig:
-    """Every 1T1C knob (keyword construction; validated on creation).
+@dataclass(frozen=True, kw_only=True)
+class OtocConfig(MethodOptions):
+    """Every 1T1C knob (keyword construction; validated on creation: ``option`` ranges, then ``validate``).
 
     variant: ``unet`` (self-training on Θ's own confidence, no graph, point level), ``gp`` (graph
         propagation with the hand-crafted colour + coordinate kernel), ``rel_gp`` (the full method: relation
@@ -106,72 +108,42 @@ class OtocConfig:
         5 % of Y_0) and over-weights the rarest of 13 classes.
     """
 
-    variant: str = "rel_gp"
+    variant: str = option("rel_gp", choices=VARIANTS)
     memory_bank: bool = True
-    embed_dim: int = 32
-    temperature: float = 0.07
-    momentum: float = 0.9
-    samples_per_class: int = 20
-    sigma_colour: float = 1.0
-    sigma_coords_m: float = 1.0
-    sigma_unet: float = 1.0
-    sigma_relation: float = 1.0
-    lambda_colour: float = 1.0
-    lambda_coords: float = 1.0
-    lambda_unet: float = 1.0
-    lambda_relation: float = 1.0
-    pairwise_weight: float = 2.0
-    pairwise_normalisation: str = "degree"
-    neighbourhood: str = "dense"
-    max_dense_nodes: int = 4096
-    topk_neighbours: int = 32
-    mean_field_iterations: int = 5
-    confidence_threshold: float = 0.9
-    self_training_iterations: int = 5
-    probability_eps: float = 1e-6
-    fusion: str = "geometric"
-    selection: str = "agree"
-    anchor: str = "supervoxel"
-    click_radius_m: float | None = 0.5
+    embed_dim: int = option(32, gt=0)
+    temperature: float = option(0.07, gt=0)
+    momentum: float = option(0.9, ge=0.0, lt=1.0)
+    samples_per_class: int = option(20, gt=0)
+    sigma_colour: float = option(1.0, gt=0)
+    sigma_coords_m: float = option(1.0, gt=0)
+    sigma_unet: float = option(1.0, gt=0)
+    sigma_relation: float = option(1.0, gt=0)
+    lambda_colour: float = option(1.0, ge=0)
+    lambda_coords: float = option(1.0, ge=0)
+    lambda_unet: float = option(1.0, ge=0)
+    lambda_relation: float = option(1.0, ge=0)
+    pairwise_weight: float = option(2.0, ge=0)
+    pairwise_normalisation: str = option("degree", choices=PAIRWISE_NORMALISATIONS)
+    neighbourhood: str = option("dense", choices=NEIGHBOURHOODS)
+    max_dense_nodes: int = option(4096, gt=0)
+    topk_neighbours: int = option(32, gt=0)
+    mean_field_iterations: int = option(5, ge=0)
+    confidence_threshold: float = option(0.9, gt=0.0, le=1.0)
+    self_training_iterations: int = option(5, gt=0)
+    probability_eps: float = option(1e-6, gt=0)
+    fusion: str = option("geometric", choices=tuple(FUSION_EXPONENTS))
+    selection: str = option("agree", choices=SELECTIONS)
+    anchor: str = option("supervoxel", choices=ANCHORS)
+    click_radius_m: float | None = option(0.5, gt=0)
     structure_classes: tuple[str, ...] | None = None
-    class_weighting: str = "inverse_sqrt_frequency"
+    class_weighting: str = option("inverse_sqrt_frequency", choices=CLASS_WEIGHTINGS)
 
-    def __post_init__(self) -> None:
-        choices = {"variant": (self.variant, VARIANTS), "neighbourhood": (self.neighbourhood, NEIGHBOURHOODS),
-                   "pairwise_normalisation": (self.pairwise_normalisation, PAIRWISE_NORMALISATIONS),
-                   "fusion": (self.fusion, tuple(FUSION_EXPONENTS)), "selection": (self.selection, SELECTIONS),
-                   "anchor": (self.anchor, ANCHORS), "class_weighting": (self.class_weighting, CLASS_WEIGHTINGS)}
-        for name, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise ValueError(f"OtocConfig: field '{name}' is {value!r}, expected one of {allowed}")
+    def validate(self) -> None:
         object.__setattr__(self, "class_weighting", canonical_weighting(self.class_weighting))
-        positive = {"embed_dim": self.embed_dim, "temperature": self.temperature,
-                    "samples_per_class": self.samples_per_class, "sigma_colour": self.sigma_colour,
-                    "sigma_coords_m": self.sigma_coords_m, "sigma_unet": self.sigma_unet,
-                    "sigma_relation": self.sigma_relation, "max_dense_nodes": self.max_dense_nodes,
-                    "topk_neighbours": self.topk_neighbours, "self_training_iterations": self.self_training_iterations,
-                    "probability_eps": self.probability_eps}
-        for name, value in positive.items():
-            if not value > 0:
-                raise ValueError(f"OtocConfig: field '{name}' is {value}, expected > 0")
-        non_negative = {"lambda_colour": self.lambda_colour, "lambda_coords": self.lambda_coords,
-                        "lambda_unet": self.lambda_unet, "lambda_relation": self.lambda_relation,
-                        "pairwise_weight": self.pairwise_weight, "mean_field_iterations": self.mean_field_iterations}
-        for name, value in non_negative.items():
-            if not value >= 0:
-                raise ValueError(f"OtocConfig: field '{name}' is {value}, expected >= 0")
-        if self.click_radius_m is not None and not self.click_radius_m > 0:
-            raise ValueError(f"OtocConfig: field 'click_radius_m' is {self.click_radius_m}, expected > 0 or null")
         if self.structure_classes is not None:
             if isinstance(self.structure_classes, str) or not all(isinstance(n, str) for n in self.structure_classes):
-                raise ValueError(f"OtocConfig: field 'structure_classes' is {self.structure_classes!r}, expected a "
-                                 "list of class names or null")
+                raise FieldError("structure_classes", self.structure_classes, "a list of class names or null")
             object.__setattr__(self, "structure_classes", tuple(self.structure_classes))
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"OtocConfig: field 'momentum' is {self.momentum}, expected in [0, 1)")
-        if not 0.0 < self.confidence_threshold <= 1.0:
-            raise ValueError(f"OtocConfig: field 'confidence_threshold' is {self.confidence_threshold}, "
-                             "expected in (0, 1]")
 
     @property
     def pairwise_groups(self) -> tuple[str, ...]:

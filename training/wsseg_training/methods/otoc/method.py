@@ -46,6 +46,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -64,6 +65,7 @@ from wsseg_training.labels import Clicks
 from wsseg_training.methods.base import Method, StageContext, StepContext
 from wsseg_training.methods.common.class_weights import class_weights, label_counts
 from wsseg_training.methods.common.losses import point_cross_entropy
+from wsseg_training.methods.common.options import MethodOptions, option
 from wsseg_training.methods.common.segments import Segments
 from wsseg_training.methods.otoc.config import VARIANTS, OtocConfig
 from wsseg_training.methods.otoc.inference import (
@@ -87,36 +89,45 @@ log = logging.getLogger(__name__)
 #: name of the per-round log written into the run directory
 ROUNDS_FILE = "otoc_rounds.json"
 
-DEFAULT_OPTIONS: dict[str, Any] = {
-    "variant": "rel_gp",
-    "memory_bank": True,
-    "iterations": 5,
-    "steps_per_iteration": None,
-    "threshold": 0.9,
-    "star": False,
-    "relation_weight": 1.0,
-    "otoc": {},
-}
+#: OtocConfig fields that the plain options set (they may not also be given under ``otoc``)
+PLAIN_FIELDS = {"variant": "variant", "memory_bank": "memory_bank", "iterations": "self_training_iterations",
+                "threshold": "confidence_threshold"}
 
 
-def otoc_config_from_options(options: Mapping[str, Any]) -> OtocConfig:
-    """The :class:`OtocConfig` of the plugin options (``ConfigError`` naming a bad option)."""
-    merged = {**DEFAULT_OPTIONS, **options}
-    extra = merged["otoc"] or {}
-    if not isinstance(extra, Mapping):
-        raise ConfigError(f"method 'otoc': option 'otoc' is {extra!r}, expected a mapping of OtocConfig fields")
-    if merged["variant"] not in VARIANTS:
-        raise ConfigError(f"method 'otoc': option 'variant' is {merged['variant']!r}, expected one of {VARIANTS}")
-    clashes = sorted({"variant", "memory_bank", "self_training_iterations", "confidence_threshold"} & set(extra))
-    if clashes:
-        raise ConfigError(f"method 'otoc': set {clashes} through the plain options (variant, memory_bank, "
-                          "iterations, threshold), not under 'otoc'")
-    try:
-        return OtocConfig.from_dict({"variant": merged["variant"], "memory_bank": bool(merged["memory_bank"]),
-                                     "self_training_iterations": int(merged["iterations"]),
-                                     "confidence_threshold": float(merged["threshold"]), **dict(extra)})
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"method 'otoc': option 'otoc': {exc}") from None
+@dataclass(frozen=True, kw_only=True)
+class OtocOptions(MethodOptions):
+    """The ``method:`` options of ``otoc`` (configs/otoc_cpu.yaml); every other knob is an OtocConfig field
+    under ``otoc:``."""
+
+    variant: str = option("rel_gp", choices=VARIANTS, doc="Table 3 variant: unet | gp | rel_gp (= 1T1C)")
+    memory_bank: bool = option(True, doc="prototypes from the momentum memory bank (false: 'w/o MB')")
+    iterations: int = option(5, ge=1, doc="self-training rounds (Algorithm 1)")
+    steps_per_iteration: int | None = option(None, ge=1, doc="steps per round (null: train.steps / iterations)")
+    threshold: float = option(0.9, gt=0.0, le=1.0, doc="T of Eq. 8, as a probability")
+    star: bool = option(False, doc="1T1C*: one round on Y_0 only, no relation network")
+    relation_weight: float = option(1.0, ge=0.0, doc="weight of R's contrastive loss")
+    otoc: OtocConfig = field(default_factory=OtocConfig)  # every other knob (OtocConfig fields)
+
+    @classmethod
+    def prepare(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
+        if "otoc" in data and data["otoc"] is None:  # ``otoc:`` with only comments under it
+            data["otoc"] = {}
+        extra = data.get("otoc", {})
+        clashes = sorted(set(PLAIN_FIELDS.values()) & set(extra)) if isinstance(extra, Mapping) else []
+        if clashes:
+            raise ConfigError(f"{where[:-1]}.otoc': set {clashes} through the plain options (variant, memory_bank, "
+                              "iterations, threshold), not under 'otoc'")
+        return data
+
+    def config(self) -> OtocConfig:
+        """The OtocConfig in force: ``otoc`` with the plain options' fields."""
+        return replace(self.otoc, **{field: getattr(self, plain) for plain, field in PLAIN_FIELDS.items()})
+
+
+def otoc_config_from_options(options: Mapping[str, Any] | OtocOptions, where: str = "config") -> OtocConfig:
+    """The :class:`OtocConfig` of the plugin options (``ConfigError`` naming the file and the bad field)."""
+    built = options if isinstance(options, OtocOptions) else OtocOptions.build(options, where)
+    return built.config()
 
 
 class OtocMethod(Method):
@@ -125,17 +136,12 @@ class OtocMethod(Method):
     name = "otoc"
     label_kinds: ClassVar[tuple[str, ...]] = ("clicks",)
     requires_labels = True
-    default_options: ClassVar[dict[str, Any]] = DEFAULT_OPTIONS
+    Options = OtocOptions
+    options: OtocOptions
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.config = otoc_config_from_options(self.options)
-        steps = self.options["steps_per_iteration"]
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-            raise ConfigError(f"method 'otoc': option 'steps_per_iteration' is {steps!r}, expected null or >= 1")
-        if not self.options["relation_weight"] >= 0:
-            raise ConfigError(f"method 'otoc': option 'relation_weight' is {self.options['relation_weight']!r}, "
-                              "expected >= 0")
+        self.config = self.options.config()
         try:
             object_classes(self.classes, self.config.structure_classes)
         except ValueError as exc:
@@ -178,14 +184,14 @@ class OtocMethod(Method):
         self.scenes = scenes
 
     def build_modules(self, backbone: SparseUNet) -> nn.ModuleDict:
-        if self.options["star"]:  # 1T1C* never propagates, so R would never be used
+        if self.options.star:  # 1T1C* never propagates, so R would never be used
             return nn.ModuleDict()
         return build_otoc_modules(backbone.config, self.config, self.num_classes)
 
     def stages(self, plan: TrainPlan) -> list[Stage]:
-        rounds = 1 if self.options["star"] else self.config.self_training_iterations
-        per_round = self.options["steps_per_iteration"] or max(1, plan.total_steps // rounds)
-        label = "1T1C* (Y_0 only)" if self.options["star"] else "round {}"
+        rounds = 1 if self.options.star else self.config.self_training_iterations
+        per_round = self.options.steps_per_iteration or max(1, plan.total_steps // rounds)
+        label = "1T1C* (Y_0 only)" if self.options.star else "round {}"
         return [Stage(label.format(t + 1), per_round, restart_schedule=True) for t in range(rounds)]
 
     def begin_stage(self, index: int, stage: Stage, trainer: StageContext) -> None:
@@ -205,7 +211,7 @@ class OtocMethod(Method):
         ce, weight = point_cross_entropy(ctx.point_logits(), labels, point_weights=point_weight)
         terms = {"ce": ctx.mean(ce, weight)}
         if "relation" in ctx.modules:
-            terms["relation"] = self._relation_term(ctx, labels) * float(self.options["relation_weight"])
+            terms["relation"] = self._relation_term(ctx, labels) * self.options.relation_weight
         return terms
 
     def state_dict(self) -> dict[str, Any]:
@@ -294,4 +300,4 @@ class OtocMethod(Method):
         if trainer.dist.is_main:
             path = trainer.run_dir.root / ROUNDS_FILE
             path.write_text(json.dumps({"variant": self.config.variant, "memory_bank": self.config.memory_bank,
-                                        "star": bool(self.options["star"]), "rounds": self.history}, indent=1) + "\n")
+                                        "star": self.options.star, "rounds": self.history}, indent=1) + "\n")
