@@ -26,7 +26,8 @@ from wsseg_training.checkpoint import (
     preprocess_from_checkpoint,
 )
 from wsseg_training.model.fuse import fold_batchnorm
-from wsseg_training.model.graph_ops import GraphUNet, auto_graph_spec
+from wsseg_training.methods.common.heads import heads_from_checkpoint
+from wsseg_training.model.graph_ops import GraphOps, GraphUNet, auto_graph_spec
 from wsseg_training.model.unet import SparseUNet
 
 from wsseg.core.bundle import (
@@ -34,6 +35,7 @@ from wsseg.core.bundle import (
     LOGITS_OUTPUT,
     MODEL_ONNX,
     BundleMeta,
+    ExtraOutput,
     ModelBundle,
     load_bundle,
     model_input_names,
@@ -62,6 +64,19 @@ def tracing_cloud(config: PreprocessConfig, num_points: int = 4000, seed: int = 
     return prepare_cloud(config, xyz, rgb=rgb, intensity=intensity)
 
 
+class GraphUNetWithHeads(GraphUNet):
+    """:class:`GraphUNet` plus a method's exported heads (``Method.export_heads``) in one graph:
+    ``(features, *tables) -> (logits, *[head(point_features)])``, each (M_0, K) float32."""
+
+    def __init__(self, model: SparseUNet, spec: GraphSpec, heads: dict[str, torch.nn.Module]) -> None:
+        super().__init__(model, spec)
+        self.heads = torch.nn.ModuleDict(heads)
+
+    def forward(self, features: torch.Tensor, *tables: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+        out = self.model.run(features, GraphOps(self.spec, dict(zip(self.names, tables, strict=True))))
+        return (out.logits, *(head(out.point_features) for head in self.heads.values()))
+
+
 def dynamic_axes(graph: GraphSpec) -> dict[str, dict[int, str]]:
     """Every dimension of every input is dynamic, named by what it counts (``voxels_<level>``, ...)."""
     levels = graph.num_levels
@@ -87,8 +102,10 @@ def dynamic_axes(graph: GraphSpec) -> dict[str, dict[int, str]]:
 
 
 def export_onnx(model: torch.nn.Module, config: PreprocessConfig, opset: int = DEFAULT_OPSET,
-                graph: GraphSpec | None = None) -> onnx.ModelProto:
-    """Trace a (BatchNorm-folded, eval) backbone into an ONNX model of ``graph`` (default: gather) and check it."""
+                graph: GraphSpec | None = None, heads: dict[str, torch.nn.Module] | None = None) -> onnx.ModelProto:
+    """Trace a (BatchNorm-folded, eval) backbone into an ONNX model of ``graph`` (default: gather) and check it.
+
+    heads: a method's exported heads, each an extra output after ``logits`` (:class:`GraphUNetWithHeads`)."""
     graph = graph or GraphSpec(num_levels=config.num_levels)
     sample = tracing_cloud(config)
     tables = graph_inputs(sample.maps, graph)  # int32 graph inputs (TensorRT has no int64 indices)
@@ -98,9 +115,11 @@ def export_onnx(model: torch.nn.Module, config: PreprocessConfig, opset: int = D
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+        wrapped = GraphUNetWithHeads(model, graph, heads) if heads else GraphUNet(model, graph)
+        extra = list(heads or {})
         torch.onnx.export(
-            GraphUNet(model, graph), args, buffer,
-            input_names=names, output_names=[LOGITS_OUTPUT], dynamic_axes=dynamic_axes(graph),
+            wrapped, args, buffer, input_names=names, output_names=[LOGITS_OUTPUT, *extra],
+            dynamic_axes={**dynamic_axes(graph), **{name: {0: "voxels_0"} for name in extra}},
             opset_version=opset, dynamo=False, do_constant_folding=True,
         )
     proto = onnx.load_from_string(buffer.getvalue())
@@ -133,7 +152,8 @@ def export_bundle(checkpoint_path: str | Path, out_dir: str | Path, opset: int =
     config = preprocess_from_checkpoint(checkpoint)
     model = fold_batchnorm(model_from_checkpoint(checkpoint))
     spec = graph_for(graph, model)
-    proto = export_onnx(model, config, opset=opset, graph=spec)
+    heads = {name: head.eval() for name, head in heads_from_checkpoint(checkpoint).items()}  # none for most methods
+    proto = export_onnx(model, config, opset=opset, graph=spec, heads=heads)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".{MODEL_ONNX}.tmp"
@@ -155,6 +175,8 @@ def export_bundle(checkpoint_path: str | Path, out_dir: str | Path, opset: int =
         sensor=str(checkpoint.get("sensor", "any")),
         provenance=provenance,
         opset=opset,
+        extra_outputs=tuple(ExtraOutput(name, head.out_channels, str(head.spec["description"]))
+                            for name, head in heads.items()),
     )
     write_bundle_meta(out_dir, meta)
     log.info("wrote model bundle %s", out_dir)

@@ -230,7 +230,7 @@ def test_clear_errors(rooms: tuple[Path, Path], cli_run: Path, tmp_path: Path) -
         OtocMethod(dataset.classes, {"steps_per_iteration": 0}, weak)
     with pytest.raises(ConfigError, match="selection"):
         OtocMethod(dataset.classes, {"otoc": {"selection": "vote"}}, weak)
-    unknown = r"'otoc': OtocConfig: unknown field\(s\) \['momentun'\]; known: .*'momentum'"
+    unknown = r"field 'method\.otoc': unknown field\(s\) \['momentun'\]; known: .*'momentum'"
     with pytest.raises(ConfigError, match=unknown):
         OtocMethod(dataset.classes, {"otoc": {"momentun": 0.99}}, weak)
     assert OtocMethod(dataset.classes, {"otoc": {"selection": "code"}}, weak).config.selection == "code"

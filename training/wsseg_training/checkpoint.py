@@ -11,6 +11,8 @@ A checkpoint is a plain dict (only tensors, numbers, strings, lists, dicts, so
     sensor: "rgbd" | "lidar" | "any"
     provenance: {method, dataset, step, metrics, ...}
     training: optional engine state (optimizer, scheduler, step, rng) for --resume
+    heads: optional {output name: {"spec", "state"}} extra per-voxel heads to export
+           (``wsseg_training.methods.common.heads``)
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def make_checkpoint(
     sensor: str = "any",
     provenance: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
+    heads: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Collect everything needed to rebuild, export or resume ``model``."""
     data: dict[str, Any] = {
@@ -54,6 +57,8 @@ def make_checkpoint(
     }
     if training is not None:
         data["training"] = training
+    if heads:
+        data["heads"] = heads
     return data
 
 

@@ -54,13 +54,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def extra_predictors(run_dir: RunDir, device: torch.device) -> list[tuple[Predictor, str, str]]:
-    """Further inference modes of a run's method: 1T1C's ``full`` (Θ + R + graph propagation) for otoc runs."""
+    """The further inference modes the run's method declares (``Method.offline_predictors``; 1T1C: ``-full``)."""
     from wsseg_training.checkpoint import load_checkpoint
-    from wsseg_training.methods.otoc.inference import OtocFullPredictor
+    from wsseg_training.methods import METHODS
 
-    if not run_dir.last.is_file() or load_checkpoint(run_dir.last).get("provenance", {}).get("method") != "otoc":
+    if not run_dir.last.is_file():
         return []
-    return [(OtocFullPredictor.from_checkpoint(run_dir.last, device), str(run_dir.last.resolve()), "-full")]
+    method = METHODS.get(str(load_checkpoint(run_dir.last).get("provenance", {}).get("method")))
+    if method is None:
+        return []
+    source = str(run_dir.last.resolve())
+    predictors = method.offline_predictors(run_dir.last, device)
+    return [(predictor, source, suffix) for suffix, predictor in predictors.items()]
 
 
 def _evaluate(args: argparse.Namespace, dataset: Dataset, run_dir: RunDir | None, predictor: Predictor, source: str,

@@ -4,7 +4,9 @@ A bundle is a directory::
 
     model.onnx    inputs: ``features`` (M_0, C_in) float32 + the kernel maps of
                   every level (names from ``model_input_names``); output:
-                  ``logits`` (M_0, num_classes) float32
+                  ``logits`` (M_0, num_classes) float32, then the optional extra outputs
+                  listed in model.yaml ``extra_outputs`` (per voxel, (M_0, channels) float32,
+                  e.g. WS3D's ``instance_offsets``); readers that do not use them ignore them
     model.yaml    class table, preprocessing, network summary, provenance
     *.plan        optional TensorRT engines, listed in model.yaml with the GPU
                   and TensorRT version they were built for
@@ -53,6 +55,27 @@ class TensorRTPlan:
 
 
 @dataclass(frozen=True)
+class ExtraOutput:
+    """An exported output beside ``logits``: ``name`` (lower-case identifier), (M_0, ``channels``) float32 per
+    voxel; ``description`` says what it is and its unit (the method that trained it documents it)."""
+
+    name: str
+    channels: int
+    description: str = ""
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> ExtraOutput:
+        if not isinstance(data, dict):
+            raise BundleError(f"{where} is {data!r}, expected a mapping with 'name' and 'channels'")
+        name, channels = data.get("name"), data.get("channels")
+        if not isinstance(name, str) or not name.isidentifier() or name == LOGITS_OUTPUT:
+            raise BundleError(f"{where}: field 'name' is {name!r}, expected an identifier other than 'logits'")
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise BundleError(f"{where}: field 'channels' is {channels!r}, expected an integer >= 1")
+        return cls(name=name, channels=channels, description=str(data.get("description", "")))
+
+
+@dataclass(frozen=True)
 class BundleMeta:
     """Contents of ``model.yaml``."""
 
@@ -63,6 +86,12 @@ class BundleMeta:
     provenance: dict[str, Any] = field(default_factory=dict)
     tensorrt_plans: tuple[TensorRTPlan, ...] = ()
     opset: int = DEFAULT_OPSET
+    extra_outputs: tuple[ExtraOutput, ...] = ()
+
+    @property
+    def output_names(self) -> list[str]:
+        """``logits`` then the extra outputs, in the ONNX graph's order."""
+        return [LOGITS_OUTPUT, *(o.name for o in self.extra_outputs)]
 
     @property
     def graph(self) -> GraphSpec:
@@ -70,7 +99,7 @@ class BundleMeta:
         return GraphSpec.from_dict(self.network.get("graph"), self.preprocess.num_levels)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "format": BUNDLE_FORMAT,
             "format_version": BUNDLE_FORMAT_VERSION,
             "wsseg_version": __version__,
@@ -84,11 +113,14 @@ class BundleMeta:
                 "file": MODEL_ONNX,
                 "opset": self.opset,
                 "inputs": model_input_names(self.preprocess.num_levels, self.graph),
-                "outputs": [LOGITS_OUTPUT],
+                "outputs": self.output_names,
             },
             "tensorrt": [vars(p) for p in self.tensorrt_plans],
             "provenance": dict(self.provenance),
         }
+        if self.extra_outputs:
+            data["extra_outputs"] = [vars(o) for o in self.extra_outputs]
+        return data
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> BundleMeta:
@@ -113,6 +145,8 @@ class BundleMeta:
                 provenance=dict(data.get("provenance") or {}),
                 tensorrt_plans=plans,
                 opset=int(data.get("onnx", {}).get("opset", 17)),
+                extra_outputs=tuple(ExtraOutput.from_dict(o, f"{where}: field 'extra_outputs[{i}]'")
+                                    for i, o in enumerate(data.get("extra_outputs") or [])),
             )
             meta.graph  # noqa: B018 -- validates network.graph
             return meta
@@ -140,6 +174,10 @@ class ModelBundle:
     def model_inputs(self, net_input: NetworkInput) -> dict[str, np.ndarray]:
         """The named ONNX inputs for one prepared cloud: ``features`` and the tables of the bundle's graph."""
         return {"features": net_input.features, **graph_inputs(net_input.maps, self.meta.graph)}
+
+    @property
+    def output_names(self) -> list[str]:
+        return self.meta.output_names
 
 
 def load_bundle(path: str | Path) -> ModelBundle:

@@ -86,8 +86,11 @@ class OnnxRuntimeEngine:
         actual = [i.name for i in self._session.get_inputs()]
         if actual != expected:
             raise BundleError(f"{bundle.onnx_path}: model inputs {actual} do not match model.yaml ({expected})")
-        if [o.name for o in self._session.get_outputs()] != [LOGITS_OUTPUT]:
-            raise BundleError(f"{bundle.onnx_path}: model must have the single output {LOGITS_OUTPUT!r}")
+        outputs = [o.name for o in self._session.get_outputs()]
+        if outputs != bundle.output_names:
+            raise BundleError(f"{bundle.onnx_path}: model outputs {outputs} do not match model.yaml "
+                              f"({bundle.output_names}: {LOGITS_OUTPUT!r}, then its extra_outputs)")
+        self.extra_outputs = bundle.output_names[1:]
         # bundles exported before the int32 tables declare int64 index inputs: cast for those only
         self._input_dtypes = {i.name: _ONNX_DTYPES.get(i.type) for i in self._session.get_inputs()}
 
@@ -102,3 +105,12 @@ class OnnxRuntimeEngine:
             dtype = self._input_dtypes.get(name)
             feeds[name] = array if dtype is None or array.dtype == dtype else array.astype(dtype)
         return self._session.run([LOGITS_OUTPUT], feeds)[0]
+
+    def run_all(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """{output name: (M_0, K) float32}: ``logits`` and the bundle's extra outputs, from one pass."""
+        names = [LOGITS_OUTPUT, *self.extra_outputs]
+        feeds = {}
+        for name, array in inputs.items():
+            dtype = self._input_dtypes.get(name)
+            feeds[name] = array if dtype is None or array.dtype == dtype else array.astype(dtype)
+        return dict(zip(names, self._session.run(names, feeds), strict=True))

@@ -20,11 +20,14 @@ class SegmentationResult:
     confidence: (N,) float32 softmax probability of the label, 0 for invalid points.
     timings_ms: per-stage wall time: ``pre`` (voxelize, features, kernel maps),
     ``inference`` (the engine), ``post`` (softmax, devoxelize), ``total``.
+    outputs: the bundle's extra outputs (model.yaml ``extra_outputs``, e.g. ``instance_offsets``) per point,
+    (N, K) float32 each, NaN rows for invalid points; empty for a bundle without any.
     """
 
     labels: np.ndarray
     confidence: np.ndarray
     timings_ms: dict[str, float] = field(default_factory=dict)
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def softmax_max(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +82,9 @@ class Segmenter:
         valid = np.isfinite(xyz).all(axis=1)
         if not valid.any():
             total = (time.perf_counter() - t0) * 1e3
-            return SegmentationResult(labels, confidence, {"pre": total, "inference": 0.0, "post": 0.0, "total": total})
+            empty = {o.name: np.full((n, o.channels), np.nan, dtype=np.float32) for o in self.bundle.meta.extra_outputs}
+            timings = {"pre": total, "inference": 0.0, "post": 0.0, "total": total}
+            return SegmentationResult(labels, confidence, timings, empty)
         features = self.bundle.meta.preprocess.features.ordered_names
         net_input = prepare_cloud(
             self.bundle.meta.preprocess,
@@ -89,13 +94,23 @@ class Segmenter:
         )
         inputs = self.bundle.model_inputs(net_input)  # + the chunked graph's tables
         t1 = time.perf_counter()
-        logits = self.engine.run(inputs)
+        extra: dict[str, np.ndarray] = {}
+        if self.engine.extra_outputs:
+            extra = self.engine.run_all(inputs)
+            logits = extra.pop("logits")
+        else:
+            logits = self.engine.run(inputs)
         t2 = time.perf_counter()
         voxel_labels, voxel_conf = softmax_max(logits)
         labels[valid] = voxel_labels[net_input.grid.inverse].astype(np.uint16)
         confidence[valid] = voxel_conf[net_input.grid.inverse]
+        outputs = {}
+        for name, values in extra.items():
+            per_point = np.full((n, values.shape[1]), np.nan, dtype=np.float32)
+            per_point[valid] = values[net_input.grid.inverse]
+            outputs[name] = per_point
         t3 = time.perf_counter()
         timings = {
             "pre": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "post": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3
         }
-        return SegmentationResult(labels, confidence, timings)
+        return SegmentationResult(labels, confidence, timings, outputs)

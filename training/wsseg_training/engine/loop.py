@@ -50,6 +50,7 @@ from wsseg_training.engine.state import (
     training_state,
 )
 from wsseg_training.methods.base import Method, StageContext, StepContext
+from wsseg_training.methods.common.heads import heads_to_checkpoint
 from wsseg_training.model.profiles import PROFILES, preprocess_config_for, unet_config_for
 from wsseg_training.model.unet import SparseUNet, UNetOutput
 
@@ -406,8 +407,9 @@ class Trainer:
                       "profile": self.config.profile, "steps": result.steps, "seed": self.config.seed,
                       "train_scenes": len(self.scenes), "final_loss": result.losses[-1] if result.losses else None,
                       "train_wall_s": round(result.wall_s, 1)}
+        heads = heads_to_checkpoint(self.method.export_heads(state.modules))  # extra exported outputs
         final = make_checkpoint(state.model, self.preprocess, self.dataset.classes, sensor=self._sensor(),
-                                provenance=provenance)
+                                provenance=provenance, heads=heads)
         save_checkpoint(self.run_dir.model, final)
         log.info("wrote %s after %d steps (%.1f s)", self.run_dir.model, result.steps, result.wall_s)
 

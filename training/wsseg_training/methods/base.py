@@ -27,7 +27,11 @@ checkpoints, logging, DDP).  The hooks, in the order the engine calls them:
    (targets, per-sample tags, pair partners / view indices, point -> voxel maps at every level, super-voxels),
    the method's modules and ``ctx.epoch``.  Use ``ctx.mean(sum, count)`` for averages so that multi-process
    training equals single-process training.
-8. ``state_dict()`` / ``load_state_dict()``: whatever the method changes during training (pseudo labels),
+8. ``offline_predictors(checkpoint, device)`` (class method): inference modes beyond the exported backbone that
+   ``wsseg eval --run`` also reports (1T1C's graph propagation), keyed by a suffix ("-full" -> RUN/eval/val-full).
+9. ``export_heads(modules)``: extra per-voxel outputs ``wsseg export`` puts into the bundle beside ``logits``
+   (WS3D's instance offsets): {output name: :class:`~wsseg_training.methods.common.heads.PointHead`}.
+10. ``state_dict()`` / ``load_state_dict()``: whatever the method changes during training (pseudo labels),
    saved in checkpoints for ``--resume``.  Only tensors, numbers, strings, lists and dicts.
 """
 
@@ -54,7 +58,11 @@ from wsseg_training.methods.common.options import MethodOptions
 from wsseg_training.model.unet import SparseUNet, UNetOutput
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from wsseg_training.evaluation.evaluate import Predictor
     from wsseg_training.labels import WeakLabels
+    from wsseg_training.methods.common.heads import PointHead
 
 
 @dataclass
@@ -183,6 +191,20 @@ class Method:
 
     def losses(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    @classmethod
+    def offline_predictors(cls, checkpoint: Path, device: torch.device) -> dict[str, Predictor]:
+        """{suffix: predictor} of the inference modes of a trained run (``checkpoint``: its ``checkpoints/last.pt``,
+        with the training-only modules) that ``wsseg eval`` reports beside the backbone's; default none."""
+        return {}
+
+    def export_heads(self, modules: nn.ModuleDict) -> dict[str, PointHead]:
+        """{output name: head} of the extra per-voxel outputs to export (module docstring, hook 9); default none.
+
+        Each head maps the backbone's ``point_features`` (M_0, F) to (M_0, K) float32; the trainer stores the heads
+        in ``model.pt`` and ``wsseg export`` adds them as ONNX outputs named as here (document the names, units and
+        shapes in the method's docstring)."""
+        return {}
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -47,7 +47,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -83,6 +83,11 @@ from wsseg_training.methods.otoc.pseudo_labels import (
 )
 from wsseg_training.methods.otoc.relation import relation_loss
 from wsseg_training.model.unet import SparseUNet
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from wsseg_training.evaluation.evaluate import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +218,13 @@ class OtocMethod(Method):
         if "relation" in ctx.modules:
             terms["relation"] = self._relation_term(ctx, labels) * self.options.relation_weight
         return terms
+
+    @classmethod
+    def offline_predictors(cls, checkpoint: Path, device: torch.device) -> dict[str, Predictor]:
+        """``-full``: Θ + R + graph propagation over the scene's super-voxels (1T1C's full inference)."""
+        from wsseg_training.methods.otoc.inference import OtocFullPredictor
+
+        return {"-full": OtocFullPredictor.from_checkpoint(checkpoint, device)}
 
     def state_dict(self) -> dict[str, Any]:
         labels = {s.name: torch.from_numpy(s.point_targets["labels"].astype(np.int16)) for s in self.scenes}
