@@ -1,4 +1,7 @@
-"""1T1C ("One Thing One Click") benchmark: synthetic indoor rooms with one click per object, plus mOSD frames.
+"""1T1C ("One Thing One Click") ablation benchmark (Table 3): synthetic indoor rooms with one click per object, plus
+mOSD frames.  It is 1T1C's ablation sub-command of the method benchmark, ``bench/methods.py ablation otoc [ARGS]``
+(the same as ``bench/otoc.py [ARGS]``), and shares its runner (``bench/harness.py``: datasets, recipe, ``full``
+run, evaluation); ``bench/methods.py`` is the cross-method label-efficiency table.
 
 Synthetic part (``IndoorConfig()`` rooms, S3DIS classes, the generator's train/val split):
 
@@ -31,7 +34,6 @@ the last line printed is ``RESULT <json>``.  Not a test: never gates CI.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -41,41 +43,24 @@ import time
 from pathlib import Path
 from typing import Any
 
+import harness
 import numpy as np
 import torch
-from tqdm import tqdm
-from wsseg_training.data.dataset import Dataset, DatasetWriter
-from wsseg_training.data.supervoxels import compute_supervoxels
+from harness import add_supervoxels, miou_of, recipe, run_full
+from wsseg_training.data.dataset import Dataset
 from wsseg_training.engine.config import ConfigError, config_from_dict
 from wsseg_training.engine.loop import Trainer
-from wsseg_training.evaluation.evaluate import TorchPredictor, evaluate_split
+from wsseg_training.evaluation.evaluate import TorchPredictor
 from wsseg_training.labels import Clicks, compute_stats, simulate_clicks
-from wsseg_training.methods import FullMethod, OtocMethod
+from wsseg_training.methods import OtocMethod
 from wsseg_training.methods.otoc import initial_pseudo_labels
 from wsseg_training.methods.otoc.config import ANCHORS, CLASS_WEIGHTINGS, FUSION_EXPONENTS, SELECTIONS, OtocConfig
 from wsseg_training.methods.otoc.inference import OtocFullPredictor
 from wsseg_training.methods.otoc.method import ROUNDS_FILE, otoc_config_from_options
 
-from wsseg.core.scene import save_scene
-
 RESULTS = Path(__file__).resolve().parent / "results"
-MOSD = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mosd" / "learn"
+MOSD = harness.MOSD
 VARIANT_LABELS = {"unet": "3D U-Net", "gp": "3D U-Net+GP", "rel_gp": "3D U-Net+Rel+GP", "rel_gp_nomb": "+Rel+GP w/o MB"}
-
-
-def recipe(profile: str, steps: int, crop_points: int, seed: int, lr: float, method: dict | None = None,
-           checkpoint_every: int = 0, keep: int = 0, workers: int = 0, amp: bool = False) -> dict:
-    """The training config shared by every run (plain data, as a YAML would hold it)."""
-    return {
-        "seed": seed, "profile": profile, "device": "auto",
-        "data": {"features": ["offset", "rgb"], "crop_max_points": crop_points, "batch_scenes": 2,
-                 "num_workers": workers},
-        "optim": {"optimizer": "adamw", "lr": lr, "weight_decay": 1e-4, "schedule": "cosine",
-                  "warmup_steps": max(1, steps // 20), "grad_clip_norm": 10.0},
-        "train": {"steps": steps, "checkpoint_every_steps": checkpoint_every, "keep_checkpoints": keep,
-                  "log_every_steps": 10, "amp": amp},
-        "method": dict(method or {}),
-    }
 
 
 def recipe_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -125,20 +110,6 @@ def parse_otoc_fields(text: str | None) -> dict[str, Any]:
     return fields
 
 
-def add_supervoxels(dataset: Dataset) -> dict[str, float]:
-    """Compute and store super-voxels for every scene (as ``wsseg data supervoxels``); returns timing/size."""
-    start, count = time.perf_counter(), []
-    for name in tqdm(dataset.scene_names(), desc="supervoxels", unit="scene"):
-        scene = dataset.load(name)
-        if scene.supervoxel is None:
-            labels = compute_supervoxels(scene.xyz, scene.rgb)
-            save_scene(dataset.scene_path(name), dataclasses.replace(scene, supervoxel=labels),
-                       num_classes=dataset.classes.num_classes)
-            scene = dataset.load(name)
-        count.append(int(scene.supervoxel.max()) + 1)  # type: ignore[union-attr]
-    return {"seconds": round(time.perf_counter() - start, 1), "mean_per_scene": round(float(np.mean(count)), 1)}
-
-
 def label_fractions(dataset: Dataset, clicks: Clicks, rule: dict[str, Any]) -> dict[str, float]:
     """Clicked points and Y_0 (clicks expanded to super-voxels under ``rule``, OtocConfig fields) as fractions
     of the train points, and Y_0's point accuracy (analysis only)."""
@@ -154,19 +125,6 @@ def label_fractions(dataset: Dataset, clicks: Clicks, rule: dict[str, Any]) -> d
         correct += int(((y0 >= 0) & (y0 == scene.semantic)).sum())
     return {"clicked_fraction": clicked / total, "y0_fraction": expanded / total,
             "y0_accuracy": correct / max(1, expanded), "clicks": clicked}
-
-
-def miou_of(predictor: Any, dataset: Dataset) -> float:
-    return round(evaluate_split(predictor, dataset, "val", progress=False).confusion.miou(), 4)
-
-
-def run_full(dataset: Dataset, work: Path, config: dict, clicks: Clicks | None = None) -> dict:
-    start = time.perf_counter()
-    Trainer(config_from_dict(config), FullMethod(dataset.classes, weak=clicks), dataset, work / "full",
-            progress=False, provenance={"labels": None}).run()
-    train_s = time.perf_counter() - start
-    return {"miou": miou_of(TorchPredictor.from_checkpoint(work / "full" / "model.pt"), dataset),
-            "train_s": round(train_s, 1)}
 
 
 def run_otoc(name: str, dataset: Dataset, clicks: Clicks, work: Path, config: dict, rounds: int, steps: int,
@@ -201,13 +159,7 @@ def run_otoc(name: str, dataset: Dataset, clicks: Clicks, work: Path, config: di
 
 def synthetic_dataset(args: argparse.Namespace, work: Path) -> Dataset:
     """``--data`` when given (a dataset from ``wsseg data synth --kind indoor``), else ``--scenes`` new rooms."""
-    if args.data is not None:
-        return Dataset(args.data)
-    from wsseg_training.data.synth.config import IndoorConfig  # Open3D: import on use
-    from wsseg_training.data.synth.generate import write_synthetic_dataset
-
-    write_synthetic_dataset(work / "data", IndoorConfig(), scenes=args.scenes, seed=args.seed)
-    return Dataset(work / "data")
+    return harness.synthetic_dataset(work / "data", "indoor", args.scenes, args.seed, data=args.data)
 
 
 def synthetic(args: argparse.Namespace, work: Path) -> dict:
@@ -252,13 +204,7 @@ def synthetic(args: argparse.Namespace, work: Path) -> dict:
 def mosd(args: argparse.Namespace, work: Path) -> dict | None:
     if not args.mosd.is_dir():
         return None
-    from wsseg_training.data.readers.mosd import MOSDReader
-
-    reader = MOSDReader(args.mosd)
-    with DatasetWriter(work / "mosd", reader.name, reader.classes, sensor=reader.sensor) as writer:
-        for item in reader:
-            writer.add(item.name, item.scene, split=item.split, **item.metadata)
-    dataset = Dataset(work / "mosd")
+    dataset = harness.mosd_dataset(work / "mosd", args.mosd)
     sv = add_supervoxels(dataset)
     clicks = simulate_clicks(dataset, dataset.scene_names("train"), seed=args.seed)
     fractions = label_fractions(dataset, clicks, rule_options(args))

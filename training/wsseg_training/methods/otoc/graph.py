@@ -45,12 +45,14 @@ SupervoxelGraph = SegmentGraph
 def kernel_features(nodes: SupervoxelNodes, groups: tuple[str, ...], scales: dict[str, float]) -> torch.Tensor:
     """(S, F) concatenation of the normalised feature ``groups`` of ``nodes``, each times ``scales[group]``.
 
-    Squared distances in this space are Eq. 5's exponent times -2.  Raises ``ValueError`` naming a group
-    whose attribute the nodes lack.
+    Squared distances in this space are Eq. 5's exponent times -2.  ``colour`` is left out for nodes without
+    colour (LiDAR scans); any other group whose attribute the nodes lack raises ``ValueError`` naming it.
     """
     parts = []
     for group in groups:
         if group == "colour":
+            if nodes.rgb is None:  # a cloud without colour (LiDAR): Eq. 5 without its colour term
+                continue
             value = nodes.rgb
         elif group == "coords":
             value = nodes.xyz - nodes.xyz.mean(dim=0, keepdim=True) if nodes.num_nodes else nodes.xyz

@@ -1,0 +1,110 @@
+"""What ``bench/methods.py`` runs for each method: one :class:`MethodEntry` per method in :data:`ENTRIES`.
+
+To add a method (DSP, MPRM, WS3D, Densify), append one entry: the weak labels its paper uses at its paper's budget
+(kind, budget, and how to simulate them from ground truth with a seed), the ``method:`` section of its training
+config for a :class:`Schedule` (the same total steps as ``full``), the paper's own ratio of its mIoU to fully
+supervised training on the same backbone (with the table it comes from), which inference mode is its headline
+figure, and optionally the benchmark script of its ablation table (``bench/methods.py ablation NAME [ARGS]`` runs
+``bench/<script> ARGS``).  Example::
+
+    ENTRIES.append(MethodEntry(
+        name="dsp", labels=WeakLabelSetting("sparse_points", "10%", lambda d, names, seed:
+                                            simulate_sparse_points(d, names, seed, fraction=0.1)),
+        options=lambda s: {"stage1_steps": s.steps // 2},
+        paper_ratio=68.6 / 67.3, paper_source="DSP Tab. 4: S3DIS Area 5, 10 % labels vs KPConv retrained"))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from wsseg_training.data.dataset import Dataset
+from wsseg_training.labels import simulate_clicks
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The training length and recipe every method and its ``full`` reference share on one dataset.
+
+    steps: total optimiser steps (``full`` gets the same).  rounds: the outer-loop length methods with rounds use
+    (1T1C's self-training iterations), steps // rounds each.  profile, crop_points, lr: ``harness.recipe``.
+    """
+
+    steps: int
+    rounds: int
+    profile: str
+    crop_points: int
+    lr: float
+    scenes: int
+
+    @property
+    def steps_per_round(self) -> int:
+        return max(1, self.steps // self.rounds)
+
+
+@dataclass(frozen=True)
+class WeakLabelSetting:
+    """kind: the weak-label kind (``dense`` = the ground truth itself).  budget: the paper's budget, as reported
+    (``1/object``, ``10%``, ``100%``).  simulate(dataset, train scene names, seed) -> the weak labels (None for
+    dense)."""
+
+    kind: str
+    budget: str
+    simulate: Callable[[Dataset, Sequence[str], int], Any] | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{self.budget}"
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One method of the benchmark (module docstring).
+
+    name: the ``wsseg train --method`` name.  options: the config's ``method:`` section for a schedule.
+    paper_ratio: the paper's method mIoU / fully supervised mIoU (None = the paper gives none); paper_source:
+    where it comes from.  headline: the inference mode reported as ``miou``: "" = the exported backbone, else a
+    suffix of ``Method.offline_predictors`` ("-full").  needs_supervoxels: compute super-voxels first.
+    checkpoint_rounds: write a checkpoint at the end of every round.  ablation: the script under ``bench/`` that
+    produces the method's ablation table.  datasets: the datasets it runs on (None = every one).
+    """
+
+    name: str
+    labels: WeakLabelSetting
+    options: Callable[[Schedule], dict[str, Any]]
+    paper_ratio: float | None
+    paper_source: str
+    headline: str = ""
+    needs_supervoxels: bool = False
+    checkpoint_rounds: bool = False
+    ablation: str | None = None
+    datasets: tuple[str, ...] | None = None
+
+
+DENSE = WeakLabelSetting("dense", "100%", None)
+
+#: the fully supervised reference every other row is divided by
+FULL = MethodEntry(name="full", labels=DENSE, options=lambda s: {}, paper_ratio=1.0,
+                   paper_source="by definition")
+
+ENTRIES: list[MethodEntry] = [
+    FULL,
+    MethodEntry(
+        name="otoc",
+        labels=WeakLabelSetting("clicks", "1/object", lambda dataset, names, seed: simulate_clicks(
+            dataset, names, seed=seed)),
+        options=lambda s: {"variant": "rel_gp", "iterations": s.rounds, "steps_per_iteration": s.steps_per_round},
+        paper_ratio=round(70.45 / 72.18, 3),
+        paper_source="1T1C Tab. 5, ScanNet-v2 val: 1T1C 70.45 vs its fully supervised 3D U-Net 72.18",
+        headline="-full", needs_supervoxels=True, checkpoint_rounds=True, ablation="otoc.py"),
+]
+
+
+def entry(name: str) -> MethodEntry:
+    """The entry called ``name``; ``SystemExit`` naming the known ones otherwise."""
+    for e in ENTRIES:
+        if e.name == name:
+            return e
+    raise SystemExit(f"bench/methods.py: unknown method {name!r}; known: {[e.name for e in ENTRIES]}")
