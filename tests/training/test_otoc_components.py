@@ -24,6 +24,7 @@ from wsseg_training.methods.otoc import (
     crf_energy,
     expand_clicks,
     initial_pseudo_labels,
+    kernel_features,
     mean_field,
     next_pseudo_labels,
     object_classes,
@@ -460,6 +461,20 @@ def test_propagate_scene_without_supervoxels_falls_back_to_theta() -> None:
     assert result.labels.numel() == 0
     np.testing.assert_array_equal(result.pseudo_labels(np.array([X, 1, X])), [X, 1, X])
     assert result.point_predictions(prob.argmax(dim=1)).tolist() == [0, 1, 0]
+
+
+def test_graph_of_a_cloud_without_colour_uses_the_other_groups() -> None:
+    """LiDAR scans have no colour: the +GP kernel is then Eq. 5 on the coordinates alone."""
+    segments = Segments.from_ids(torch.tensor([0, 0, 1, 1]))
+    xyz = torch.tensor([[0.0, 0, 0], [0.2, 0, 0], [2.0, 0, 0], [2.2, 0, 0]])
+    nodes = pool_nodes(segments, xyz, torch.full((4, 2), 0.5))
+    scales = OtocConfig(variant="gp").group_scales()
+    features = kernel_features(nodes, ("colour", "coords"), scales)
+    torch.testing.assert_close(features, kernel_features(nodes, ("coords",), scales))
+    assert propagate_scene(torch.tensor([0, 0, 1, 1]), xyz, torch.tensor([[0.99, 0.01]] * 2 + [[0.01, 0.99]] * 2),
+                           OtocConfig(variant="gp")).labels.tolist() == [0, 1]
+    with pytest.raises(ValueError, match="'unet' needs node attribute"):
+        kernel_features(nodes, ("unet",), scales)
 
 
 def test_config_validation_and_round_trip() -> None:
