@@ -25,8 +25,8 @@ from wsseg_training.checkpoint import (
     model_from_checkpoint,
     preprocess_from_checkpoint,
 )
-from wsseg_training.model.fuse import fold_batchnorm
 from wsseg_training.methods.common.heads import heads_from_checkpoint
+from wsseg_training.model.fuse import fold_batchnorm
 from wsseg_training.model.graph_ops import GraphOps, GraphUNet, auto_graph_spec
 from wsseg_training.model.unet import SparseUNet
 
