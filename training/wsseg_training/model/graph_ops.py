@@ -43,6 +43,12 @@ class GraphOps:
             return conv.forward_chunked(x, self._chunked(f"down{level}", centre=False))
         return conv(x, self.tables[f"down_{level}"])
 
+    def to_reference(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        return x  # the graph's tables keep every level's rows in the kernel maps' (reference) order
+
+    def from_reference(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        return x
+
     def up(self, conv: UpConv3d, x: torch.Tensor, level: int) -> torch.Tensor:
         if self.spec.chunked(level + 1):
             t = self.tables
