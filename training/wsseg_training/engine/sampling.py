@@ -327,5 +327,6 @@ def sample_units(scenes: Sequence[TrainScene], sampling: Sampling) -> list[tuple
     chosen = [i for i, scene in enumerate(scenes) if wanted is None or scene.name in wanted]
     if sampling.region != "subcloud":
         return [(i, -1) for i in chosen]
+    # a count recorded in the file (checked against the dataset when loaded) spares a distance pass per sub-cloud
     return [(i, k) for i in chosen for k, subcloud in enumerate(scenes[i].subclouds)
-            if subcloud.mask(scenes[i].xyz).any()]
+            if subcloud.num_points > 0 or subcloud.mask(scenes[i].xyz).any()]

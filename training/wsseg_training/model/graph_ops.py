@@ -15,10 +15,10 @@ from torch import nn
 
 from wsseg.core.conv_tables import GraphSpec, graph_input_names
 from wsseg_training.model.sparse_conv import ChunkedTables, DownConv3d, SubmanifoldConv3d, UpConv3d
-from wsseg_training.model.unet import SparseUNet
+from wsseg_training.model.unet import ConvOps, SparseUNet
 
 
-class GraphOps:
+class GraphOps(ConvOps):
     """Convolutions through the tables of a :class:`GraphSpec` (name -> tensor)."""
 
     def __init__(self, spec: GraphSpec, tables: dict[str, torch.Tensor]) -> None:

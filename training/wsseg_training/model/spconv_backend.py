@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from wsseg_training.model.sparse_conv import DownConv3d, SubmanifoldConv3d, UpConv3d
-from wsseg_training.model.unet import SparseUNet, UNetOutput
+from wsseg_training.model.unet import ConvOps, SparseUNet, UNetOutput
 
 try:
     import spconv.pytorch as spconv
@@ -85,7 +85,7 @@ def shift_to_non_negative(coords: torch.Tensor, num_levels: int) -> tuple[torch.
     return out, spatial_shape
 
 
-class SpconvOps:
+class SpconvOps(ConvOps):
     """:class:`wsseg_training.model.unet.ConvOps` over spconv, for one forward pass.
 
     The spconv modules are parameter-less shells: each call hands them the

@@ -131,15 +131,19 @@ class ConvOps(Protocol):
         ...
 
     def to_reference(self, x: torch.Tensor, level: int) -> torch.Tensor:
-        """Rows of ``level`` from the ops' own order to the reference order (identity for kernel maps)."""
-        ...
+        """Rows of ``level`` from the ops' own order to the reference order.
+
+        The default (for ops over the kernel maps' rows, which are the reference order) is the identity;
+        subclass :class:`ConvOps` to inherit it.  The spconv backend maps its own coarse-level order.
+        """
+        return x
 
     def from_reference(self, x: torch.Tensor, level: int) -> torch.Tensor:
-        """The inverse of :meth:`to_reference`."""
-        ...
+        """The inverse of :meth:`to_reference` (identity by default)."""
+        return x
 
 
-class MapOps:
+class MapOps(ConvOps):
     """The reference :class:`ConvOps`: gather through the kernel maps of :mod:`wsseg.core.kernel_maps`.
 
     ``compact=True`` convolves only the active voxel pairs (:class:`KernelPairs`,
@@ -179,12 +183,6 @@ class MapOps:
 
     def up(self, conv: UpConv3d, x: torch.Tensor, level: int) -> torch.Tensor:
         return conv(x, self.ups[level])
-
-    def to_reference(self, x: torch.Tensor, level: int) -> torch.Tensor:
-        return x  # the kernel maps' rows are the reference order
-
-    def from_reference(self, x: torch.Tensor, level: int) -> torch.Tensor:
-        return x
 
 
 class ConvNormReLU(nn.Module):
