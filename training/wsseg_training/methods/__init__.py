@@ -4,10 +4,12 @@
 """
 
 from wsseg_training.methods.base import Method, StepContext
+from wsseg_training.methods.densify.method import DensifyMethod
 from wsseg_training.methods.full import FullMethod
 from wsseg_training.methods.otoc.method import OtocMethod
 
 METHODS: dict[str, type[Method]] = {
+    "densify": DensifyMethod,
     "full": FullMethod,
     "otoc": OtocMethod,
 }
@@ -21,4 +23,4 @@ def get_method(name: str) -> type[Method]:
         raise ValueError(f"unknown method {name!r}; known: {sorted(METHODS)}") from None
 
 
-__all__ = ["METHODS", "FullMethod", "Method", "OtocMethod", "StepContext", "get_method"]
+__all__ = ["METHODS", "DensifyMethod", "FullMethod", "Method", "OtocMethod", "StepContext", "get_method"]
