@@ -69,7 +69,7 @@ def rooms(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root / "data", root / "tags.json"
 
 
-def densify_config(steps: int = 12, checkpoint_every: int = 1, **method: object) -> dict:
+def densify_config(steps: int = 16, checkpoint_every: int = 1, **method: object) -> dict:
     """4 rooms in batches of 2 = 2 steps per epoch: 6 epochs, K-means at epochs 0, 2 (warm-up) and 4 (+ groups),
     matching from epoch 1; then 2 epochs of bootstrapping."""
     options = {"primitives": 6, "kmeans_every_epochs": 2, "warmup_epochs": 3, "match_off_epochs": 1,
@@ -169,7 +169,7 @@ def test_offline_predictors(whole_run: tuple[Path, Trainer], rooms: tuple[Path, 
                                     {"match": "naive"}, {"bootstrap_epochs": 0, "filter_groups": 0}])
 def test_ablation_variants_train(rooms: tuple[Path, Path], tmp_path: Path, method: dict) -> None:
     data, tags = rooms
-    train(data, tags, tmp_path / "run", densify_config(steps=6, checkpoint_every=0, **method))
+    train(data, tags, tmp_path / "run", densify_config(steps=10, checkpoint_every=0, **method))
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["training"]["method"]
     matched = float(state["votes"].sum()) > 0
     assert matched == ("match" in method.get("losses", ["match"]))
@@ -183,6 +183,8 @@ def test_ablation_variants_train(rooms: tuple[Path, Path], tmp_path: Path, metho
 def test_trains_through_the_cli_and_bad_options_are_named(rooms: tuple[Path, Path], tmp_path: Path) -> None:
     data, tags = rooms
     config = densify_config(steps=4, checkpoint_every=0, bootstrap_epochs=0)
+    with pytest.raises(ConfigError, match="bootstrap"):
+        train(data, tags, tmp_path / "short", densify_config(steps=4, bootstrap_epochs=2))
     (tmp_path / "densify.yaml").write_text(yaml.safe_dump(config))
     code = wsseg_main(["train", "--method", "densify", "--data", str(data), "--labels", str(tags), "--config",
                        str(tmp_path / "densify.yaml"), "--out", str(tmp_path / "run"), "--no-progress"])
@@ -193,3 +195,12 @@ def test_trains_through_the_cli_and_bad_options_are_named(rooms: tuple[Path, Pat
         DensifyMethod(CLASSES, {"conflict_labels": 4}, load_weak_labels(tags, Dataset(data)))
     with pytest.raises(ValueError, match="scene_tags"):
         DensifyMethod(CLASSES, {}, None)
+
+
+def test_shipped_config_builds() -> None:
+    from tests.conftest import REPO_ROOT
+    from wsseg_training.engine.config import load_config
+
+    config = load_config(REPO_ROOT / "configs" / "densify_cpu.yaml")
+    options = DensifyMethod.parse_options(config.method, "configs/densify_cpu.yaml")
+    assert options.losses == ("cam", "us", "match") and options.bootstrap_epochs_of(100) == 20

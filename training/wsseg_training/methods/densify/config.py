@@ -47,13 +47,22 @@ class DensifyOptions(MethodOptions):
                               doc="dataset = the scenes' super-voxels (wsseg data supervoxels); growsp = "
                                   "GrowSP-style VCCS + region growing computed at load")
     min_supervoxel_points: int = option(10, ge=1, doc="smaller super-voxels are left out of K-means (GrowSP)")
-    bootstrap_epochs: int = option(0, ge=0, doc="'Ours*': retrain a fresh network this many epochs on the "
-                                                "tag-consistent predictions (0 = off)")
+    bootstrap_epochs: int = option(0, ge=0, doc="'Ours*': retrain a fresh network this many epochs of the run on "
+                                                "the tag-consistent predictions (0 = off)")
+    bootstrap_share: float = option(0.0, ge=0, lt=1, doc="or: this share of the run's epochs (0 = off)")
 
     def validate(self) -> None:
         unknown = [t for t in self.losses if t not in LOSS_TERMS]
         if unknown or "cam" not in self.losses or len(set(self.losses)) != len(self.losses):
             raise FieldError("losses", list(self.losses), f"distinct terms of {LOSS_TERMS} including 'cam'")
+        if self.bootstrap_epochs and self.bootstrap_share:
+            raise FieldError("bootstrap_share", self.bootstrap_share, "0 when bootstrap_epochs is given")
+
+    def bootstrap_epochs_of(self, epochs: int) -> int:
+        """Epochs of bootstrapping in a run of ``epochs`` epochs (0 = none)."""
+        if self.bootstrap_share > 0:
+            return max(1, round(self.bootstrap_share * epochs))
+        return self.bootstrap_epochs
 
     def filter_group_count(self, k: int) -> int:
         """Filtering groups for K primitives (0 = no filtering)."""

@@ -2,7 +2,8 @@
 
 ``wsseg train --method densify --labels SCENE_TAGS``.  The outer loop (:meth:`DensifyMethod.stages`): one stage
 per K-means period of whole-scene epochs (:class:`~wsseg_training.methods.densify.schedule.DensifySchedule`),
-then, with ``bootstrap_epochs > 0``, a bootstrapping stage that retrains a fresh network ("Ours*").
+then, with ``bootstrap_epochs`` (or ``bootstrap_share``) > 0, a bootstrapping stage that retrains a fresh network
+("Ours*"); the two share the run's length (``train.epochs`` / ``train.steps``).
 
 * ``begin_stage`` of a K-means period: eval-mode point features of every training scene (one whole-scene
   inference pass, :func:`~wsseg_training.engine.inference.infer`), averaged per super-voxel, K-means over the
@@ -35,6 +36,7 @@ import torch
 from wsseg.core.classes import IGNORE_INDEX
 from wsseg.core.scene import Scene
 from wsseg_training.checkpoint import make_checkpoint, save_checkpoint
+from wsseg_training.engine.config import ConfigError
 from wsseg_training.engine.distributed import all_reduce_sum
 from wsseg_training.engine.sampling import Sampling
 from wsseg_training.engine.scenes import TrainScene, train_scene_from
@@ -129,7 +131,13 @@ class DensifyMethod(Method):
     # ------------------------------------------------------------------------------------------ schedule
 
     def stages(self, plan: TrainPlan) -> list[Stage]:
-        epochs = max(1, round(plan.epochs))
+        """The run's ``train.epochs`` (or steps) hold the Densify epochs and then the bootstrapping epochs."""
+        total = max(1, round(plan.epochs))
+        bootstrap = self.opts.bootstrap_epochs_of(total)
+        epochs = total - bootstrap
+        if epochs < 1:
+            raise ConfigError(f"densify: bootstrapping takes {bootstrap} of the run's {total} epochs, none is left "
+                              "for Densify (method.bootstrap_epochs / bootstrap_share)")
         scaled = DensifySchedule.scaled(epochs)
         self.schedule = DensifySchedule(
             epochs=epochs,
@@ -140,8 +148,8 @@ class DensifyMethod(Method):
         stages = [Stage(f"densify epochs {start}-{start + length - 1}", epochs=length, sampling=WHOLE_SCENES)
                   for start, length in self.schedule.periods()]
         self.periods = len(stages)
-        if self.opts.bootstrap_epochs:
-            stages.append(Stage("bootstrap", epochs=self.opts.bootstrap_epochs, restart_schedule=True,
+        if bootstrap:
+            stages.append(Stage("bootstrap", epochs=bootstrap, restart_schedule=True,
                                 reinit_backbone=True, reinit_optimizer=True))
         return stages
 

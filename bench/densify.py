@@ -1,0 +1,235 @@
+"""Densify Your Labels: the benchmark rows and the ablation (``bench/methods.py ablation densify [ARGS]``).
+
+On synthetic indoor rooms (``IndoorConfig()``, S3DIS classes; or ``--data``, which must hold super-voxels), with
+scene tags simulated from the train split's ground truth (seed ``--seed``), every run the same length
+(``--epochs`` epochs of 12 training rooms in batches of 2 = 6 steps per epoch; ``full`` the same number of steps on
+crops, its usual recipe) and scored on the val rooms (mIoU over all points):
+
+* ``main``: ``full``; Densify (ℓ_cam + ℓ_us + ℓ_match, Hungarian, filtering) with bootstrapping, which gives "Ours"
+  (its network before bootstrapping, ``-no-bootstrap``), "Ours*" (the exported network) and the primitive
+  propagation inference (``-primitives``) from one run;
+* ``ablation`` (DYL Tab. 4): ℓ_cam; ℓ_cam + ℓ_us; ℓ_cam + ℓ_match; ℓ_cam + ℓ_us + naive match (each without
+  bootstrapping, compared with "Ours");
+* ``k``: the K sweep, K/2 and 2K beside the automatic K (``primitive_count.auto_primitive_count``);
+* ``cooccurrence`` (DYL §4.5, Tab. 2): floor, wall and ceiling are in every room; "reduced" tags remove "floor"
+  from one random room and "ceiling" from another, ``--draws`` draws (tag seeds 1..draws), ℓ_cam alone and Densify,
+  mean ± std, beside the same two with the initial tags.
+
+Orderings checked (DYL §5.9): ℓ_match alone hurts (ℓ_cam + ℓ_match < ℓ_cam), ℓ_us helps, all three best, Hungarian >
+naive, bootstrapping > none, Ours > CAM under both tag settings, reduced > initial.  Writes
+``bench/results/densify.{json,md}``; last line ``RESULT <json>``.  Not a test: never gates CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from harness import add_supervoxels, machine, miou_of, recipe, run_full, synthetic_dataset, write_results
+from wsseg_training.data.dataset import Dataset
+from wsseg_training.engine.config import config_from_dict
+from wsseg_training.engine.loop import Trainer
+from wsseg_training.evaluation.evaluate import TorchPredictor
+from wsseg_training.labels import SceneTags, simulate_scene_tags
+from wsseg_training.methods import DensifyMethod
+from wsseg_training.methods.densify.primitive_count import auto_primitive_count
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PARTS = ("main", "ablation", "k", "cooccurrence")
+ABLATION = {
+    "cam": {"losses": ["cam"]},
+    "cam+us": {"losses": ["cam", "us"]},
+    "cam+match": {"losses": ["cam", "match"]},
+    "cam+us+naive": {"match": "naive"},
+}
+
+
+def train_densify(dataset: Dataset, tags: SceneTags, run: Path, args: argparse.Namespace,
+                  options: dict[str, Any]) -> dict[str, Any]:
+    """One Densify run and its val mIoU under every inference mode it has."""
+    steps = (args.epochs + int(options.get("bootstrap_epochs", 0))) * args.steps_per_epoch  # bootstrapping after
+    config = recipe(args.profile, steps, 10_000, args.seed, args.lr, method={
+        "kmeans_every_epochs": args.kmeans_every, **options}, features=["offset", "rgb"])
+    started = time.perf_counter()
+    Trainer(config_from_dict(config), DensifyMethod(dataset.classes, config["method"], tags), dataset, run,
+            progress=False, provenance={"labels": "scene_tags"}).run()
+    out: dict[str, Any] = {"train_s": round(time.perf_counter() - started, 1),
+                           "exported": miou_of(TorchPredictor.from_checkpoint(run / "model.pt"), dataset)}
+    for suffix, predictor in DensifyMethod.offline_predictors(run / "checkpoints" / "last.pt",
+                                                              torch.device("cpu")).items():
+        out[suffix.lstrip("-")] = miou_of(predictor, dataset)
+    out["ours"] = out.get("no-bootstrap", out["exported"])  # the Densify network's classifier
+    print(f"  {run.name}: {json.dumps(out)}", flush=True)
+    return out
+
+
+def main_rows(dataset: Dataset, tags: SceneTags, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    steps = args.epochs * args.steps_per_epoch
+    full = run_full(dataset, work, recipe(args.profile, steps, 10_000, args.seed, args.lr))
+    print(f"  full: {full}", flush=True)
+    ours = train_densify(dataset, tags, work / "densify", args, {"bootstrap_epochs": args.bootstrap_epochs})
+    return {"full": full, "densify": ours}
+
+
+def summarise(values: list[float]) -> dict[str, float]:
+    return {"mean": round(float(np.mean(values)), 4), "std": round(float(np.std(values)), 4),
+            "values": [round(v, 4) for v in values]}
+
+
+def orderings(result: dict[str, Any]) -> dict[str, bool | None]:
+    """The DYL orderings (module docstring) on what was measured (None = not measured)."""
+    main, abl = result.get("main"), result.get("ablation")
+    ours = main["densify"]["ours"] if main else None
+    checks: dict[str, bool | None] = {}
+    if abl and ours is not None:
+        cam = abl["cam"]["ours"]
+        checks["l_match alone hurts (cam+match < cam)"] = abl["cam+match"]["ours"] < cam
+        checks["l_us helps (cam+us > cam)"] = abl["cam+us"]["ours"] > cam
+        checks["all three best"] = ours > max(v["ours"] for v in abl.values())
+        checks["Hungarian > naive"] = ours > abl["cam+us+naive"]["ours"]
+    if main:
+        checks["bootstrapping > none"] = main["densify"]["exported"] > main["densify"]["ours"]
+    co = result.get("cooccurrence")
+    if co:
+        checks["Ours > CAM (initial tags)"] = co["initial"]["densify"] > co["initial"]["cam"]
+        checks["Ours > CAM (reduced tags)"] = co["reduced"]["densify"]["mean"] > co["reduced"]["cam"]["mean"]
+        checks["reduced > initial (Ours)"] = co["reduced"]["densify"]["mean"] > co["initial"]["densify"]
+    return checks
+
+
+def markdown(result: dict[str, Any]) -> str:
+    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    lines = ["# Densify Your Labels on synthetic rooms", "", result["note"], ""]
+    main = result.get("main")
+    if main:
+        full, d = main["full"]["miou"], main["densify"]
+        lines += ["## Benchmark rows", "", "| run | val mIoU % | of full | paper (ScanNet val, of ≈72 full) |",
+                  "|---|---:|---:|---:|", f"| full (dense labels) | {pct(full)} | 1.00 | 1.00 |",
+                  f"| Densify (\"Ours\", classifier) | {pct(d['ours'])} | {d['ours'] / full:.2f} | 0.47 (33.7) |",
+                  f"| Densify, primitive propagation | {pct(d['primitives'])} | {d['primitives'] / full:.2f} | "
+                  "0.45 (32.5) |"]
+        if "no-bootstrap" in d:
+            lines.append(f"| Densify + bootstrapping (\"Ours*\", exported) | {pct(d['exported'])} | "
+                         f"{d['exported'] / full:.2f} | 0.53 (38.1) |")
+        lines.append("")
+    abl = result.get("ablation")
+    if abl:
+        ours = main["densify"]["ours"] if main else None
+        lines += ["## Loss components (DYL Tab. 4)", "", "| losses | val mIoU % | paper |", "|---|---:|---:|"]
+        paper = {"cam": 19.2, "cam+us": 24.9, "cam+match": 16.9, "cam+us+naive": 20.5}
+        for name, value in abl.items():
+            lines.append(f"| {name} | {pct(value['ours'])} | {paper[name]} |")
+        if ours is not None:
+            lines.append(f"| cam+us+match (Ours) | {pct(ours)} | 33.7 |")
+        lines.append("")
+    k = result.get("k")
+    if k:
+        lines += ["## Number of primitives K (DYL Tab. 5)", "", "| K | val mIoU % |", "|---:|---:|"]
+        lines += [f"| {kk}{' (auto)' if kk == result['k_auto'] else ''} | {pct(v)} |" for kk, v in sorted(k.items())]
+        lines.append("")
+    co = result.get("cooccurrence")
+    if co:
+        r = co["reduced"]
+        lines += ["## Tag co-occurrence (DYL Tab. 2)", "", f"Reduced: {co['protocol']}", "",
+                  "| method | initial % | reduced % (mean ± std) | paper initial / reduced (S3DIS) |",
+                  "|---|---:|---:|---:|",
+                  f"| CAM (ℓ_cam) | {pct(co['initial']['cam'])} | {pct(r['cam']['mean'])} ± {pct(r['cam']['std'])} | "
+                  "8.4 / 12.6 ± 0.6 |",
+                  f"| Ours | {pct(co['initial']['densify'])} | {pct(r['densify']['mean'])} ± {pct(r['densify']['std'])}"
+                  " | 23.6 / 30.5 ± 0.9 |", ""]
+    lines += ["## Orderings", ""]
+    lines += [f"- {name}: {'yes' if ok else 'no'}" for name, ok in result["orderings"].items() if ok is not None]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=None, help="dataset with super-voxels (default: synthetic)")
+    parser.add_argument("--scenes", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--bootstrap-epochs", type=int, default=10)
+    parser.add_argument("--kmeans-every", type=int, default=2, help="K-means period in epochs")
+    parser.add_argument("--profile", default="tiny")
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--draws", type=int, default=5)
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated of {PARTS}")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    parts = [p for p in args.parts.split(",") if p]
+    work = args.work or Path(tempfile.mkdtemp(prefix="wsseg_densify_"))
+    started, load_start = time.perf_counter(), os.getloadavg()
+    dataset = synthetic_dataset(work / "data", "indoor", args.scenes, args.seed, args.data)
+    supervoxels = add_supervoxels(dataset)
+    train = dataset.scene_names("train")
+    args.steps_per_epoch = -(-len(train) // 2)
+    tags = simulate_scene_tags(dataset, train, args.seed)
+    total_sv = sum(int(np.unique(s[s >= 0]).size) for s in (dataset.load(n).supervoxel for n in train))
+    k_auto = auto_primitive_count(total_sv, dataset.classes.num_classes)
+    result: dict[str, Any] = {"k_auto": k_auto, "train_supervoxels": total_sv, "supervoxels": supervoxels,
+                              "parts": parts}
+    print(f"{len(train)} train rooms, {total_sv} super-voxels, K = {k_auto}", flush=True)
+    if "main" in parts:
+        result["main"] = main_rows(dataset, tags, work, args)
+    if "ablation" in parts:
+        result["ablation"] = {name: train_densify(dataset, tags, work / name, args, options)
+                              for name, options in ABLATION.items()}
+    if "k" in parts:
+        result["k"] = {k: train_densify(dataset, tags, work / f"k{k}", args, {"primitives": k})["ours"]
+                       for k in (max(1, k_auto // 2), 2 * k_auto)}
+        if "main" in parts:
+            result["k"][k_auto] = result["main"]["densify"]["ours"]
+    if "cooccurrence" in parts:
+        initial = {"cam": result["ablation"]["cam"]["ours"] if "ablation" in result else
+                   train_densify(dataset, tags, work / "cam_initial", args, ABLATION["cam"])["ours"],
+                   "densify": result["main"]["densify"]["ours"] if "main" in result else
+                   train_densify(dataset, tags, work / "densify_initial", args, {})["ours"]}
+        reduced: dict[str, list[float]] = {"cam": [], "densify": []}
+        for draw in range(1, args.draws + 1):
+            fewer = simulate_scene_tags(dataset, train, draw, drop=[("floor", 1), ("ceiling", 1)])
+            for name, options in (("cam", ABLATION["cam"]), ("densify", {})):
+                reduced[name].append(train_densify(dataset, fewer, work / f"{name}_reduced{draw}", args,
+                                                   options)["ours"])
+        result["cooccurrence"] = {"initial": initial, "reduced": {k: summarise(v) for k, v in reduced.items()},
+                                  "protocol": "'floor' removed from one random training room and 'ceiling' from "
+                                              f"another, tag seeds 1..{args.draws}"}
+    result["orderings"] = orderings(result)
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    result["machine"] = machine(load_start)
+    m = result["machine"]
+    result["note"] = (
+        f"Synthetic indoor rooms ({len(train)} train / {len(dataset.scene_names('val'))} val, "
+        f"~{supervoxels['mean_per_scene']:.0f} super-voxels per room, the dataset's default super-voxels), scene "
+        f"tags of the train rooms (seed {args.seed}); `{args.profile}` profile, batches of 2 whole rooms, "
+        f"{args.epochs} epochs ({args.epochs * args.steps_per_epoch} steps; paper proportions: warm-up "
+        f"{round(args.epochs * 250 / 400)}, matching from epoch "
+        f"{round(args.epochs * 60 / 400)}), K-means every {args.kmeans_every} epochs, K = {k_auto} (auto), "
+        f"bootstrapping {args.bootstrap_epochs} more epochs on crops of 10,000 points (\"Ours*\" trains "
+        f"{args.epochs + args.bootstrap_epochs} epochs in all); `full` the {args.epochs * args.steps_per_epoch} "
+        f"steps of Densify on crops of 10,000 points; AdamW lr {args.lr}, cosine.  Machine: {m['device']}, "
+        f"{m['cores']} cores shared with other jobs (load {' / '.join(map(str, m['loadavg_1_5_15_start']))} at the "
+        f"start, "
+        f"{' / '.join(map(str, m['loadavg_1_5_15_end']))} at the end: times are upper bounds), torch "
+        f"{m['torch_threads']} thread; wall {result['wall_s'] / 60:.1f} min.  Command: `bench/methods.py ablation "
+        f"densify {' '.join(argv or sys.argv[1:])}`.")
+    table = markdown(result)
+    print(table)
+    write_results(args.results, "densify", result, table)
+    print("RESULT " + json.dumps({"main": result.get("main"), "orderings": result["orderings"],
+                                  "wall_s": result["wall_s"]}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
