@@ -23,8 +23,10 @@ naive, bootstrapping > none, Ours > CAM under both tag settings, reduced > initi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -42,6 +44,8 @@ from wsseg_training.labels import SceneTags, simulate_scene_tags
 from wsseg_training.methods import DensifyMethod
 from wsseg_training.methods.densify.primitive_count import auto_primitive_count
 
+from wsseg.core.scene import Scene, save_scene
+
 RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = ("main", "ablation", "k", "cooccurrence")
 ABLATION = {
@@ -50,6 +54,22 @@ ABLATION = {
     "cam+match": {"losses": ["cam", "match"]},
     "cam+us+naive": {"match": "naive"},
 }
+
+
+def thinned(dataset: Dataset, out: Path, keep_every: int) -> Dataset:
+    """A copy of ``dataset`` with every ``keep_every``-th point of each scene (all fields, super-voxels included;
+    deterministic), so that a CPU-bounded run sees the same rooms at a lower point density."""
+    if keep_every <= 1:
+        return dataset
+    if not (out / "dataset.yaml").is_file():
+        shutil.copytree(dataset.root, out)
+        for name in dataset.scene_names():
+            scene = dataset.load(name)
+            fields = {f.name: getattr(scene, f.name) for f in dataclasses.fields(scene)}
+            save_scene(Dataset(out).scene_path(name), Scene(**{k: None if v is None else v[::keep_every]
+                                                                for k, v in fields.items()}),
+                       num_classes=dataset.classes.num_classes)
+    return Dataset(out)
 
 
 def train_densify(dataset: Dataset, tags: SceneTags, run: Path, args: argparse.Namespace,
@@ -161,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--draws", type=int, default=5)
+    parser.add_argument("--keep-every", type=int, default=1,
+                        help="train and score on every N-th point of each room (CPU budget; 1 = all)")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated of {PARTS}")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=None)
@@ -172,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     started, load_start = time.perf_counter(), os.getloadavg()
     dataset = synthetic_dataset(work / "data", "indoor", args.scenes, args.seed, args.data)
     supervoxels = add_supervoxels(dataset)
+    dataset = thinned(dataset, work / f"data_every{args.keep_every}", args.keep_every)
     train = dataset.scene_names("train")
     args.steps_per_epoch = -(-len(train) // 2)
     tags = simulate_scene_tags(dataset, train, args.seed)
@@ -180,16 +203,24 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"k_auto": k_auto, "train_supervoxels": total_sv, "supervoxels": supervoxels,
                               "parts": parts}
     print(f"{len(train)} train rooms, {total_sv} super-voxels, K = {k_auto}", flush=True)
+    def checkpoint_results() -> None:
+        """Write what has been measured so far (a long run that is stopped keeps its finished parts)."""
+        finish(result, args, argv, dataset, train, supervoxels, k_auto, started, load_start)
+
     if "main" in parts:
         result["main"] = main_rows(dataset, tags, work, args)
+        checkpoint_results()
     if "ablation" in parts:
-        result["ablation"] = {name: train_densify(dataset, tags, work / name, args, options)
-                              for name, options in ABLATION.items()}
+        result["ablation"] = {}
+        for name, options in ABLATION.items():
+            result["ablation"][name] = train_densify(dataset, tags, work / name, args, options)
+        checkpoint_results()
     if "k" in parts:
         result["k"] = {k: train_densify(dataset, tags, work / f"k{k}", args, {"primitives": k})["ours"]
                        for k in (max(1, k_auto // 2), 2 * k_auto)}
         if "main" in parts:
             result["k"][k_auto] = result["main"]["densify"]["ours"]
+        checkpoint_results()
     if "cooccurrence" in parts:
         initial = {"cam": result["ablation"]["cam"]["ours"] if "ablation" in result else
                    train_densify(dataset, tags, work / "cam_initial", args, ABLATION["cam"])["ours"],
@@ -198,18 +229,31 @@ def main(argv: list[str] | None = None) -> int:
         reduced: dict[str, list[float]] = {"cam": [], "densify": []}
         for draw in range(1, args.draws + 1):
             fewer = simulate_scene_tags(dataset, train, draw, drop=[("floor", 1), ("ceiling", 1)])
-            for name, options in (("cam", ABLATION["cam"]), ("densify", {})):
+            for name, options in (("densify", {}), ("cam", ABLATION["cam"])):
                 reduced[name].append(train_densify(dataset, fewer, work / f"{name}_reduced{draw}", args,
                                                    options)["ours"])
-        result["cooccurrence"] = {"initial": initial, "reduced": {k: summarise(v) for k, v in reduced.items()},
-                                  "protocol": "'floor' removed from one random training room and 'ceiling' from "
-                                              f"another, tag seeds 1..{args.draws}"}
+            result["cooccurrence"] = {"initial": initial, "reduced": {k: summarise(v) for k, v in reduced.items()},
+                                      "protocol": "'floor' removed from one random training room and 'ceiling' "
+                                                  f"from another, tag seeds 1..{draw}"}
+            checkpoint_results()
+    checkpoint_results()
+    print(markdown(result))
+    print("RESULT " + json.dumps({"main": result.get("main"), "orderings": result["orderings"],
+                                  "wall_s": result["wall_s"]}), flush=True)
+    return 0
+
+
+def finish(result: dict[str, Any], args: argparse.Namespace, argv: list[str] | None, dataset: Dataset,
+           train: list[str], supervoxels: dict[str, float], k_auto: int, started: float,
+           load_start: tuple[float, float, float]) -> None:
+    """Orderings, machine record and note; writes bench/results/densify.{json,md}."""
     result["orderings"] = orderings(result)
     result["wall_s"] = round(time.perf_counter() - started, 1)
     result["machine"] = machine(load_start)
     m = result["machine"]
     result["note"] = (
-        f"Synthetic indoor rooms ({len(train)} train / {len(dataset.scene_names('val'))} val, "
+        f"Synthetic indoor rooms ({len(train)} train / {len(dataset.scene_names('val'))} val"
+        f"{f', every {args.keep_every}-th point' if args.keep_every > 1 else ''}, "
         f"~{supervoxels['mean_per_scene']:.0f} super-voxels per room, the dataset's default super-voxels), scene "
         f"tags of the train rooms (seed {args.seed}); `{args.profile}` profile, batches of 2 whole rooms, "
         f"{args.epochs} epochs ({args.epochs * args.steps_per_epoch} steps; paper proportions: warm-up "
@@ -223,12 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{' / '.join(map(str, m['loadavg_1_5_15_end']))} at the end: times are upper bounds), torch "
         f"{m['torch_threads']} thread; wall {result['wall_s'] / 60:.1f} min.  Command: `bench/methods.py ablation "
         f"densify {' '.join(argv or sys.argv[1:])}`.")
-    table = markdown(result)
-    print(table)
-    write_results(args.results, "densify", result, table)
-    print("RESULT " + json.dumps({"main": result.get("main"), "orderings": result["orderings"],
-                                  "wall_s": result["wall_s"]}), flush=True)
-    return 0
+    write_results(args.results, "densify", result, markdown(result))
 
 
 if __name__ == "__main__":
