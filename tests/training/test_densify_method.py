@@ -198,8 +198,9 @@ def test_trains_through_the_cli_and_bad_options_are_named(rooms: tuple[Path, Pat
 
 
 def test_shipped_config_builds() -> None:
-    from tests.conftest import REPO_ROOT
     from wsseg_training.engine.config import load_config
+
+    from tests.conftest import REPO_ROOT
 
     config = load_config(REPO_ROOT / "configs" / "densify_cpu.yaml")
     options = DensifyMethod.parse_options(config.method, "configs/densify_cpu.yaml")
