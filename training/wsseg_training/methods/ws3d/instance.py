@@ -1,9 +1,10 @@
 """The PointGroup-style offset head of WS3D's instance segmentation (Tab. 4) and its losses.
 
-The head reads the features the segmentation head reads (``decoder[0]``, (M_0, c_0)) and predicts per voxel
-a vector (metres) from the voxel to the centre of its instance: ``Linear(c_0, c_0) - ReLU - Linear(c_0, 3)``
-(PointGroup uses one more layer; our backbones are narrower).  It is exported with the backbone as the
-bundle's second output, so the robot clusters instances from it (:mod:`wsseg.core.instances`).
+The head reads the features the segmentation head reads (``point_features`` = ``decoder[0]``, (M_0, c_0)) and
+predicts per voxel a vector (metres) from the voxel to the centre of its instance: ``Linear(c_0, c_0) - ReLU -
+Linear(c_0, 3)`` (a :class:`~wsseg_training.methods.common.heads.PointHead`; PointGroup uses one more layer, our
+backbones are narrower).  It is exported with the backbone as the bundle's second output ``instance_offsets``
+(M_0, 3) float32 metres, so the robot clusters instances from it (:mod:`wsseg.core.instances`).
 
 Training (labelled points of instance classes with an instance id only), PointGroup's two terms per point i
 of instance k with centre c_k (the mean of k's points in the sample, augmented frame):
@@ -18,22 +19,18 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from wsseg_training.methods.common.heads import PointHead
 from wsseg_training.methods.common.segments import segment_mean
 
+#: the exported output's name and meaning (model.yaml ``extra_outputs``)
+OFFSETS_OUTPUT = "instance_offsets"
+OFFSETS_DESCRIPTION = "per voxel: vector from the voxel to the centre of its instance, metres (x, y, z)"
 
-class OffsetHead(nn.Module):
-    """(M_0, c_0) decoder features -> (M_0, 3) offsets to the instance centre, metres."""
 
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        if channels < 1:
-            raise ValueError(f"offset head: channels={channels} must be >= 1")
-        self.mlp = nn.Sequential(nn.Linear(channels, channels), nn.ReLU(), nn.Linear(channels, 3))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.mlp(features)
+def offset_head(channels: int) -> PointHead:
+    """The offset head over ``point_features`` (M_0, channels) -> (M_0, 3) metres (module docstring)."""
+    return PointHead(channels, (channels,), 3, description=OFFSETS_DESCRIPTION)
 
 
 def instance_centres(xyz: torch.Tensor, instance: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,158 @@
+"""The ``ws3d`` plugin end to end on tiny rooms built here: the boundary stage then the main stage with the
+labelled extra batch and the two-view groups, boundary pair labels from the boundary network, the analysis
+file, the exported offset head, Sup-only, resume inside the main stage equal to the uninterrupted run, and
+ground truth of unlabelled scenes never reaching training."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from wsseg_training.checkpoint import load_checkpoint
+from wsseg_training.data.dataset import Dataset, DatasetWriter
+from wsseg_training.engine.config import ConfigError, config_from_dict
+from wsseg_training.engine.loop import Trainer
+from wsseg_training.labels import simulate_labelled_scenes
+from wsseg_training.methods import Ws3dMethod, get_method
+from wsseg_training.methods.base import StepContext
+
+from wsseg.core.classes import IGNORE_INDEX, ClassTable
+from wsseg.core.scene import Scene
+
+CLASSES = ClassTable("rooms", ("floor", "wall", "box"), ((100, 80, 60), (200, 200, 200), (40, 90, 160)))
+BASE_RGB = np.array([[120, 100, 80], [200, 200, 190], [40, 90, 160]], dtype=np.float64)
+OPTIONS = {"boundary_steps": 2, "instance_classes": ["box"], "instance_min_points": 5}
+
+
+def make_room(seed: int, n: int = 1600) -> Scene:
+    """Floor, a wall and two boxes (instances of class ``box``); super-voxels = 0.5 m cells within each object."""
+    rng = np.random.default_rng(seed)
+    k = n // 4
+    floor = np.column_stack([rng.uniform(0, 3, k), rng.uniform(0, 3, k), rng.normal(0, 0.005, k)])
+    wall = np.column_stack([rng.uniform(0, 3, k), np.full(k, 3.0) + rng.normal(0, 0.005, k), rng.uniform(0, 2, k)])
+    box1 = rng.uniform([0.4, 0.4, 0.0], [1.1, 1.1, 0.7], size=(k, 3))
+    box2 = rng.uniform([1.8, 1.6, 0.0], [2.6, 2.4, 0.5], size=(n - 3 * k, 3))
+    xyz = np.concatenate([floor, wall, box1, box2]).astype(np.float32)
+    semantic = np.repeat([0, 1, 2, 2], [k, k, k, n - 3 * k]).astype(np.int16)
+    instance = np.repeat([0, 1, 2, 3], [k, k, k, n - 3 * k]).astype(np.int32)
+    rgb = np.clip(BASE_RGB[semantic] + rng.normal(0, 12, (n, 3)), 0, 255).astype(np.uint8)
+    cell = np.floor(xyz[:, :2] / 0.5).astype(np.int64)
+    supervoxel = (instance.astype(np.int64) * 100 + cell[:, 0] * 10 + cell[:, 1]).astype(np.int32)
+    return Scene(xyz=xyz, rgb=rgb, semantic=semantic, instance=instance, supervoxel=supervoxel)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    root = tmp_path_factory.mktemp("rooms")
+    with DatasetWriter(root, "rooms", CLASSES, sensor="rgbd") as writer:
+        for i in range(4):
+            writer.add(f"room_{i}", make_room(i), split="train")
+        writer.add("val_0", make_room(9), split="val")
+    return Dataset(root)
+
+
+def config(steps: int = 4, **method: object) -> dict:
+    return {"seed": 0, "profile": "tiny", "device": "cpu",
+            "data": {"features": ["offset", "rgb"], "batch_scenes": 2, "crop_max_points": 0},
+            "optim": {"lr": 0.01, "warmup_steps": 1},
+            "train": {"steps": steps, "checkpoint_every_steps": 1, "keep_checkpoints": 0, "log_every_steps": 1},
+            "method": {**OPTIONS, **method}}
+
+
+class Recording(Ws3dMethod):
+    """Records what every step's losses saw (stage, terms, the extra batch's scenes)."""
+
+    log: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
+
+    def losses(self, ctx: StepContext) -> dict[str, torch.Tensor]:
+        terms = super().losses(ctx)
+        extra = () if ctx.batch.extra is None else tuple(ctx.batch.extra.host.names)
+        Recording.log.append((ctx.stage.name, tuple(sorted(terms)), extra))
+        return terms
+
+
+class CrashAt(Ws3dMethod):
+    def losses(self, ctx: StepContext) -> dict[str, torch.Tensor]:
+        if ctx.step == 4:
+            raise KeyboardInterrupt
+        return super().losses(ctx)
+
+
+def test_ws3d_trains_both_stages_and_exports_the_offset_head(dataset: Dataset, tmp_path: Path) -> None:
+    split = simulate_labelled_scenes(dataset, dataset.scene_names("train"), seed=1, fraction=0.3)
+    labelled = set(split.labelled) | set(split.cuts)
+    method = Recording(dataset.classes, OPTIONS, split)
+    method.attach_analysis_truth(lambda name: dataset.load(name).semantic)
+    Recording.log.clear()
+    result = Trainer(config_from_dict(config()), method, dataset, tmp_path / "run", progress=False).run()
+    assert len(result.losses) == 6 and np.isfinite(result.losses).all()  # 2 boundary + 4 main steps
+    stages = [s for s, _, _ in Recording.log]
+    assert stages == ["boundary"] * 2 + ["ws3d"] * 4
+    assert Recording.log[0][1] == ("ce", "focal")
+    assert set(Recording.log[-1][1]) >= {"ce", "offset_l1", "offset_dir", "energy_unary", "energy_pair"}
+    for _, _, extra in Recording.log[2:]:
+        assert extra and set(extra) <= labelled  # the extra batch: labelled scenes only
+    # boundary stage: only labelled scenes; boundary ground truth only on labelled points
+    for scene in method.scenes:
+        has_labels = (scene.point_targets["labels"] != IGNORE_INDEX).any()
+        assert has_labels == (scene.name in labelled)
+        assert ((scene.point_targets["boundary"] != IGNORE_INDEX) <= (scene.point_targets["labels"] != IGNORE_INDEX)).all()
+        # unlabelled scenes: no ground truth at all in the targets
+        if scene.name in split.unlabelled:
+            assert (scene.point_targets["labels"] == IGNORE_INDEX).all()
+            assert (scene.point_targets["instance"] == -1).all()
+    analysis = json.loads((tmp_path / "run" / "ws3d.json").read_text())
+    assert analysis["regions"]["scenes"] == 4 and analysis["regions"]["pairs_per_scene"] > 0
+    assert analysis["boundary_unlabelled"]["scenes"] >= 1 and analysis["boundary_unlabelled"]["actual"] > 0
+    assert len(analysis["confident_pair_share"]["share"]) == 4
+    final = load_checkpoint(tmp_path / "run" / "model.pt")
+    assert list(final["heads"]) == ["instance_offsets"]
+    assert final["heads"]["instance_offsets"]["spec"]["out_channels"] == 3
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["training"]["method"]
+    assert set(state["w"]) == set(dataset.scene_names("train"))
+
+
+def test_ws3d_resume_in_the_main_stage_equals_the_uninterrupted_run(dataset: Dataset, tmp_path: Path) -> None:
+    split = simulate_labelled_scenes(dataset, dataset.scene_names("train"), seed=1, fraction=0.3)
+    straight = Trainer(config_from_dict(config()), Ws3dMethod(dataset.classes, OPTIONS, split), dataset,
+                       tmp_path / "straight", progress=False).run()
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config_from_dict(config()), CrashAt(dataset.classes, OPTIONS, split), dataset, tmp_path / "resumed",
+                progress=False).run()
+    resumed = Trainer(config_from_dict(config()), Ws3dMethod(dataset.classes, OPTIONS, split), dataset,
+                      tmp_path / "resumed", progress=False, resume=True).run()
+    assert resumed.losses == straight.losses[4:]
+
+
+def test_sup_only_is_one_supervised_stage(dataset: Dataset, tmp_path: Path) -> None:
+    split = simulate_labelled_scenes(dataset, dataset.scene_names("train"), seed=1, fraction=0.3)
+    Recording.log.clear()
+    method = Recording(dataset.classes, {**OPTIONS, "unsupervised": False}, split)
+    Trainer(config_from_dict(config(steps=2, unsupervised=False)), method, dataset, tmp_path / "sup",
+            progress=False).run()
+    assert [s for s, _, _ in Recording.log] == ["supervised"] * 2
+    assert Recording.log[0][1] == ("ce", "offset_dir", "offset_l1")
+    assert "boundary" not in method.regions and not method.regions  # no regions needed
+
+
+def test_ws3d_refuses_bad_options_and_labels(dataset: Dataset) -> None:
+    cls = get_method("ws3d")
+    with pytest.raises(ConfigError, match="gamma"):
+        cls.parse_options({"gamma": 1.5})
+    with pytest.raises(ValueError, match="instance_classes"):
+        cls(dataset.classes, {"instance_classes": ["sofa"]},
+            simulate_labelled_scenes(dataset, dataset.scene_names("train"), seed=1, fraction=0.3))
+    with pytest.raises(ValueError, match="labelled_scenes"):
+        cls(dataset.classes, {})
