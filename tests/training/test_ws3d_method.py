@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -74,7 +75,7 @@ def config(steps: int = 4, **method: object) -> dict:
 class Recording(Ws3dMethod):
     """Records what every step's losses saw (stage, terms, the extra batch's scenes)."""
 
-    log: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
+    log: ClassVar[list[tuple[str, tuple[str, ...], tuple[str, ...]]]] = []
 
     def losses(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         terms = super().losses(ctx)
@@ -108,7 +109,8 @@ def test_ws3d_trains_both_stages_and_exports_the_offset_head(dataset: Dataset, t
     for scene in method.scenes:
         has_labels = (scene.point_targets["labels"] != IGNORE_INDEX).any()
         assert has_labels == (scene.name in labelled)
-        assert ((scene.point_targets["boundary"] != IGNORE_INDEX) <= (scene.point_targets["labels"] != IGNORE_INDEX)).all()
+        known = scene.point_targets["boundary"] != IGNORE_INDEX
+        assert (known <= (scene.point_targets["labels"] != IGNORE_INDEX)).all()
         # unlabelled scenes: no ground truth at all in the targets
         if scene.name in split.unlabelled:
             assert (scene.point_targets["labels"] == IGNORE_INDEX).all()
