@@ -277,3 +277,16 @@ def proposals_to_points(proposals: Proposals, inverse: np.ndarray) -> Proposals:
         count = np.searchsorted(sorted_rows, rows, side="right") - low
         members.append(np.sort(order[_ranges(low, count)]))
     return Proposals(members=members, cls=proposals.cls.copy(), score=proposals.score.copy())
+
+
+def segment_instances(xyz: np.ndarray, grid: VoxelGrid, labels: np.ndarray, confidence: np.ndarray,
+                      offsets: np.ndarray, config: InstanceConfig) -> tuple[Proposals, np.ndarray]:
+    """Instances of one cloud from the network's per-voxel outputs (what the robot and evaluation both run).
+
+    xyz: (N, 3) float metres, the points ``grid`` was built from.  labels / confidence: (M,) per voxel (argmax
+    class, its probability).  offsets: (M, 3) float metres.  Returns (proposals over the N points, best first;
+    (N,) uint32 instance id per point, 1 + proposal index, 0 = no instance).
+    """
+    voxel_proposals = cluster_voxels(xyz, grid, labels, confidence, offsets, config)
+    ids = instance_ids(voxel_proposals, grid.num_voxels)[grid.inverse]
+    return proposals_to_points(voxel_proposals, grid.inverse), ids

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from wsseg.core.instances import InstanceConfig
 from wsseg_training.methods.common.heads import PointHead
 from wsseg_training.methods.common.segments import segment_mean
 
@@ -31,6 +32,21 @@ OFFSETS_DESCRIPTION = "per voxel: vector from the voxel to the centre of its ins
 def offset_head(channels: int) -> PointHead:
     """The offset head over ``point_features`` (M_0, channels) -> (M_0, 3) metres (module docstring)."""
     return PointHead(channels, (channels,), 3, description=OFFSETS_DESCRIPTION)
+
+
+def with_clustering(head: PointHead, config: InstanceConfig) -> PointHead:
+    """Record the clustering settings in the head's spec (``attributes.clustering``: model.pt and model.yaml)."""
+    head.spec["attributes"] = {"clustering": config.to_dict()}
+    return head
+
+
+def clustering_of(spec: dict, where: str) -> InstanceConfig:
+    """The clustering settings a head's spec (or a bundle output's ``attributes``) records."""
+    data = (spec.get("attributes") or {}).get("clustering")
+    if data is None:
+        raise ValueError(f"{where}: the '{OFFSETS_OUTPUT}' output records no clustering settings "
+                         "(attributes.clustering)")
+    return InstanceConfig.from_dict(data, where=f"{where}: attributes.clustering")
 
 
 def instance_centres(xyz: torch.Tensor, instance: torch.Tensor) -> torch.Tensor:

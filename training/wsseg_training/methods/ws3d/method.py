@@ -50,7 +50,7 @@ from wsseg_training.methods.common.losses import point_cross_entropy
 from wsseg_training.methods.ws3d.analysis import Ws3dAnalysis
 from wsseg_training.methods.ws3d.boundary import boundary_targets, focal_loss
 from wsseg_training.methods.ws3d.contrast import ContrastHeads, contrast_stages
-from wsseg_training.methods.ws3d.instance import OFFSETS_OUTPUT, offset_head, offset_losses
+from wsseg_training.methods.ws3d.instance import OFFSETS_OUTPUT, offset_head, offset_losses, with_clustering
 from wsseg_training.methods.ws3d.options import Ws3dOptions
 from wsseg_training.methods.ws3d.regions import SceneRegions, view_regions
 from wsseg_training.methods.ws3d.unsupervised import Branch, unsupervised_terms
@@ -78,6 +78,7 @@ class Ws3dMethod(Method):
         self.labelled: tuple[str, ...] = ()
         self.scenes: list[TrainScene] = []
         self.grid_m: float | None = None
+        self.voxel_size_m: float | None = None
         self.analysis = Ws3dAnalysis()
         self.truth: Callable[[str], np.ndarray | None] | None = None
         self.instance_class_ids = self._instance_classes()
@@ -170,12 +171,16 @@ class Ws3dMethod(Method):
         return [Stage("boundary", steps, True, sampling=labelled), main]
 
     def export_heads(self, modules: nn.ModuleDict) -> dict[str, PointHead]:
-        return {OFFSETS_OUTPUT: modules["offsets"]} if "offsets" in modules else {}
+        """``instance_offsets`` (M_0, 3) metres, with this run's clustering settings (``attributes.clustering``)."""
+        if "offsets" not in modules or self.voxel_size_m is None:
+            return {}
+        return {OFFSETS_OUTPUT: with_clustering(modules["offsets"], self.instance_config(self.voxel_size_m))}
 
     # ------------------------------------------------------------------------------------------ stages
 
     def begin_stage(self, index: int, stage: Stage, ctx: StageContext) -> None:
         self.analysis.run_dir = str(ctx.run_dir.root) if ctx.dist.is_main else None
+        self.voxel_size_m = float(ctx.preprocess.voxel_size_m)
         if self.options.unsupervised and self.options.boundary:
             self._fill_boundary_targets(float(ctx.preprocess.voxel_size_m))
         if stage.name == "ws3d" and self.options.boundary:
@@ -273,10 +278,12 @@ class Ws3dMethod(Method):
     # ------------------------------------------------------------------------------------------ state
 
     def state_dict(self) -> dict[str, Any]:
-        return {"grid_m": self.grid_m, "w": {n: torch.from_numpy(r.w.copy()) for n, r in self.regions.items()},
+        return {"grid_m": self.grid_m, "voxel_size_m": self.voxel_size_m,
+                "w": {n: torch.from_numpy(r.w.copy()) for n, r in self.regions.items()},
                 "analysis": self.analysis.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.voxel_size_m = state.get("voxel_size_m")
         if state.get("grid_m") is not None:
             self._fill_boundary_targets(float(state["grid_m"]))
         for name, w in (state.get("w") or {}).items():
