@@ -19,21 +19,25 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing multiplier (2^64 / 
 
 
 @njit(cache=True, nogil=True)
-def grid_bounds(xyz: np.ndarray, voxel_size_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """xyz (N, 3) float -> (grid (N, 3) int64 ``floor(float64(xyz) / voxel_size_m)``, min (3,), max (3,))."""
+def grid_bounds(xyz: np.ndarray, voxel_size_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """xyz (N, 3) float -> (grid (N, 3) int64 ``floor(float64(xyz) / voxel_size_m)``, min (3,), max (3,),
+    all finite)."""
     n = xyz.shape[0]
     grid = np.empty((n, 3), dtype=np.int64)
     low = np.full(3, np.iinfo(np.int64).max, dtype=np.int64)
     high = np.full(3, np.iinfo(np.int64).min, dtype=np.int64)
     for i in range(n):
         for a in range(3):
-            g = np.int64(np.floor(np.float64(xyz[i, a]) / voxel_size_m))
+            v = np.float64(xyz[i, a])
+            if not np.isfinite(v):
+                return grid, low, high, False
+            g = np.int64(np.floor(v / voxel_size_m))
             grid[i, a] = g
             if g < low[a]:
                 low[a] = g
             if g > high[a]:
                 high[a] = g
-    return grid, low, high
+    return grid, low, high, True
 
 
 @njit(cache=True, nogil=True)
@@ -385,3 +389,52 @@ def up_chunks(up: np.ndarray, chunk_rows: int) -> tuple[np.ndarray, np.ndarray, 
         pairs[p] = up[i] // 8
         rows[i] = p
     return pairs, offsets, rows
+
+
+@njit(cache=True, nogil=True)
+def finite_in_range(xyz: np.ndarray, min_sq: float, max_sq: float) -> np.ndarray:
+    """(N,) bool: finite rows of (N, 3) ``xyz`` with ``min_sq <= |p|^2 <= max_sq`` (a bound <= 0 is off)."""
+    n = xyz.shape[0]
+    keep = np.empty(n, dtype=np.bool_)
+    for i in range(n):
+        x, y, z = np.float64(xyz[i, 0]), np.float64(xyz[i, 1]), np.float64(xyz[i, 2])
+        ok = np.isfinite(x) and np.isfinite(y) and np.isfinite(z)
+        if ok and (min_sq > 0 or max_sq > 0):
+            r = x * x + y * y + z * z
+            ok = (min_sq <= 0 or r >= min_sq) and (max_sq <= 0 or r <= max_sq)
+        keep[i] = ok
+    return keep
+
+
+@njit(cache=True, nogil=True)
+def compact_rows(values: np.ndarray, keep: np.ndarray, count: int) -> np.ndarray:
+    """``values[keep]`` for an (N, C) array and an (N,) bool mask with ``count`` true entries."""
+    out = np.empty((count, values.shape[1]), dtype=values.dtype)
+    j = 0
+    for i in range(values.shape[0]):
+        if keep[i]:
+            for c in range(values.shape[1]):
+                out[j, c] = values[i, c]
+            j += 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def devoxelize_labels(keep: np.ndarray, inverse: np.ndarray, voxel_labels: np.ndarray, voxel_conf: np.ndarray,
+                      missing: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-point (labels (N,) uint16, confidence (N,) float32): the voxel's for kept points (in order, through
+    ``inverse``), ``missing`` / 0 for the others."""
+    n = keep.shape[0]
+    labels = np.empty(n, dtype=np.uint16)
+    confidence = np.empty(n, dtype=np.float32)
+    j = 0
+    for i in range(n):
+        if keep[i]:
+            row = inverse[j]
+            labels[i] = voxel_labels[row]
+            confidence[i] = voxel_conf[row]
+            j += 1
+        else:
+            labels[i] = missing
+            confidence[i] = 0.0
+    return labels, confidence

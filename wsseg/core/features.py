@@ -154,7 +154,9 @@ def _point_means(
     if not columns:
         return {}
     flat = [column for group in columns.values() for column in group]
-    values = np.empty((grid.inverse.shape[0], len(flat)), dtype=np.float64)
+    # float32 columns stay float32 (exact in the float64 sums); anything else is summed as float64
+    dtype = np.float32 if all(c.dtype == np.float32 for c in flat) else np.float64
+    values = np.empty((grid.inverse.shape[0], len(flat)), dtype=dtype)
     for c, column in enumerate(flat):
         values[:, c] = column
     means = voxel_mean(values, grid)

@@ -84,8 +84,9 @@ def pointcloud2_to_cloud(fields: list[FieldSpec] | list[tuple[str, int, int, int
     return cloud_from_fields(arrays, width, height, where)
 
 
-def encode_fields(arrays: dict[str, np.ndarray]) -> tuple[list[FieldSpec], bytes, int]:
-    """Pack named per-point arrays ((N,) or (N, count)) little-endian, in the given order, without padding.
+def encode_fields(arrays: dict[str, np.ndarray], align: int = 1) -> tuple[list[FieldSpec], bytes, int]:
+    """Pack named per-point arrays ((N,) or (N, count)) little-endian, in the given order, fields unpadded and
+    ``point_step`` rounded up to a multiple of ``align`` bytes (zero padding at the end of each point).
 
     Returns ``(fields, data, point_step)``; ``row_step = width * point_step`` for the caller's layout.
     """
@@ -108,11 +109,11 @@ def encode_fields(arrays: dict[str, np.ndarray]) -> tuple[list[FieldSpec], bytes
     dtype = np.dtype({"names": [s.name for s in specs],
                       "formats": [("<" + DATATYPES[s.datatype], (s.count,)) if s.count > 1 else "<" + DATATYPES[
                           s.datatype] for s in specs],
-                      "offsets": [s.offset for s in specs], "itemsize": offset})
+                      "offsets": [s.offset for s in specs], "itemsize": -(-offset // align) * align})
     records = np.zeros(n or 0, dtype=dtype)
     for spec, values in zip(specs, columns, strict=True):
         records[spec.name] = values
-    return specs, records.tobytes(), offset
+    return specs, records.tobytes(), dtype.itemsize
 
 
 def cloud_to_pointcloud2(cloud: PointCloudFile) -> tuple[list[FieldSpec], bytes, int]:

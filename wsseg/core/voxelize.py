@@ -178,11 +178,11 @@ def _voxelize_compiled(kernels: object, xyz: np.ndarray, voxel_size_m: float, ba
         raise ValueError(f"xyz must have shape (N, 3), got {xyz.shape}")
     if xyz.dtype not in (np.float32, np.float64):
         xyz = xyz.astype(np.float64)
-    if not np.isfinite(xyz).all():
-        raise ValueError("xyz contains NaN or inf; drop invalid points before voxelizing")
     n = xyz.shape[0]
     b = _batch_indices(batch, n)
-    grid, low, high = kernels.grid_bounds(np.ascontiguousarray(xyz), float(voxel_size_m))  # type: ignore[attr-defined]
+    grid, low, high, finite = kernels.grid_bounds(np.ascontiguousarray(xyz), float(voxel_size_m))  # type: ignore[attr-defined]
+    if not finite:
+        raise ValueError("xyz contains NaN or inf; drop invalid points before voxelizing")
     if n == 0:
         low = high = np.zeros(3, dtype=np.int64)
     b_low, b_high = (int(b.min()), int(b.max())) if n else (0, 0)
@@ -198,7 +198,9 @@ def voxel_mean(values: np.ndarray, grid: VoxelGrid) -> np.ndarray:
 
     values: (N, C) float.  Returns (M, C) float32.
     """
-    values = np.asarray(values, dtype=np.float64)
+    values = np.asarray(values)
+    if values.dtype != np.float32:  # float32 is summed in float64 by both paths, exactly like its float64 copy
+        values = values.astype(np.float64)
     if values.ndim == 1:
         values = values[:, None]
     if values.shape[0] != grid.inverse.shape[0]:
@@ -208,7 +210,7 @@ def voxel_mean(values: np.ndarray, grid: VoxelGrid) -> np.ndarray:
         sums = kernels.segment_sum(np.ascontiguousarray(values), grid.inverse, grid.num_voxels)  # type: ignore[attr-defined]
     else:
         sums = np.zeros((grid.num_voxels, values.shape[1]), dtype=np.float64)
-        np.add.at(sums, grid.inverse, values)
+        np.add.at(sums, grid.inverse, values.astype(np.float64, copy=False))
     return (sums / grid.counts[:, None]).astype(np.float32)
 
 

@@ -107,13 +107,7 @@ def make_pointcloud2(header: object, arrays: dict[str, np.ndarray], width: int, 
     """A little-endian PointCloud2 of named per-point arrays ((N,) each), ``point_step`` padded to ``align`` bytes."""
     from sensor_msgs.msg import PointCloud2, PointField
 
-    specs, data, step = encode_point_fields(arrays)
-    n = width * height
-    padded = -(-step // align) * align if n else step
-    if padded != step:
-        records = np.zeros((n, padded), dtype=np.uint8)
-        records[:, :step] = np.frombuffer(data, dtype=np.uint8).reshape(n, step)
-        data = records.tobytes()
+    specs, data, padded = encode_point_fields(arrays, align=align if width * height else 1)
     msg = PointCloud2()
     msg.header = header
     msg.height, msg.width = int(height), int(width)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
+from wsseg.core.backend import compiled
 from wsseg.core.classes import UNLABELLED_ID, ClassTable
 from wsseg.core.cloud_io import pack_rgb
 from wsseg.core.features import SUPPORT_FEATURES
@@ -47,6 +49,10 @@ class FrameResult:
 
 def crop_mask(xyz: np.ndarray, limits: Limits) -> np.ndarray:
     """(N,) bool: finite points whose range is inside ``[min_range_m, max_range_m]`` (bounds that are 0 are off)."""
+    kernels = compiled()
+    if kernels is not None and xyz.dtype in (np.float32, np.float64) and xyz.ndim == 2 and xyz.shape[1] == 3:
+        return kernels.finite_in_range(np.ascontiguousarray(xyz), float(limits.min_range_m) ** 2,
+                                       float(limits.max_range_m) ** 2)
     valid = np.isfinite(xyz).all(axis=1)
     if limits.min_range_m > 0 or limits.max_range_m > 0:
         squared = np.einsum("ij,ij->i", xyz, xyz, dtype=np.float64)
@@ -82,26 +88,15 @@ def segment_frame(segmenter: Segmenter, cloud: CloudArrays, limits: Limits, wher
     confidence = np.zeros(n, dtype=np.float32)
     if count == 0:
         return FrameResult(labels, confidence, 0, {"pre": crop_ms, "inference": 0.0, "post": 0.0, "total": crop_ms})
-    everything = count == n
     moved = time.perf_counter()
-    xyz = cloud.xyz if everything else cloud.xyz[keep]
-    if to_model is not None:
-        xyz = transform_points(xyz, to_model)
+    xyz = cloud.xyz if to_model is None else transform_points(cloud.xyz, to_model)  # NaN rows stay NaN
     crop_ms += (time.perf_counter() - moved) * 1e3
     try:
-        result = segmenter.run(
-            xyz,
-            rgb=None if cloud.rgb is None or "rgb" not in features else (cloud.rgb if everything else cloud.rgb[keep]),
-            intensity=None if cloud.intensity is None or "intensity" not in features
-            else (cloud.intensity if everything else cloud.intensity[keep]),
-        )
+        result = segmenter.run(xyz, rgb=cloud.rgb, intensity=cloud.intensity, valid=keep)  # one compaction, inside
     except NoSupportPlaneError as exc:  # the bundle's support-plane features need a plane this cloud lacks
         raise FrameError(f"{where}: the model's features {[f for f in features if f in SUPPORT_FEATURES]} need "
                          f"a support plane: {exc}", "no_support_plane") from None
-    if everything:
-        labels, confidence = result.labels, result.confidence
-    else:
-        labels[keep], confidence[keep] = result.labels, result.confidence
+    labels, confidence = result.labels, result.confidence
     timings = dict(result.timings_ms)
     timings["pre"] += crop_ms
     timings["total"] += crop_ms
@@ -116,8 +111,17 @@ def output_fields(xyz: np.ndarray, labels: np.ndarray, confidence: np.ndarray) -
 
 def visualization_fields(xyz: np.ndarray, labels: np.ndarray, classes: ClassTable) -> dict[str, np.ndarray]:
     """Arrays of ``~/output/visualization``: x, y, z float32 and rgb (packed float32) from the class palette."""
-    colours = classes.colourize(labels, unknown_rgb=UNLABELLED_RGB)
-    return {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2], "rgb": pack_rgb(colours).view(np.float32)}
+    return {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2], "rgb": _packed_palette(classes)[labels].view(np.float32)}
+
+
+@lru_cache(maxsize=8)
+def _packed_palette(classes: ClassTable) -> np.ndarray:
+    """(65536,) uint32 packed rgb of every uint16 label (the class palette, ``UNLABELLED_RGB`` elsewhere):
+    one gather per frame instead of colourize + pack."""
+    lut = np.full(65536, pack_rgb(np.asarray([UNLABELLED_RGB], dtype=np.uint8))[0], dtype=np.uint32)
+    lut[:classes.num_classes] = pack_rgb(classes.palette_array())
+    lut.setflags(write=False)
+    return lut
 
 
 def classes_payload(classes: ClassTable) -> dict:

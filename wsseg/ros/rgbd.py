@@ -30,6 +30,36 @@ def backproject_depth(depth_m: np.ndarray, intrinsics: np.ndarray) -> np.ndarray
     return xyz.reshape(-1, 3)
 
 
+class Backprojector:
+    """:func:`backproject_depth` for a stream: the pixel rays are computed once per camera and the cloud
+    is written into one buffer reused frame after frame (the caller must be done with the previous
+    frame's cloud before the next call, as the node's single worker is)."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._rays: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.float32), np.zeros(0, np.float32))
+        self._out = np.zeros((0, 3), dtype=np.float32)
+
+    def __call__(self, depth_m: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+        """depth_m: (H, W) float32 metres, NaN = none; intrinsics (3, 3).  Returns (H * W, 3) float32 (a view of
+        the reused buffer), equal to ``backproject_depth(depth_m, intrinsics)``."""
+        h, w = depth_m.shape
+        k = np.asarray(intrinsics, dtype=np.float64)
+        key = (h, w, k[0, 0], k[0, 2], k[1, 1], k[1, 2])
+        if key != self._key:
+            self._rays = (((np.arange(w, dtype=np.float64) - k[0, 2]) / k[0, 0]).astype(np.float32),
+                          ((np.arange(h, dtype=np.float64) - k[1, 2]) / k[1, 1]).astype(np.float32))
+            self._out = np.empty((h, w, 3), dtype=np.float32)
+            self._key = key
+        x_over_z, y_over_z = self._rays
+        z = np.asarray(depth_m, dtype=np.float32)
+        out = self._out
+        np.multiply(z, x_over_z[None, :], out=out[..., 0])
+        np.multiply(z, y_over_z[:, None], out=out[..., 1])
+        out[..., 2] = z
+        return out.reshape(-1, 3)
+
+
 def label_image(labels: np.ndarray, width: int, height: int) -> np.ndarray:
     """labels: (H * W,) uint16 of an organized cloud -> (H, W) uint16 image, ``UNLABELLED_ID`` where invalid."""
     labels = np.asarray(labels, dtype=np.uint16)

@@ -60,7 +60,7 @@ from wsseg.ros.pipeline import (
     segment_frame,
     visualization_fields,
 )
-from wsseg.ros.rgbd import backproject_depth, label_image
+from wsseg.ros.rgbd import Backprojector, label_image
 from wsseg.ros.slot import KeepLatestSlot
 from wsseg.ros.sync import ApproximateSync, Matched
 from wsseg.runtime.segmenter import Segmenter
@@ -116,6 +116,7 @@ class SegmentNode(Node):
         self._engine_info = {"requested": choice.requested, "active": choice.active,
                              "fallback": choice.fallback_reason or "none"}
         self.stats = NodeStats()
+        self._backproject = Backprojector()
         self.slot: KeepLatestSlot[tuple[str, Any, float]] = KeepLatestSlot()
         self._last_log: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
@@ -243,7 +244,7 @@ class SegmentNode(Node):
         if info.width and info.height and (info.width, info.height) != (w, h):
             raise FrameError(f"{self.resolve_topic_name('~/input/camera_info')}: {info.width}x{info.height}, depth "
                              f"is {w}x{h}", "size")
-        xyz = backproject_depth(depth, intrinsics)
+        xyz = self._backproject(depth, intrinsics)  # rays cached, buffer reused across frames
         return matched.depth.header, CloudArrays(xyz, colour.reshape(-1, 3), None, w, h)
 
     def _process(self, kind: str, payload: Any, arrival: float) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wsseg.core.backend import compiled
 from wsseg.core.bundle import ModelBundle, load_bundle
 from wsseg.core.classes import UNLABELLED_ID, ClassTable
 from wsseg.core.preprocess import prepare_cloud
@@ -69,29 +70,45 @@ class Segmenter:
         return result.labels, result.confidence
 
     def run(
-        self, xyz: np.ndarray, rgb: np.ndarray | None = None, intensity: np.ndarray | None = None
+        self, xyz: np.ndarray, rgb: np.ndarray | None = None, intensity: np.ndarray | None = None,
+        valid: np.ndarray | None = None,
     ) -> SegmentationResult:
-        """Like :meth:`segment`, with per-stage timings."""
+        """Like :meth:`segment`, with per-stage timings.
+
+        valid: optional (N,) bool, the points to segment (the caller's finite-and-cropped mask; others get
+        ``UNLABELLED_ID``); computed as "finite" when None.  A non-finite point inside it raises ``ValueError``.
+        """
         t0 = time.perf_counter()
         xyz = np.asarray(xyz, dtype=np.float32)
         if xyz.ndim != 2 or xyz.shape[1] != 3:
             raise ValueError(f"xyz must have shape (N, 3), got {xyz.shape}")
         n = xyz.shape[0]
-        labels = np.full((n,), UNLABELLED_ID, dtype=np.uint16)
-        confidence = np.zeros((n,), dtype=np.float32)
-        valid = np.isfinite(xyz).all(axis=1)
-        if not valid.any():
+        valid = np.isfinite(xyz).all(axis=1) if valid is None else np.asarray(valid, dtype=bool)
+        if valid.shape != (n,):
+            raise ValueError(f"valid must have shape ({n},), got {valid.shape}")
+        count = int(np.count_nonzero(valid))
+        if count == 0:
             total = (time.perf_counter() - t0) * 1e3
             empty = {o.name: np.full((n, o.channels), np.nan, dtype=np.float32) for o in self.bundle.meta.extra_outputs}
             timings = {"pre": total, "inference": 0.0, "post": 0.0, "total": total}
-            return SegmentationResult(labels, confidence, timings, empty)
-        features = self.bundle.meta.preprocess.features.ordered_names
-        net_input = prepare_cloud(
-            self.bundle.meta.preprocess,
-            xyz[valid],
-            rgb=None if rgb is None or "rgb" not in features else np.asarray(rgb)[valid],
-            intensity=None if intensity is None or "intensity" not in features else np.asarray(intensity)[valid],
-        )
+            return SegmentationResult(np.full((n,), UNLABELLED_ID, dtype=np.uint16), np.zeros((n,), dtype=np.float32),
+                                      timings, empty)
+        everything = count == n
+
+        kernels = compiled()
+
+        def pick(values: np.ndarray | None, name: str | None = None) -> np.ndarray | None:
+            if values is None or (name is not None and name not in self.input_features):
+                return None
+            values = np.asarray(values)
+            if everything:
+                return values
+            if kernels is not None and values.ndim == 2:
+                return kernels.compact_rows(np.ascontiguousarray(values), valid, count)
+            return values[valid]
+
+        net_input = prepare_cloud(self.bundle.meta.preprocess, pick(xyz), rgb=pick(rgb, "rgb"),
+                                  intensity=pick(intensity, "intensity"))
         inputs = self.bundle.model_inputs(net_input)  # + the chunked graph's tables
         t1 = time.perf_counter()
         extra: dict[str, np.ndarray] = {}
@@ -102,8 +119,17 @@ class Segmenter:
             logits = self.engine.run(inputs)
         t2 = time.perf_counter()
         voxel_labels, voxel_conf = softmax_max(logits)
-        labels[valid] = voxel_labels[net_input.grid.inverse].astype(np.uint16)
-        confidence[valid] = voxel_conf[net_input.grid.inverse]
+        voxel_labels = voxel_labels.astype(np.uint16)  # cast M voxels, not N points
+        if kernels is not None:
+            labels, confidence = kernels.devoxelize_labels(valid, net_input.grid.inverse, voxel_labels, voxel_conf,
+                                                           UNLABELLED_ID)
+        elif everything:
+            labels, confidence = voxel_labels[net_input.grid.inverse], voxel_conf[net_input.grid.inverse]
+        else:
+            labels = np.full((n,), UNLABELLED_ID, dtype=np.uint16)
+            confidence = np.zeros((n,), dtype=np.float32)
+            labels[valid] = voxel_labels[net_input.grid.inverse]
+            confidence[valid] = voxel_conf[net_input.grid.inverse]
         outputs = {}
         for name, values in extra.items():
             per_point = np.full((n, values.shape[1]), np.nan, dtype=np.float32)
