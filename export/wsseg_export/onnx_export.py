@@ -43,6 +43,7 @@ from wsseg.core.bundle import (
 )
 from wsseg.core.conv_tables import FORMULATIONS, GraphSpec, graph_inputs
 from wsseg.core.preprocess import NetworkInput, PreprocessConfig, prepare_cloud
+from wsseg.runtime.tensorrt import input_profiles
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,8 @@ def export_bundle(checkpoint_path: str | Path, out_dir: str | Path, opset: int =
                  "profile": provenance.get("profile", "custom"), "batchnorm_folded": True,
                  "graph": spec.to_dict()},
         sensor=str(checkpoint.get("sensor", "any")),
+        tensorrt_profiles={name: p.to_dict() for name, p in input_profiles(
+            spec, config.features.num_channels, str(checkpoint.get("sensor", "any"))).items()},
         provenance=provenance,
         opset=opset,
         extra_outputs=tuple(ExtraOutput(name, head.out_channels, str(head.spec["description"]))

@@ -20,6 +20,7 @@ def test_backprojector_reuses_its_buffer_and_equals_backproject_depth() -> None:
     rng = np.random.default_rng(0)
     k = np.array([[520.0, 0, 319.5], [0, 525.0, 239.5], [0, 0, 1]])
     project = Backprojector()
+    previous = None
     for frame in range(3):
         depth = rng.uniform(0.5, 4, (48, 64)).astype(np.float32)
         depth[rng.random(depth.shape) < 0.2] = np.nan
@@ -27,8 +28,8 @@ def test_backprojector_reuses_its_buffer_and_equals_backproject_depth() -> None:
         cloud = project(depth, intrinsics)
         np.testing.assert_array_equal(cloud, backproject_depth(depth, intrinsics))
         if frame == 1:
-            assert np.shares_memory(cloud, first)  # same camera: the buffer is reused
-        first = cloud
+            assert np.shares_memory(cloud, previous)  # same camera: the buffer is reused
+        previous = cloud
 
 
 def test_masked_segmentation_equals_nan_masking_and_the_numpy_path(tiny_bundle: Path) -> None:

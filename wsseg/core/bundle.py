@@ -86,6 +86,8 @@ class BundleMeta:
     provenance: dict[str, Any] = field(default_factory=dict)
     tensorrt_plans: tuple[TensorRTPlan, ...] = ()
     opset: int = DEFAULT_OPSET
+    #: TensorRT optimisation profile of every input: {name: {"min": [...], "opt": [...], "max": [...]}}
+    tensorrt_profiles: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     extra_outputs: tuple[ExtraOutput, ...] = ()
 
     @property
@@ -116,6 +118,7 @@ class BundleMeta:
                 "outputs": self.output_names,
             },
             "tensorrt": [vars(p) for p in self.tensorrt_plans],
+            "tensorrt_profiles": {k: dict(v) for k, v in self.tensorrt_profiles.items()},
             "provenance": dict(self.provenance),
         }
         if self.extra_outputs:
@@ -147,6 +150,8 @@ class BundleMeta:
                 opset=int(data.get("onnx", {}).get("opset", 17)),
                 extra_outputs=tuple(ExtraOutput.from_dict(o, f"{where}: field 'extra_outputs[{i}]'")
                                     for i, o in enumerate(data.get("extra_outputs") or [])),
+                tensorrt_profiles={str(k): {w: [int(d) for d in v[w]] for w in ("min", "opt", "max")}
+                                   for k, v in (data.get("tensorrt_profiles") or {}).items()},
             )
             meta.graph  # noqa: B018 -- validates network.graph
             return meta

@@ -42,6 +42,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("engine", "auto", "Inference engine; a missing GPU provider falls back to onnxruntime-cpu with a "
               "warning.", choices=ENGINE_NAMES),
     ParamSpec("num_threads", 0, "ONNX Runtime intra-op threads (0 = its default).", min_value=0, max_value=256),
+    ParamSpec("build_only", False, "Load the model and build the engine (TensorRT: into the bundle's trt_cache), "
+              "run one warm-up frame, log its time and exit 0: for image builds and first boots."),
     ParamSpec("input_mode", "points", "points: subscribe ~/input/points (PointCloud2); rgbd: ~/input/depth + "
               "~/input/color + ~/input/camera_info, synchronised by stamp.", choices=INPUT_MODES),
     ParamSpec("input_qos", "sensor_data", "QoS of the inputs: sensor_data (best effort, keep last 1) or reliable "
@@ -84,6 +86,7 @@ class NodeConfig:
     model: str
     engine: str = "auto"
     num_threads: int = 0
+    build_only: bool = False
     input_mode: str = "points"
     input_qos: str = "sensor_data"
     output_qos: str = "reliable"

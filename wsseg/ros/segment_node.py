@@ -315,6 +315,19 @@ def main(args: list[str] | None = None) -> int:
         rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
         rclpy.try_shutdown()
         return 1
+    if node.config.build_only:  # image builds / first boot: build the engine cache, then stop
+        try:
+            warm_ms = node.segmenter.warm_up()
+            node.get_logger().info(f"build_only: engine {node.segmenter.engine.name} ready, warm-up frame "
+                                   f"{warm_ms:.0f} ms; exiting")
+        except (ValueError, OSError) as exc:
+            node.get_logger().fatal(f"build_only: warm-up failed: {exc}")
+            return 1
+        finally:
+            node.close()
+            node.destroy_node()
+            rclpy.try_shutdown()
+        return 0
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:

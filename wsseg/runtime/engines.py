@@ -57,21 +57,35 @@ def choose_engine(requested: str, available_providers: list[str]) -> EngineChoic
     return EngineChoice(requested, "onnxruntime-cpu", reason)
 
 
+def tensorrt_options(bundle: ModelBundle, precision: str = "fp16") -> dict[str, object]:
+    """TensorRT EP options of a bundle: its ``model.yaml`` profiles (or ones derived from its sensor kind for
+    older bundles) and engine/timing caches keyed by ONNX hash, TensorRT version, GPU and precision."""
+    from wsseg.runtime import tensorrt
+
+    meta = bundle.meta
+    if meta.tensorrt_profiles:
+        profiles = {name: tensorrt.Profile(tuple(p["min"]), tuple(p["opt"]), tuple(p["max"]))
+                    for name, p in meta.tensorrt_profiles.items()}
+    else:
+        profiles = tensorrt.input_profiles(meta.graph, meta.preprocess.features.num_channels, meta.sensor)
+    return tensorrt.provider_options(bundle.path, bundle.onnx_path, profiles, precision)
+
+
 class OnnxRuntimeEngine:
     """Runs ``model.onnx`` with ONNX Runtime; ``run(inputs) -> logits (M_0, C) float32``."""
 
-    def __init__(self, bundle: ModelBundle, engine: str = "auto", num_threads: int = 0) -> None:
+    def __init__(self, bundle: ModelBundle, engine: str = "auto", num_threads: int = 0,
+                 precision: str = "fp16") -> None:
         import onnxruntime as ort  # imported here so that `import wsseg.runtime` stays cheap
 
         self.choice = choose_engine(engine, ort.get_available_providers())
         if self.choice.fallback_reason:
             log.warning("engine %s: %s", engine, self.choice.fallback_reason)
         providers: list = []
+        self.tensorrt_options: dict[str, object] = {}
         if self.choice.active == "tensorrt":
-            cache = bundle.path / "trt_cache"
-            providers.append(("TensorrtExecutionProvider", {
-                "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
-            }))
+            self.tensorrt_options = tensorrt_options(bundle, precision)
+            providers.append(("TensorrtExecutionProvider", self.tensorrt_options))
         if self.choice.active in ("tensorrt", "onnxruntime-cuda"):
             providers.append("CUDAExecutionProvider")
         providers.append("CPUExecutionProvider")

@@ -44,12 +44,13 @@ class Segmenter:
     """Segments point clouds with a model bundle (ONNX Runtime; CUDA/TensorRT when present).
 
     engine: see :mod:`wsseg.runtime.engines`.  num_threads: ONNX Runtime intra-op
-    threads (0 = its default).
+    threads (0 = its default).  precision: TensorRT precision (fp16 / fp32; TensorRT engine only).
     """
 
-    def __init__(self, bundle: str | Path | ModelBundle, engine: str = "auto", num_threads: int = 0) -> None:
+    def __init__(self, bundle: str | Path | ModelBundle, engine: str = "auto", num_threads: int = 0,
+                 precision: str = "fp16") -> None:
         self.bundle = bundle if isinstance(bundle, ModelBundle) else load_bundle(bundle)
-        self.engine = OnnxRuntimeEngine(self.bundle, engine=engine, num_threads=num_threads)
+        self.engine = OnnxRuntimeEngine(self.bundle, engine=engine, num_threads=num_threads, precision=precision)
 
     @property
     def classes(self) -> ClassTable:
@@ -58,6 +59,16 @@ class Segmenter:
     @property
     def input_features(self) -> tuple[str, ...]:
         return self.bundle.meta.preprocess.features.ordered_names
+
+    def warm_up(self) -> float:
+        """Run one synthetic frame (builds a TensorRT engine, warms ONNX Runtime up); returns its ms."""
+        from wsseg.runtime.tensorrt import warm_up_cloud
+
+        xyz = warm_up_cloud(self.bundle.meta.preprocess.voxel_size_m, voxels=2000)
+        n = xyz.shape[0]
+        extra = {name: np.zeros(n, np.float32) for name in ("intensity",) if name in self.input_features}
+        rgb = np.full((n, 3), 128, np.uint8) if "rgb" in self.input_features else None
+        return self.run(xyz, rgb=rgb, **extra).timings_ms["total"]
 
     def segment(
         self, xyz: np.ndarray, rgb: np.ndarray | None = None, intensity: np.ndarray | None = None

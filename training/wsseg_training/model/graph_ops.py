@@ -55,12 +55,6 @@ class GraphOps(ConvOps):
             return conv.forward_chunked(x, t[f"up{level}_pairs"], t[f"up{level}_offsets"], t[f"up{level}_rows"])
         return conv(x, self.tables[f"up_{level}"])
 
-    def to_reference(self, x: torch.Tensor, level: int) -> torch.Tensor:
-        return x  # rows stay in the voxel order of the kernel maps
-
-    def from_reference(self, x: torch.Tensor, level: int) -> torch.Tensor:
-        return x
-
 
 class GraphUNet(nn.Module):
     """``forward(features, *tables)`` in :func:`graph_input_names` order -> logits (M_0, num_classes)."""
