@@ -72,6 +72,11 @@ class CoordinateKeys:
         return self._low
 
     @property
+    def bits(self) -> np.ndarray:
+        """(4,) int64 width of each column in the key."""
+        return self._bits
+
+    @property
     def shifts(self) -> np.ndarray:
         """(4,) int64 bit position of each column in the key."""
         return self._shift

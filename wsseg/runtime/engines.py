@@ -128,3 +128,27 @@ class OnnxRuntimeEngine:
             dtype = self._input_dtypes.get(name)
             feeds[name] = array if dtype is None or array.dtype == dtype else array.astype(dtype)
         return dict(zip(names, self._session.run(names, feeds), strict=True))
+
+
+def run_device(engine: OnnxRuntimeEngine, inputs: dict[str, object], num_classes: int, device_id: int = 0) -> object:
+    """Run with every input already in GPU memory (CuPy arrays, e.g. from :mod:`wsseg.core.gpu_preprocess`)
+    through ONNX Runtime IO binding: no host round trip for the tables.  Returns (M_0, num_classes) float32
+    logits as a CuPy array written by ONNX Runtime in place.
+
+    Needs the CUDA or TensorRT engine (an onnxruntime-gpu build) and CuPy.  Not run here: no GPU.
+    """
+    import cupy
+
+    session = engine._session
+    binding = session.io_binding()
+    keep = []
+    for name, array in inputs.items():
+        dtype = engine._input_dtypes.get(name) or np.dtype(array.dtype)
+        device_array = cupy.ascontiguousarray(array, dtype=dtype)
+        keep.append(device_array)  # alive until the run is done
+        binding.bind_input(name, "cuda", device_id, dtype, list(device_array.shape), device_array.data.ptr)
+    voxels = int(keep[0].shape[0])
+    logits = cupy.empty((voxels, num_classes), dtype=cupy.float32)
+    binding.bind_output(LOGITS_OUTPUT, "cuda", device_id, np.float32, [voxels, num_classes], logits.data.ptr)
+    session.run_with_iobinding(binding)
+    return logits

@@ -12,6 +12,8 @@ indoor_small  16, 32, 48, 64          1, 1, 1, 1       0.04 m        RGB-D rooms
 indoor_base   32, 64, 96, 128, 160    2, 2, 2, 2, 2    0.04 m        RGB-D rooms, GPU
 lidar_small   16, 32, 48, 64          1, 1, 1, 1       0.10 m        LiDAR scans, CPU
 lidar_base    32, 64, 96, 128, 160    2, 2, 2, 2, 2    0.08 m        LiDAR scans, GPU
+lidar_rt      16, 24, 32, 48          1, 1, 1, 1       0.10 m        real-time LiDAR on a CPU (10 Hz budget)
+rgbd_rt       16, 24, 32, 48          1, 1, 1, 1       0.02 m        real-time RGB-D on a CPU
 ============  ======================  ===============  ============  ===================================
 
 The sensor profiles (``rgbd_*``, ``indoor_*``, ``lidar_*``) are what ``profile: auto`` picks
@@ -86,6 +88,16 @@ for _kind, _voxels, _meant_for in (("rgbd", (0.02, 0.02), "RGB-D table tops and 
                                    ("lidar", (0.10, 0.08), "LiDAR scans")):
     for _size, _voxel in zip(("small", "base"), _voxels, strict=True):
         PROFILES[f"{_kind}_{_size}"] = _sensor_profile(_kind, _size, _voxel, _meant_for)
+
+
+#: Real-time profiles (#23): narrower coarse levels, so the network fits a 10 Hz budget on a CPU; their
+#: speed and accuracy beside ``cpu`` are in ``bench/results/profiles.md`` and ``bench/results/backbone.md``.
+PROFILES["lidar_rt"] = ModelProfile(
+    name="lidar_rt", channels=(16, 24, 32, 48), blocks=(1, 1, 1, 1), voxel_size_m=0.10,
+    description="real-time LiDAR on a CPU: 4 narrow levels at the 10 cm grid Autoware recommends")
+PROFILES["rgbd_rt"] = ModelProfile(
+    name="rgbd_rt", channels=(16, 24, 32, 48), blocks=(1, 1, 1, 1), voxel_size_m=0.02,
+    description="real-time RGB-D on a CPU: 4 narrow levels at 2 cm")
 
 
 def get_profile(profile: str) -> ModelProfile:
