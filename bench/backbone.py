@@ -42,7 +42,9 @@ from wsseg_training.model.profiles import get_profile, unet_config_for
 from wsseg_training.model.sparse_conv import DownConv3d, PointwiseLinear, SubmanifoldConv3d, UpConv3d
 from wsseg_training.model.unet import SparseUNet
 
+from wsseg.core import backend
 from wsseg.core.classes import SEMANTIC_KITTI19, ClassTable
+from wsseg.core.conv_tables import GraphSpec, graph_inputs
 from wsseg.core.features import FeatureConfig
 from wsseg.core.preprocess import NetworkInput, PreprocessConfig, prepare_cloud
 from wsseg.runtime.segmenter import Segmenter
@@ -129,6 +131,64 @@ def count_gflops(model: SparseUNet, net_input: NetworkInput) -> dict[str, float]
     return {k: v / 1e9 for k, v in totals.items()}
 
 
+def cpu_ms(fn: Callable[[], object], repeats: int) -> float:
+    """Median process CPU time of ``fn`` (all threads), ms: less sensitive to other jobs than wall time."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        times.append((time.process_time() - start) * 1e3)
+    return statistics.median(times)
+
+
+def executed_gflops(model: SparseUNet, net_input: NetworkInput, graph: GraphSpec) -> float:
+    """Multiply-add GFLOPs (x2) the exported graph of ``graph`` executes: gather levels as in
+    :func:`count_gflops`, chunked levels their padded pair chunks plus the dense centre tap."""
+    tables = graph_inputs(net_input.maps, graph)
+    total = 0.0
+    counts = count_gflops_by_level(model, net_input)
+    for (kind, level, cin, cout), gemm in counts.items():
+        chunked = graph.chunked(level if kind == "subm" else level + 1) if kind != "linear" else False
+        if not chunked:
+            total += gemm
+        elif kind == "subm":
+            m = net_input.maps.neighbours[level].shape[0]
+            total += 2.0 * (tables[f"subm{level}_pairs"].size + m) * cin * cout / 1e9
+        elif kind == "down":
+            total += 2.0 * tables[f"down{level}_pairs"].size * cin * cout / 1e9
+        else:  # up
+            total += 2.0 * tables[f"up{level}_pairs"].size * cin * cout / 1e9
+    return total
+
+
+def count_gflops_by_level(model: SparseUNet, net_input: NetworkInput) -> dict[tuple[str, int, int, int], float]:
+    """Gather-GEMM GFLOPs per (kind, level, C_in, C_out) convolution (summed over identical ones)."""
+    features, maps = to_torch(net_input)
+    sizes = [n.shape[0] for n in net_input.maps.neighbours]
+    out: dict[tuple[str, int, int, int], float] = {}
+
+    def hook(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> None:
+        x, cin, cout = args[0], module.in_channels, module.out_channels
+        if isinstance(module, SubmanifoldConv3d):
+            key, flops = ("subm", sizes.index(x.shape[0]), cin, cout), 2.0 * x.shape[0] * 27 * cin * cout
+        elif isinstance(module, DownConv3d):
+            key, flops = ("down", sizes.index(x.shape[0]), cin, cout), 2.0 * output.shape[0] * 8 * cin * cout
+        elif isinstance(module, UpConv3d):
+            key, flops = ("up", sizes.index(output.shape[0]), cin, cout), 2.0 * x.shape[0] * 8 * cin * cout
+        else:
+            key, flops = ("linear", 0, cin, cout), 2.0 * x.shape[0] * cin * cout
+        out[key] = out.get(key, 0.0) + flops / 1e9
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, SubmanifoldConv3d | DownConv3d | UpConv3d | PointwiseLinear)]
+    with torch.no_grad():
+        model(features, *maps)
+    for handle in handles:
+        handle.remove()
+    return out
+
+
 def bench_case(frame: dict[str, np.ndarray], features: FeatureConfig, voxel_size_m: float, profile: str,
                classes: ClassTable, repeats: int, workdir: Path) -> dict[str, float]:
     spec = get_profile(profile)
@@ -142,12 +202,21 @@ def bench_case(frame: dict[str, np.ndarray], features: FeatureConfig, voxel_size
     torch.manual_seed(0)
     model = SparseUNet(unet_config_for(profile, features.num_channels, classes.num_classes)).eval()
     checkpoint = make_checkpoint(model, config, classes, provenance={"profile": profile})
-    ckpt = save_checkpoint(workdir / f"{profile}.pt", checkpoint)
-    bundle = export_bundle(ckpt, workdir / f"bundle_{profile}")
+    ckpt = save_checkpoint(workdir / f"{profile}_{voxel_size_m}.pt", checkpoint)
+    bundle = export_bundle(ckpt, workdir / f"bundle_{profile}_{voxel_size_m}", graph="auto")
+    gather_bundle = export_bundle(ckpt, workdir / f"bundle_{profile}_{voxel_size_m}_gather", graph="gather")
     folded = fold_batchnorm(model)
     feats, maps = to_torch(net_input)
-    row: dict[str, float] = {"points": int(frame["xyz"].shape[0]), "voxels": int(net_input.features.shape[0])}
+    row: dict[str, float] = {"points": int(frame["xyz"].shape[0]), "voxels": int(net_input.features.shape[0]),
+                             "voxel_size_m": voxel_size_m, "table_backend": backend.name()}
     row["pre_ms"] = median_ms(pre, repeats)
+    row["pre_cpu_ms"] = cpu_ms(pre, repeats)
+    row["tables_ms"] = median_ms(lambda: bundle.model_inputs(net_input), repeats)
+    with backend.numpy_only():
+        row["pre_numpy_ms"] = median_ms(pre, max(2, repeats // 2))
+        row["pre_numpy_cpu_ms"] = cpu_ms(pre, max(2, repeats // 2))
+        row["tables_numpy_ms"] = median_ms(lambda: bundle.model_inputs(net_input), max(2, repeats // 2))
+    row["pre_speedup_cpu"] = row["pre_numpy_cpu_ms"] / row["pre_cpu_ms"]
 
     def torch_forward() -> torch.Tensor:
         with torch.no_grad():
@@ -155,9 +224,14 @@ def bench_case(frame: dict[str, np.ndarray], features: FeatureConfig, voxel_size
 
     row["torch_ms"] = median_ms(torch_forward, repeats)
     torch_logits = torch_forward().numpy()
+    gather_segmenter = Segmenter(gather_bundle, engine="onnxruntime-cpu")
+    gather_inputs = gather_bundle.model_inputs(net_input)
+    row["ort_gather_ms"] = median_ms(lambda: gather_segmenter.engine.run(gather_inputs), repeats)
     segmenter = Segmenter(bundle, engine="onnxruntime-cpu")
-    inputs = net_input.as_inputs()
+    inputs = bundle.model_inputs(net_input)
     row["ort_ms"] = median_ms(lambda: segmenter.engine.run(inputs), repeats)
+    row["ort_cpu_ms"] = cpu_ms(lambda: segmenter.engine.run(inputs), repeats)
+    row["graph"] = json.dumps(bundle.meta.graph.to_dict()["chunked_levels"])
     ort_logits = segmenter.engine.run(inputs)
     row["ort_label_agreement"] = float((ort_logits.argmax(1) == torch_logits.argmax(1)).mean())
     row["ort_max_logit_diff"] = float(np.abs(ort_logits - torch_logits).max())
@@ -180,11 +254,13 @@ def bench_case(frame: dict[str, np.ndarray], features: FeatureConfig, voxel_size
             row["spconv_1t_max_logit_diff"] = float(np.abs(spconv_forward().numpy() - torch_logits).max())
         finally:
             torch.set_num_threads(default_threads)
-        row["spconv_mt_ms"] = median_ms(spconv_forward, repeats)
-        row["spconv_mt_threads"] = default_threads
     flops = count_gflops(folded, net_input)
     row["gflops_gemm"] = flops["gemm"]
     row["gflops_useful"] = flops["useful"]
+    row["gflops_executed_auto"] = executed_gflops(folded, net_input, bundle.meta.graph)
+    row["pre_share"] = (row["pre_ms"] + row["tables_ms"]) / (row["pre_ms"] + row["tables_ms"] + row["ort_ms"])
+    if "spconv_1t_ms" in row:
+        row["ort_over_spconv_1t"] = row["spconv_1t_ms"] / row["ort_ms"]
     row["torch_gflops_per_s"] = flops["gemm"] / (row["torch_ms"] / 1e3)
     row["ort_gflops_per_s"] = flops["gemm"] / (row["ort_ms"] / 1e3)
     row["torch_over_ort"] = row["torch_ms"] / row["ort_ms"]
@@ -195,57 +271,72 @@ def markdown(results: dict) -> str:
     lines = [
         f"# Backbone benchmark ({results['machine']})", "",
         f"torch {results['torch_version']}, {results['threads']} threads; median of {results['repeats']} runs"
-        f"{' (--quick)' if results.get('quick') else ''}; "
-        "random weights, BatchNorm folded.", "",
-        "| frame | profile | points | voxels | pre ms | torch ms | spconv 1t ms | spconv mt ms | ORT ms | "
-        "GFLOP (gemm / useful) | torch GFLOP/s | ORT GFLOP/s | ORT label agreement |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"{' (--quick)' if results.get('quick') else ''}; random weights, BatchNorm folded. Load average "
+        f"{results['load_average'][0]:.1f} -> {results['load_average'][1]:.1f} on a shared 2-core VM: wall times "
+        "are upper bounds (CPU-time columns are less affected).", "",
+        "| frame | profile | voxel | points | voxels | pre ms (numpy -> compiled) | pre CPU ms (numpy -> compiled) | "
+        "graph tables ms | torch ms | spconv 1t ms | ORT gather ms | ORT auto ms | ORT/spconv-1t | "
+        "GFLOP gather / auto / useful | pre share | ORT label agreement |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for case in results["cases"]:
         r = case["row"]
         lines.append(
-            f"| {case['frame']} | {case['profile']} | {r['points']} | {r['voxels']} | {r['pre_ms']:.0f} | "
-            f"{r['torch_ms']:.0f} | {r.get('spconv_1t_ms', float('nan')):.0f} | "
-            f"{r.get('spconv_mt_ms', float('nan')):.0f} | "
-            f"{r['ort_ms']:.0f} | {r['gflops_gemm']:.1f} / {r['gflops_useful']:.1f} | {r['torch_gflops_per_s']:.1f} | "
-            f"{r['ort_gflops_per_s']:.1f} | {r['ort_label_agreement'] * 100:.3f}% |"
+            f"| {case['frame']} | {case['profile']} | {r['voxel_size_m']} | {r['points']} | {r['voxels']} | "
+            f"{r['pre_numpy_ms']:.0f} -> {r['pre_ms']:.1f} | {r['pre_numpy_cpu_ms']:.0f} -> {r['pre_cpu_ms']:.1f} "
+            f"({r['pre_speedup_cpu']:.1f}x) | {r['tables_numpy_ms']:.1f} -> {r['tables_ms']:.1f} | "
+            f"{r['torch_ms']:.0f} | {r.get('spconv_1t_ms', float('nan')):.0f} | {r['ort_gather_ms']:.0f} | "
+            f"{r['ort_ms']:.0f} | {r.get('ort_over_spconv_1t', float('nan')):.2f}x | "
+            f"{r['gflops_gemm']:.1f} / {r['gflops_executed_auto']:.1f} / {r['gflops_useful']:.1f} | "
+            f"{r['pre_share'] * 100:.0f} % | {r['ort_label_agreement'] * 100:.3f}% |"
         )
-    lines += ["", "Frames: " + "; ".join(f"{k}: {v}" for k, v in results["frames"].items())]
+    lines += ["", "Frames: " + "; ".join(f"{k}: {v}" for k, v in results["frames"].items()),
+              f"Command: `{results['command']}`. ORT auto = the exported default graph (chunked at levels with >= 32 "
+              "channels); ORT/spconv-1t = spconv one-thread time over ORT auto time (2 threads)."]
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a few minutes)")
-    parser.add_argument("--profiles", nargs="+", default=["cpu", "default"])
+    parser.add_argument("--cases", nargs="+", default=["rgbd640:cpu:0.02", "rgbd640:rgbd_rt:0.02",
+                                                       "lidar64:lidar_rt:0.10", "lidar64:cpu:0.10",
+                                                       "lidar64:cpu:0.05"],
+                        help="frame:profile:voxel_m cases")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
     lidar_name, lidar = lidar_frame()
     rgbd_name, rgbd = rgbd_frame()
     frames = {
-        "lidar64": (lidar, FeatureConfig(names=("offset", "intensity")), 0.05, SEMANTIC_KITTI19),
-        "rgbd640": (rgbd, FeatureConfig(names=("offset", "rgb")), 0.02,
+        "lidar64": (lidar, FeatureConfig(names=("offset", "intensity")), SEMANTIC_KITTI19),
+        "rgbd640": (rgbd, FeatureConfig(names=("offset", "rgb")),
                     ClassTable("mosd", ("support", "object"), ((160, 160, 160), (230, 60, 40)))),
     }
     results: dict = {
         "machine": f"{platform.node() or 'host'}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "torch_version": str(torch.__version__), "threads": torch.get_num_threads(), "repeats": repeats,
         "frames": {"lidar64": lidar_name, "rgbd640": rgbd_name}, "cases": [],
+        "command": "nice -n 0 .venv/bin/python bench/backbone.py" + (" --quick" if args.quick else ""),
+        "load_average": [os.getloadavg()[0]],
     }
     with tempfile.TemporaryDirectory() as tmp:
-        for frame_name, (frame, features, voxel, classes) in frames.items():
-            for profile in args.profiles:
-                print(f"[bench] {frame_name} / {profile} ...", file=sys.stderr, flush=True)
-                row = bench_case(frame, features, voxel, profile, classes, repeats, Path(tmp))
-                results["cases"].append({"frame": frame_name, "profile": profile, "row": row})
+        for case in args.cases:
+            frame_name, profile, voxel = case.split(":")
+            frame, features, classes = frames[frame_name]
+            print(f"[bench] {frame_name} / {profile} / {voxel} m ...", file=sys.stderr, flush=True)
+            row = bench_case(frame, features, float(voxel), profile, classes, repeats, Path(tmp))
+            results["cases"].append({"frame": frame_name, "profile": profile, "row": row})
+            print(f"[bench]   {json.dumps(row)}", file=sys.stderr, flush=True)
+    results["load_average"].append(os.getloadavg()[0])
     summary: dict[str, float] = {
         "ort_label_agreement": min(c["row"]["ort_label_agreement"] for c in results["cases"]),
     }
     for case in results["cases"]:
-        for stage in ("pre", "torch", "spconv_1t", "spconv_mt", "ort"):
+        for stage in ("pre", "pre_numpy", "torch", "spconv_1t", "ort_gather", "ort"):
             if f"{stage}_ms" in case["row"]:
-                summary[f"{case['frame']}_{case['profile']}_{stage}_ms"] = round(case["row"][f"{stage}_ms"], 2)
+                key = f"{case['frame']}_{case['profile']}_{case['row']['voxel_size_m']}_{stage}_ms"
+                summary[key] = round(case["row"][f"{stage}_ms"], 2)
     # headline stages of the LiDAR frame with the cpu profile (first case)
     first = results["cases"][0]["row"]
     for stage in ("pre", "torch", "spconv_1t", "spconv_mt", "ort"):

@@ -9,7 +9,8 @@ For each case :func:`wsseg_export.node_replay.run_replay` starts the node with `
 and (1) replays closed-loop (next frame once answered): median and p95 of the node's ``pre``
 (message decode, back-projection, voxelize, features, kernel maps), ``inference`` (ONNX Runtime),
 ``post`` (softmax, devoxelize, output encoding + publish) and ``total`` ms, from ``~/output/timing``;
-(2) publishes open-loop faster than the node can follow and reports the sustained output rate.
+(2) publishes open-loop at ``--input-hz`` (10 Hz, a typical sensor) and reports the sustained output rate, the
+frames sent and answered and the node's own drop count (its keep-latest slot drops what it cannot follow).
 
 Writes ``bench/results/node.json`` and ``.md``; the last line printed is ``RESULT <json>``.  ``--quick``
 uses fewer frames.  Not a test: never gates CI.
@@ -74,14 +75,16 @@ def markdown(results: dict) -> str:
     lines = [f"# segment_node benchmark ({results['machine']})", "",
              "Real node process, Fast DDS shared memory, ONNX Runtime CPU; closed-loop latency from "
              "`~/output/timing`, sustained rate open-loop. Random-weight bundles.", "",
-             "| frame | profile | points | pre ms (p50/p95) | inference ms | post ms | total ms | sustained Hz |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| frame | profile | voxel | points | pre ms (p50/p95) | inference ms | post ms | total ms | "
+             "sustained Hz at 10 Hz input | sent / answered / dropped by node |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for case in results["cases"]:
         s = case["latency"]
         cells = [f"{s[f'{st}_ms_median']:.0f} / {s[f'{st}_ms_p95']:.0f}"
                  for st in ("pre", "inference", "post", "total")]
-        lines.append(f"| {case['frame']} | {case['profile']} | {case['points']} | {' | '.join(cells)} | "
-                     f"{case['sustained_hz']:.2f} |")
+        lines.append(f"| {case['frame']} | {case['profile']} | {case.get('voxel_size_m', '')} | {case['points']} | "
+                     f"{' | '.join(cells)} | {case['sustained_hz']:.2f} | {case['sent']} / {case['answered']} / "
+                     f"{case['dropped_by_node']} |")
     lines += ["", *(f"- {k}: {v}" for k, v in results["frames"].items())]
     if "load_average" in results:
         lines += [f"- machine load average (1 min) at start / end: {results['load_average']['start']:.1f} / "
@@ -92,7 +95,10 @@ def markdown(results: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer frames (about two minutes)")
-    parser.add_argument("--profiles", nargs="+", default=["cpu", "default"])
+    parser.add_argument("--cases", nargs="+", default=["rgbd640:cpu:0.02", "rgbd640:rgbd_rt:0.02",
+                                                       "lidar64:lidar_rt:0.10", "lidar64:cpu:0.05"],
+                        help="frame:profile:voxel_m cases")
+    parser.add_argument("--input-hz", type=float, default=10.0, help="open-loop publishing rate")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     latency_frames, rate_s = (4, 4.0) if args.quick else (12, 10.0)
@@ -103,33 +109,34 @@ def main() -> int:
         "cases": [], "quick": args.quick, "load_average": {"start": os.getloadavg()[0]},
     }
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (_, frame, mode, features, voxel, classes) in cases.items():
-            for profile in args.profiles:
-                print(f"[bench] {name} / {profile} ...", file=sys.stderr, flush=True)
-                bundle = make_bundle(profile, features, voxel, classes, Path(tmp))
-                latency = run_replay(bundle, [frame], PARAMS, mode=mode, repeat=latency_frames + 1,
-                                     collect_labels=False, timeout_s=300.0)
-                latency.timings_ms = latency.timings_ms[1:]  # the first frame warms ONNX Runtime up
-                total = latency.summary()["total_ms_median"]
-                rate_hz = min(30.0, 3000.0 / total)  # ~3x faster than the node can follow
-                sustained = run_replay(bundle, [frame], PARAMS, mode=mode, rate_hz=rate_hz,
-                                       repeat=max(3, int(rate_s * rate_hz)), collect_labels=False, timeout_s=300.0)
-                points = frame.width * frame.height
-                results["cases"].append({
-                    "frame": name, "profile": profile, "points": points, "latency": latency.summary(),
-                    "sustained_hz": round(sustained.rate_hz, 3), "published_hz": round(rate_hz, 2),
-                    "sent": sustained.frames_sent, "answered": sustained.frames_received,
-                    "dropped_by_node": int(sustained.diagnostics.get("frames_dropped", "0")),
-                })
+        for spec in args.cases:
+            name, profile, voxel_text = spec.split(":")
+            _, frame, mode, features, _, classes = cases[name]
+            voxel = float(voxel_text)
+            print(f"[bench] {name} / {profile} / {voxel} m ...", file=sys.stderr, flush=True)
+            bundle = make_bundle(profile, features, voxel, classes, Path(tmp))
+            latency = run_replay(bundle, [frame], PARAMS, mode=mode, repeat=latency_frames + 1,
+                                 collect_labels=False, timeout_s=300.0)
+            latency.timings_ms = latency.timings_ms[1:]  # the first frame warms ONNX Runtime up
+            sustained = run_replay(bundle, [frame], PARAMS, mode=mode, rate_hz=args.input_hz,
+                                   repeat=max(3, int(rate_s * args.input_hz)), collect_labels=False, timeout_s=300.0)
+            results["cases"].append({
+                "frame": name, "profile": profile, "voxel_size_m": voxel, "points": frame.width * frame.height,
+                "latency": latency.summary(), "sustained_hz": round(sustained.rate_hz, 3),
+                "published_hz": args.input_hz, "sent": sustained.frames_sent, "answered": sustained.frames_received,
+                "dropped_by_node": int(sustained.diagnostics.get("frames_dropped", "0")),
+            })
+            print(f"[bench]   {results['cases'][-1]}", file=sys.stderr, flush=True)
     results["load_average"]["end"] = os.getloadavg()[0]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "node.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
     (args.out / "node.md").write_text(table)
     print(table)
-    summary = {f"{c['frame']}_{c['profile']}_{k}": c["latency"][f"{k}_ms_median"]
+    summary = {f"{c['frame']}_{c['profile']}_{c['voxel_size_m']}_{k}": c["latency"][f"{k}_ms_median"]
                for c in results["cases"] for k in ("pre", "inference", "post", "total")}
-    summary.update({f"{c['frame']}_{c['profile']}_sustained_hz": c["sustained_hz"] for c in results["cases"]})
+    summary.update({f"{c['frame']}_{c['profile']}_{c['voxel_size_m']}_sustained_hz": c["sustained_hz"]
+                    for c in results["cases"]})
     print(f"wrote {args.out / 'node.json'} and node.md")
     print("RESULT " + json.dumps(summary))
     return 0
