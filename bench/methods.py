@@ -157,13 +157,16 @@ def markdown(result: dict[str, Any]) -> str:
                      f"| {ratio} | {paper} | {','.join(map(str, r['seeds'])) or '–'} | {r['train_s'] or '–'} |")
     lines += ["", "mIoU is the method's headline inference mode (1T1C: Θ + relation net + graph propagation over "
               "super-voxels; its exported backbone alone, 1T1C†, is `backbone_miou` in the JSON). Paper ratios:"]
-    lines += [f"- {r['method']}: {r['paper_source']}" for r in result["rows"] if r["method"] != "full"][:20]
+    sources = (f"- {r['method']}: {r['paper_source']}" for r in result["rows"] if r["method"] != "full")
+    lines += list(dict.fromkeys(sources))
     for r in result["rows"]:
         if "error" in r:
             lines.append(f"- **{r['method']} on {r['dataset']} failed**: {r['error']}")
     for name, reason in result["skipped"].items():
         lines.append(f"- dataset `{name}` skipped: {reason}")
-    return "\n".join(dict.fromkeys(lines)) + "\n"
+    if result.get("notes"):
+        lines += ["", "## Notes", "", result["notes"].strip()]
+    return "\n".join(lines) + "\n"
 
 
 def ablation(argv: list[str]) -> int:
@@ -197,7 +200,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None, help="data and runs (default: a temporary folder)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--notes", type=Path, default=None, help="text file appended to the results as '## Notes'")
+    parser.add_argument("--rerender", action="store_true",
+                        help="run nothing: re-write methods.md from methods.json (with --notes, if given)")
     args = parser.parse_args(argv)
+    if args.rerender:
+        saved = json.loads((args.results / "methods.json").read_text())
+        if args.notes:
+            saved["notes"] = args.notes.read_text()
+        write_results(args.results, "methods", saved, markdown(saved))
+        return 0
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     methods = [entry(n) for n in args.methods.split(",") if n]
@@ -234,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{' / '.join(map(str, m['loadavg_1_5_15_end']))} at the end: times are upper bounds), torch {m['torch']} "
         f"with {m['torch_threads']} thread(s); wall {result['wall_s'] / 60:.1f} min.  Command: `bench/methods.py "
         f"{' '.join(argv)}`.")
+    result["notes"] = args.notes.read_text() if args.notes else ""
     table = markdown(result)
     print(table)
     if not args.no_write:
