@@ -59,6 +59,7 @@ def test_bundle_lists_the_geometry_features_and_plane_settings(geometry_bundle: 
 
 def test_training_batches_and_the_node_feed_the_network_the_same_features(geometry_bundle: Path) -> None:
     from wsseg_training.engine.batches import collate
+    from wsseg_training.engine.sampling import Sample
     from wsseg_training.engine.scenes import TrainScene
 
     segmenter = Segmenter(geometry_bundle, engine="onnxruntime-cpu")
@@ -72,8 +73,9 @@ def test_training_batches_and_the_node_feed_the_network_the_same_features(geomet
     result = segment_frame(segmenter, cloud, Limits())
     valid = np.isfinite(organized).all(axis=1)
     scene = TrainScene(name="s", xyz=xyz[valid], rgb=rgb[valid])
-    batch = collate([scene], [np.arange(int(valid.sum()))], [scene.xyz], [scene.rgb],
-                    segmenter.bundle.meta.preprocess, [0])
+    whole = Sample(scene=0, subcloud=-1, pick=np.arange(int(valid.sum())), xyz=scene.xyz, rgb=scene.rgb, tags=None,
+                   slot=0, group=0, member=0)
+    batch = collate([scene], [whole], segmenter.bundle.meta.preprocess)
     assert len(seen) == 1
     np.testing.assert_array_equal(batch.net_input.features, seen[0])
     assert (result.labels[~valid] == 65535).all() and (result.labels[valid] < 3).all()

@@ -17,6 +17,7 @@ from torch import nn
 from wsseg_training.data.dataset import Dataset
 from wsseg_training.engine.batches import StepBatches
 from wsseg_training.engine.config import config_from_dict
+from wsseg_training.engine.inference import PointCloud, infer
 from wsseg_training.engine.loop import Trainer, preprocess_for
 from wsseg_training.engine.sampling import Sampling
 from wsseg_training.engine.schedule import Stage, TrainPlan
@@ -116,6 +117,13 @@ def test_spconv_levels_are_in_the_reference_row_order() -> None:
         decoded = net.decode_from(reference, level, replaced).logits
         decoded_spconv = net.decode_from(theirs, level, replaced).logits
     assert (decoded - decoded_spconv).abs().max() < 1e-4
+    # the whole-scene inference pass on either backend
+    cloud = PointCloud(*make_box_scene(seed=3, n=3000)[:2])
+    pre = PreprocessConfig(voxel_size_m=0.05, num_levels=4)
+    with one_thread():
+        maps_logits, spconv_logits = (infer([cloud], net, pre, "cpu", backend=backend)[0]["logits"]
+                                      for backend in ("maps", "spconv"))
+    assert (maps_logits - spconv_logits).abs().max() < 1e-4
 
 
 class CrossReallocation(FullMethod):
