@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from wsseg_training.annotate.browser import headless_chromium
 from wsseg_training.annotate.server import App, make_server
 from wsseg_training.annotate.session import Session
 from wsseg_training.data.dataset import Dataset, DatasetWriter
@@ -36,8 +37,6 @@ from wsseg.core.classes import S3DIS
 from wsseg.core.scene import Scene
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def big_scene(n: int, seed: int = 0) -> Scene:
@@ -99,34 +98,24 @@ def server_side(url: str, repeats: int, target: list[float], offset: np.ndarray)
 
 
 def browser_side(url: str, repeats: int, target: list[float], offset: np.ndarray) -> dict[str, Any]:
-    from playwright.sync_api import sync_playwright
-
-    profile = tempfile.mkdtemp(prefix="wsseg-chromium-")
     out: dict[str, Any] = {}
-    try:
-        with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                profile, executable_path="/usr/bin/chromium", args=FLAGS, headless=True,
-                viewport={"width": 1280, "height": 800})
-            page = context.new_page()
+    with headless_chromium(1280, 800) as context:
+        page = context.new_page()
+        start = time.perf_counter()
+        page.goto(url)
+        page.wait_for_function("window.wsseg && window.wsseg.ready", timeout=600_000)
+        out["page_ready_ms"] = round((time.perf_counter() - start) * 1e3)
+        times = []
+        for i in range(repeats):
+            before = page.evaluate("document.body.dataset.revision")
+            x, y = page.evaluate("(p) => window.wsseg.view.project(p)",
+                                 (np.asarray(target) - offset + [0.3 * i, 0.0, 0.0]).tolist())
             start = time.perf_counter()
-            page.goto(url)
-            page.wait_for_function("window.wsseg && window.wsseg.ready", timeout=600_000)
-            out["page_ready_ms"] = round((time.perf_counter() - start) * 1e3)
-            times = []
-            for i in range(repeats):
-                before = page.evaluate("document.body.dataset.revision")
-                x, y = page.evaluate("(p) => window.wsseg.view.project(p)",
-                                     (np.asarray(target) - offset + [0.3 * i, 0.0, 0.0]).tolist())
-                start = time.perf_counter()
-                page.mouse.click(round(x), round(y))
-                page.wait_for_function(f"document.body.dataset.revision !== '{before}'", timeout=120_000)
-                page.wait_for_function("window.wsseg.app.busy === 0", timeout=120_000)
-                times.append((time.perf_counter() - start) * 1e3)
-            out["click_to_labels_ms"] = round(statistics.median(times))
-            context.close()
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
+            page.mouse.click(round(x), round(y))
+            page.wait_for_function(f"document.body.dataset.revision !== '{before}'", timeout=120_000)
+            page.wait_for_function("window.wsseg.app.busy === 0", timeout=120_000)
+            times.append((time.perf_counter() - start) * 1e3)
+        out["click_to_labels_ms"] = round(statistics.median(times))
     return out
 
 

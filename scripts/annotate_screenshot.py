@@ -21,16 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from playwright.sync_api import sync_playwright
+from wsseg_training.annotate.browser import headless_chromium
 from wsseg_training.annotate.server import App, make_server
 from wsseg_training.annotate.session import Session
 from wsseg_training.annotate.suggest import load_model
 from wsseg_training.data.dataset import Dataset
 
 from wsseg.core.scene import Scene
-
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def objects(scene: Scene, below_z: float, count: int = 6) -> list[tuple[int, np.ndarray]]:
@@ -89,12 +86,8 @@ def main() -> int:
     server = make_server(App(session=session, model=model, model_name=args.model.name if args.model else None),
                          "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    profile = tempfile.mkdtemp(prefix="wsseg-chromium-")
     try:
-        with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                profile, executable_path="/usr/bin/chromium", args=FLAGS, headless=True,
-                viewport={"width": 1400, "height": 860})
+        with headless_chromium(1400, 860) as context:
             page = context.new_page()
             base = f"http://127.0.0.1:{server.server_address[1]}"
             page.goto(f"{base}/")
@@ -120,11 +113,9 @@ def main() -> int:
             page.wait_for_timeout(500)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(args.out))
-            context.close()
     finally:
         server.shutdown()
         session.close()
-        shutil.rmtree(profile, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
     print(f"wrote {args.out}")
     return 0

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from wsseg_training.annotate.browser import CHROMIUM, headless_chromium
 from wsseg_training.annotate.server import THREE_DIR, App, make_server
 from wsseg_training.annotate.session import Session
 from wsseg_training.data.dataset import Dataset
 
 from tests.annotate.scenes import write_dataset
-
-CHROMIUM = Path("/usr/bin/chromium")
-#: the flags of a headless Chromium that reaches nothing but the test server
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture
@@ -64,14 +58,6 @@ def browser() -> Iterator:
         pytest.skip(f"{CHROMIUM} is not installed (Debian package 'chromium'; scripts/setup.sh installs it)")
     if not (THREE_DIR / "build" / "three.module.js").is_file():
         pytest.skip(f"three.js is not installed in {THREE_DIR} (run `make setup`)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements.txt)")
-    profile = tempfile.mkdtemp(prefix="wsseg-chromium-")
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True,
-            viewport={"width": 1100, "height": 700})
-        try:
-            yield context
-        finally:
-            context.close()
-            shutil.rmtree(profile, ignore_errors=True)
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements.txt)")
+    with headless_chromium() as context:
+        yield context
