@@ -98,7 +98,7 @@ def serve(args: list[str]) -> tuple[subprocess.Popen, str]:
 
 
 def stop(server: subprocess.Popen) -> str:
-    server.send_signal(signal.SIGINT)
+    server.send_signal(signal.SIGTERM)
     out, _ = server.communicate(timeout=60)
     print("  " + "\n  ".join(out.strip().splitlines()), flush=True)
     return out

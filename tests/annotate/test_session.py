@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -21,6 +25,8 @@ from wsseg_training.methods.otoc.pseudo_labels import initial_pseudo_labels
 from tests.annotate.conftest import running_server
 from tests.annotate.scenes import write_dataset
 from wsseg.cli import main as wsseg_main
+
+WSSEG = str(Path(sys.executable).parent / "wsseg")
 
 
 def session(dataset: Dataset, path: Path, kind: str = "clicks") -> Session:
@@ -191,3 +197,42 @@ def test_a_port_in_use_is_a_one_line_error(dataset: Dataset, tmp_path: Path, cap
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.count("\n") == 0 and f"port {port} on 127.0.0.1 is in use" in err
     session(dataset, tmp_path / "c.json").close()  # the failed start released its lock
+
+
+def _start_server(dataset: Dataset, labels: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([WSSEG, "annotate", "--data", str(dataset.root), "--labels", str(labels),
+                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/api/session", timeout=5).close()
+            return server, url
+        except OSError:
+            assert server.poll() is None, server.stdout.read()  # type: ignore[union-attr]
+            time.sleep(0.1)
+    server.kill()
+    raise AssertionError("wsseg annotate did not start")
+
+
+@pytest.mark.slow  # two starts of the real `wsseg annotate` process (~10 s): its only test as a process
+def test_a_killed_server_keeps_every_answered_edit_and_sigterm_stops_cleanly(dataset: Dataset,
+                                                                             tmp_path: Path) -> None:
+    labels = tmp_path / "clicks.json"
+    server, url = _start_server(dataset, labels)
+    _post(f"{url}/api/scene/room_a/edit", {"op": "add_click", "point": 7, "class": 1})
+    server.kill()  # SIGKILL: no chance to save anything more
+    server.wait(timeout=30)
+    assert load_weak_labels(labels, dataset).scenes["room_a"].point.tolist() == [7]
+    server, url = _start_server(dataset, labels)  # the dead server's lock went with it; the click is back
+    state = json.loads(urllib.request.urlopen(f"{url}/api/scene/room_a", timeout=30).read())["state"]
+    assert [c["point"] for c in state["clicks"]] == [7]
+    _post(f"{url}/api/scene/room_a/edit", {"op": "add_click", "point": 8, "class": 2})
+    server.send_signal(signal.SIGTERM)
+    out, _ = server.communicate(timeout=30)
+    assert server.returncode == 0 and "stopped" in out, out
+    assert load_weak_labels(labels, dataset).scenes["room_a"].point.tolist() == [7, 8]
+    session(dataset, labels).close()  # lock released

@@ -13,6 +13,7 @@ import argparse
 import errno
 import json
 import logging
+import signal
 import webbrowser
 from pathlib import Path
 
@@ -75,6 +76,17 @@ def expansion_rule(config: Path | None) -> OtocConfig:
     return otoc_config_from_options(load_config(config).method)
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def stop_on_signals() -> None:
+    """Ctrl+C and SIGTERM stop the server cleanly (the file is already saved; the lock is released), also
+    when the shell that started it in the background made it ignore SIGINT."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
+
+
 def run(args: argparse.Namespace) -> int:
     dataset = Dataset(args.data)  # DatasetError: "DIR: not a wsseg dataset (no dataset.yaml)"
     if not (THREE_DIR / "build" / "three.module.js").is_file():
@@ -113,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
               f"saved to {labels}; Ctrl+C stops", flush=True)
         if args.open:
             webbrowser.open(url)
+        stop_on_signals()
         try:
             server.serve_forever()
         except KeyboardInterrupt:

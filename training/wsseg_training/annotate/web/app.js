@@ -250,7 +250,9 @@ function setClass(id) {
 }
 
 function onKey(e) {
-  if (e.target.tagName === "SELECT" || e.target.tagName === "INPUT") { if (e.key !== "Escape") return; }
+  const tag = e.target.tagName;
+  const typing = tag === "SELECT" || (tag === "INPUT" && !["checkbox", "range"].includes(e.target.type));
+  if (typing || (tag === "BUTTON" && e.key === "Enter")) return;   // the control's own keys
   const ctrl = e.ctrlKey || e.metaKey;
   if (ctrl && e.key.toLowerCase() === "z") { e.preventDefault(); undoRedo(e.shiftKey ? "redo" : "undo"); return; }
   if (ctrl && e.key.toLowerCase() === "y") { e.preventDefault(); undoRedo("redo"); return; }
