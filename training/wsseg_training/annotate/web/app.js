@@ -122,6 +122,7 @@ async function undoRedo(which) {
   if (!answer.done) panels.status(`nothing to ${which}`);
   applyAnswer(answer);
   await loadLabels();
+  await loadSuggestions();
   refreshProgress();
 }
 
