@@ -196,10 +196,10 @@ def markdown(result: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenes", type=int, default=15, help="synthetic rooms (every fifth is val)")
-    parser.add_argument("--budgets", type=int, nargs="+", default=[10, 20], help="clicks per train room")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[10], help="clicks per train room")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=60, help="steps per 1T1C round")
+    parser.add_argument("--steps", type=int, default=40, help="steps per 1T1C round")
     parser.add_argument("--profile", default="tiny")
     parser.add_argument("--crop-points", type=int, default=10_000)
     parser.add_argument("--lr", type=float, default=0.01)
