@@ -157,7 +157,7 @@ def recipe(args: argparse.Namespace, steps: int, method: dict | None = None, che
     """The training config every learned row shares (plain data, as a YAML would hold it)."""
     return {
         "seed": args.seed, "profile": args.profile, "device": "cpu",
-        "data": {"voxel_size_m": args.voxel, "features": list(args.features), "crop_max_points": 250_000,
+        "data": {"voxel_size_m": args.voxel, "features": list(args.features), "crop_max_points": args.crop_points,
                  "batch_scenes": 2},
         "optim": {"optimizer": "adamw", "lr": args.lr, "weight_decay": 1e-4, "schedule": "cosine",
                   "warmup_steps": max(1, steps // 20), "grad_clip_norm": 10.0},
@@ -343,6 +343,8 @@ def main() -> int:
     parser.add_argument("--features", default="offset,rgb," + ",".join(GEOMETRY))
     parser.add_argument("--rounds", type=int, default=5, help="1T1C rounds (full gets rounds x steps)")
     parser.add_argument("--steps", type=int, default=200, help="steps per 1T1C round")
+    parser.add_argument("--crop-points", type=int, default=250_000,
+                        help="training crops: the points nearest (in x, y) to a random point (frames have <= 210k)")
     parser.add_argument("--lr", type=float, default=0.004)
     parser.add_argument("--threshold", type=float, default=0.9, help="1T1C's T (Eq. 8)")
     parser.add_argument("--otoc", default=None,
@@ -405,7 +407,8 @@ def main() -> int:
                          "loadavg_end": [round(v, 2) for v in load_end]}
     result["note"] = (f"`{args.profile}` profile at {args.voxel:g} m, features {list(args.features)}, "
                       f"{args.rounds} x {args.steps} steps (full: the same {args.rounds * args.steps}), batches of "
-                      f"2 whole frames, lr {args.lr}, seed {args.seed}, 1T1C super-voxels `{args.supervoxels}`.  "
+                      f"2 crops of <= {args.crop_points:,} points, lr {args.lr}, seed {args.seed}, 1T1C "
+                      f"super-voxels `{args.supervoxels}`.  "
                       f"Machine: {result['machine']['cpu']}, {os.cpu_count()} cores shared with other jobs (load "
                       f"average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end, so times are upper "
                       f"bounds), torch {torch.__version__} with {args.threads} thread(s); wall "
