@@ -382,10 +382,12 @@ def main() -> int:
             out["full"]["onnx"] = bundle_rows(out["full"].pop("bundle"), dataset)
             print(f"  full: torch {out['full']['torch']['miou']}, onnx {out['full']['onnx']}", flush=True)
         if "otoc" in rows:
-            from wsseg_training.methods.otoc import initial_pseudo_labels  # noqa: F401 (Y_0 statistics below)
+            from otoc import label_fractions  # bench/otoc.py: Y_0's share of the points and accuracy
 
             clicks = simulate_clicks(dataset, dataset.scene_names("train"), seed=args.seed)
-            out["labels"] = y0_stats(dataset, clicks, args)
+            y0 = label_fractions(dataset, clicks, json.loads(args.otoc or "{}"))
+            out["labels"] = (f"{y0['clicks']} clicks ({100 * y0['clicked_fraction']:.4f} % of the train points) -> "
+                             f"{100 * y0['y0_fraction']:.1f} % of the points, {100 * y0['y0_accuracy']:.1f} % accurate")
             out["otoc"] = run_otoc(args, dataset, clicks, runs)
             bundle = out["otoc"].pop("bundle")
             out["otoc"]["onnx"] = bundle_rows(bundle, dataset)
@@ -423,25 +425,6 @@ def main() -> int:
         (args.results / f"{args.name}.md").write_text(table)
     print("RESULT " + json.dumps({"mean": result["mean"], "node": result.get("node"), "wall_s": result["wall_s"]}))
     return 0
-
-
-def y0_stats(dataset: Dataset, clicks: Clicks, args: argparse.Namespace) -> str:
-    """Y_0's coverage and accuracy (clicks expanded to super-voxels under the run's rule; analysis only)."""
-    from wsseg_training.methods.otoc import initial_pseudo_labels
-    from wsseg_training.methods.otoc.config import OtocConfig
-
-    config = OtocConfig(**json.loads(args.otoc or "{}"))
-    total = expanded = correct = clicked = 0
-    for name in clicks.scenes:
-        scene = dataset.load(name)
-        point = clicks.point_labels(name, scene.num_points)
-        y0 = initial_pseudo_labels(point, scene.supervoxel, scene.xyz, dataset.classes, config)  # type: ignore[arg-type]
-        total += scene.num_points
-        clicked += int((point >= 0).sum())
-        expanded += int((y0 >= 0).sum())
-        correct += int(((y0 >= 0) & (y0 == scene.semantic)).sum())
-    return (f"{clicked} clicks ({100 * clicked / total:.4f} % of the train points) -> {100 * expanded / total:.1f} % "
-            f"of the points, {100 * correct / max(1, expanded):.1f} % accurate")
 
 
 if __name__ == "__main__":
