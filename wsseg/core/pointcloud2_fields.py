@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from wsseg.core.cloud_io import PointCloudFile, cloud_from_fields, cloud_to_fields
+from wsseg.core.cloud_io import PADDING_NAMES, PointCloudFile, cloud_from_fields, cloud_to_fields
 
 INT8, UINT8, INT16, UINT16, INT32, UINT32, FLOAT32, FLOAT64 = range(1, 9)
 #: PointField datatype code -> numpy type code (without byte order)
@@ -31,10 +31,52 @@ class FieldSpec(NamedTuple):
     count: int = 1
 
 
+def field_bytes(spec: FieldSpec) -> tuple[int, int] | None:
+    """Byte range ``[start, end)`` of a field inside a point, None for an unknown datatype or a bad count."""
+    code = DATATYPES.get(spec.datatype)
+    if code is None or spec.count < 1:
+        return None
+    return spec.offset, spec.offset + int(code[1]) * spec.count
+
+
+def duplicate_names(fields: list[FieldSpec]) -> list[str]:
+    """Field names declared more than once, in order of first appearance (padding fields ``_`` excepted)."""
+    seen: set[str] = set()
+    twice: list[str] = []
+    for spec in fields:
+        if spec.name in seen and spec.name not in twice and spec.name not in PADDING_NAMES:
+            twice.append(spec.name)
+        seen.add(spec.name)
+    return twice
+
+
+def overlapping_fields(wanted: list[FieldSpec], declared: list[FieldSpec]) -> tuple[FieldSpec, FieldSpec] | None:
+    """The first pair (a field of ``wanted``, another declared field) whose bytes overlap, else None.
+
+    E.g. ``x`` declared FLOAT64 at offset 0 over ``y`` FLOAT32 at offset 4: both cannot be meant.
+    Fields with an unknown datatype are not sized and so not compared.
+    """
+    for a in wanted:
+        span_a = field_bytes(a)
+        if span_a is None:
+            continue
+        for b in declared:
+            span_b = field_bytes(b)
+            if b == a or span_b is None:
+                continue
+            if span_a[0] < span_b[1] and span_b[0] < span_a[1]:
+                return a, b
+    return None
+
+
 def decode_fields(fields: list[FieldSpec] | list[tuple[str, int, int, int]], data: bytes | np.ndarray, *,
                   point_step: int, row_step: int, width: int, height: int, is_bigendian: bool = False,
                   where: str = "PointCloud2") -> dict[str, np.ndarray]:
-    """Decode every field into (width*height,) or (width*height, count) arrays, native byte order, row-major."""
+    """Decode every field into (width*height,) or (width*height, count) arrays, native byte order, row-major.
+
+    Raises ``ValueError`` naming ``where`` and the field for an unknown datatype, a bad count, a name given
+    twice, fields that overlap or do not fit in ``point_step``, and for too little data.
+    """
     specs = [FieldSpec(*f) for f in fields]
     n = width * height
     if point_step <= 0 and n:
@@ -57,6 +99,10 @@ def decode_fields(fields: list[FieldSpec] | list[tuple[str, int, int, int]], dat
         names.append(spec.name)
         formats.append((order + code, (spec.count,)) if spec.count > 1 else order + code)
         offsets.append(spec.offset)
+    clash = overlapping_fields(specs, specs)
+    if clash:
+        raise ValueError(f"{where}: field '{clash[0].name}' (offset {clash[0].offset}) overlaps field "
+                         f"'{clash[1].name}' (offset {clash[1].offset})")
     raw = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8).ravel()
     needed = (height - 1) * row_step + width * point_step if n else 0
     if raw.size < needed:
@@ -78,7 +124,15 @@ def decode_fields(fields: list[FieldSpec] | list[tuple[str, int, int, int]], dat
 def pointcloud2_to_cloud(fields: list[FieldSpec] | list[tuple[str, int, int, int]], data: bytes | np.ndarray, *,
                          point_step: int, row_step: int, width: int, height: int, is_bigendian: bool = False,
                          where: str = "PointCloud2") -> PointCloudFile:
-    """Decode a PointCloud2 payload into a ``PointCloudFile`` (x, y, z, rgb/rgba, intensity, label, ...)."""
+    """Decode a PointCloud2 payload into a ``PointCloudFile`` (x, y, z, rgb/rgba, intensity, label, ...).
+
+    Padding fields (``_``) are skipped; a name declared twice is an error.
+    """
+    specs = [FieldSpec(*f) for f in fields]
+    twice = duplicate_names(specs)
+    if twice:
+        raise ValueError(f"{where}: field(s) {twice} declared more than once")
+    fields = [spec for spec in specs if spec.name not in PADDING_NAMES]
     arrays = decode_fields(fields, data, point_step=point_step, row_step=row_step, width=width, height=height,
                            is_bigendian=is_bigendian, where=where)
     return cloud_from_fields(arrays, width, height, where)

@@ -14,8 +14,27 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wsseg.core.cloud_io import INTENSITY_NAMES, PACKED_RGB_NAMES, pack_rgb, unpack_rgb
-from wsseg.core.pointcloud2_fields import DATATYPES, FLOAT32, FLOAT64, INT32, UINT32, FieldSpec, decode_fields
+from wsseg.core.cloud_io import (
+    BLUE_NAMES,
+    GREEN_NAMES,
+    INTENSITY_NAMES,
+    PACKED_RGB_NAMES,
+    RED_NAMES,
+    pack_rgb,
+    to_uint8_colour,
+    unpack_rgb,
+)
+from wsseg.core.pointcloud2_fields import (
+    DATATYPES,
+    FLOAT32,
+    FLOAT64,
+    INT32,
+    UINT32,
+    FieldSpec,
+    decode_fields,
+    duplicate_names,
+    overlapping_fields,
+)
 from wsseg.core.pointcloud2_fields import encode_fields as encode_point_fields
 
 if TYPE_CHECKING:
@@ -25,6 +44,8 @@ DATATYPE_NAMES = {1: "INT8", 2: "UINT8", 3: "INT16", 4: "UINT16", 5: "INT32", 6:
                   8: "FLOAT64"}
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
 COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
+#: optional point attributes :func:`cloud_from_msg` can decode (the model's input features ask for them)
+ATTRIBUTES = ("rgb", "intensity")
 
 
 class FrameError(ValueError):
@@ -53,52 +74,105 @@ def _datatype_name(code: int) -> str:
     return DATATYPE_NAMES.get(code, f"unknown ({code})")
 
 
-def cloud_from_msg(msg: PointCloud2, where: str = "PointCloud2") -> CloudArrays:
-    """Decode x, y, z (+ packed rgb, intensity when present) of any field order, padding and layout.
+def check_point_count(width: int, height: int, max_points: int, where: str) -> None:
+    """Refuse a frame of more than ``max_points`` points (``width x height``; 0 = no cap) before decoding it."""
+    if max_points and width * height > max_points:
+        raise FrameError(f"{where}: {width} x {height} = {width * height} points exceed max_points {max_points}",
+                         "max_points")
 
-    Raises :class:`FrameError` for what cannot be read: missing x/y/z, unsupported datatypes or counts,
-    ``data`` length != ``row_step * height``, inconsistent steps.  Big-endian payloads are decoded.
+
+def _field_specs(msg: PointCloud2, where: str) -> dict[str, FieldSpec]:
+    """The declared fields by name; duplicate names are an error (which one would be meant?)."""
+    specs = [FieldSpec(str(f.name), int(f.offset), int(f.datatype), int(f.count)) for f in msg.fields]
+    twice = duplicate_names(specs)
+    if twice:
+        raise FrameError(f"{where}: field(s) {twice} declared more than once (fields: {[s.name for s in specs]})",
+                         "duplicate_field")
+    return {spec.name: spec for spec in specs}
+
+
+def _check_number_field(spec: FieldSpec, where: str, allowed: tuple[int, ...], expected: str) -> None:
+    if spec.datatype not in allowed or spec.count != 1:
+        raise FrameError(f"{where}: field '{spec.name}' has datatype {_datatype_name(spec.datatype)} x {spec.count}, "
+                         f"expected {expected}", "datatype")
+
+
+def _colour_specs(fields: dict[str, FieldSpec], where: str) -> list[FieldSpec]:
+    """Separate red/green/blue fields (any number type) or one packed rgb/rgba field; [] when there is no colour."""
+    lower = {name.lower(): spec for name, spec in fields.items()}
+    channels = [next((lower[n] for n in names if n in lower), None) for names in (RED_NAMES, GREEN_NAMES, BLUE_NAMES)]
+    if all(c is not None for c in channels):
+        for spec in channels:
+            _check_number_field(spec, where, tuple(DATATYPES), "one number")  # type: ignore[arg-type]
+        return channels  # type: ignore[return-value]
+    packed = next((lower[n] for n in PACKED_RGB_NAMES if n in lower), None)
+    if packed is None:
+        return []
+    _check_number_field(packed, where, (FLOAT32, UINT32, INT32), "one packed FLOAT32/UINT32/INT32")
+    return [packed]
+
+
+def cloud_from_msg(msg: PointCloud2, where: str = "PointCloud2", attributes: tuple[str, ...] = ATTRIBUTES,
+                   max_points: int = 0) -> CloudArrays:
+    """Decode x, y, z (+ colour and intensity when asked for and present) of any field order, padding and layout.
+
+    attributes: which of :data:`ATTRIBUTES` to decode (the model's input features); other fields are
+    not looked at, so a malformed field the model does not use cannot reject the frame.  Colour is a
+    packed ``rgb``/``rgba`` field or separate ``r``/``g``/``b`` (``red``/...) fields.
+    max_points: refuse larger frames before decoding (0 = no cap).
+
+    Raises :class:`FrameError` for what cannot be read unambiguously: missing x/y/z, unsupported datatypes
+    or counts, a field name declared twice, a used field overlapping another declared field, ``data``
+    length != ``row_step * height``, inconsistent steps, too many points.  Big-endian payloads are decoded.
     """
     width, height = int(msg.width), int(msg.height)
+    check_point_count(width, height, max_points, where)
     point_step, row_step = int(msg.point_step), int(msg.row_step)
     data = np.frombuffer(msg.data, dtype=np.uint8) if len(msg.data) else np.zeros(0, np.uint8)
     if data.size != row_step * height:
         raise FrameError(f"{where}: data has {data.size} bytes, expected row_step {row_step} x height {height} = "
                          f"{row_step * height}", "data_length")
-    fields = {f.name: FieldSpec(f.name, int(f.offset), int(f.datatype), int(f.count)) for f in msg.fields}
+    fields = _field_specs(msg, where)
     wanted: list[FieldSpec] = []
     for axis in ("x", "y", "z"):
         spec = fields.get(axis)
         if spec is None:
             raise FrameError(f"{where}: no field '{axis}' (fields: {list(fields)})", "missing_xyz")
-        if spec.datatype not in (FLOAT32, FLOAT64) or spec.count != 1:
-            raise FrameError(f"{where}: field '{axis}' has datatype {_datatype_name(spec.datatype)} x {spec.count}, "
-                             "expected one FLOAT32 or FLOAT64", "datatype")
+        _check_number_field(spec, where, (FLOAT32, FLOAT64), "one FLOAT32 or FLOAT64")
         wanted.append(spec)
-    lower = {name.lower(): spec for name, spec in fields.items()}
-    rgb_spec = next((lower[n] for n in PACKED_RGB_NAMES if n in lower), None)
-    if rgb_spec is not None:
-        if rgb_spec.datatype not in (FLOAT32, UINT32, INT32) or rgb_spec.count != 1:
-            raise FrameError(f"{where}: field '{rgb_spec.name}' has datatype {_datatype_name(rgb_spec.datatype)} x "
-                             f"{rgb_spec.count}, expected one packed FLOAT32/UINT32/INT32", "datatype")
-        wanted.append(rgb_spec)
-    intensity_spec = next((lower[n] for n in INTENSITY_NAMES if n in lower), None)
-    if intensity_spec is not None:
-        if intensity_spec.datatype not in DATATYPES or intensity_spec.count != 1:
-            raise FrameError(f"{where}: field '{intensity_spec.name}' has datatype "
-                             f"{_datatype_name(intensity_spec.datatype)} x {intensity_spec.count}, expected one "
-                             "number", "datatype")
-        wanted.append(intensity_spec)
+    colour = _colour_specs(fields, where) if "rgb" in attributes else []
+    wanted += colour
+    intensity_spec = None
+    if "intensity" in attributes:
+        lower = {name.lower(): spec for name, spec in fields.items()}
+        intensity_spec = next((lower[n] for n in INTENSITY_NAMES if n in lower), None)
+        if intensity_spec is not None:
+            _check_number_field(intensity_spec, where, tuple(DATATYPES), "one number")
+            wanted.append(intensity_spec)
+    clash = overlapping_fields(wanted, list(fields.values()))
+    if clash:
+        a, b = clash
+        raise FrameError(f"{where}: field '{a.name}' (offset {a.offset}, {_datatype_name(a.datatype)} x {a.count}) "
+                         f"overlaps field '{b.name}' (offset {b.offset}, {_datatype_name(b.datatype)} x {b.count})",
+                         "overlapping_fields")
     try:
         arrays = decode_fields(wanted, data, point_step=point_step, row_step=row_step, width=width, height=height,
                                is_bigendian=bool(msg.is_bigendian), where=where)
     except ValueError as exc:
         raise FrameError(str(exc), "layout") from None
     xyz = np.empty((width * height, 3), dtype=np.float32)
-    for k, axis in enumerate(("x", "y", "z")):
-        xyz[:, k] = arrays[axis]
-    rgb = unpack_rgb(arrays[rgb_spec.name]) if rgb_spec is not None else None
-    intensity = arrays[intensity_spec.name].astype(np.float32) if intensity_spec is not None else None
+    with np.errstate(over="ignore", invalid="ignore"):  # FLOAT64 beyond float32 becomes inf: an invalid point
+        for k, axis in enumerate(("x", "y", "z")):
+            xyz[:, k] = arrays[axis]
+    rgb = None
+    if len(colour) == 3:
+        rgb = np.stack([to_uint8_colour(arrays[spec.name]) for spec in colour], axis=1)
+    elif colour:
+        rgb = unpack_rgb(arrays[colour[0].name])
+    intensity = None
+    if intensity_spec is not None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            intensity = arrays[intensity_spec.name].astype(np.float32)
     return CloudArrays(xyz, rgb, intensity, width, height)
 
 
@@ -166,9 +240,16 @@ def colour_from_msg(msg: Image, where: str = "color") -> np.ndarray:
 
 def intrinsics_from_msg(msg: CameraInfo, where: str = "camera_info") -> np.ndarray:
     """(3, 3) float64 pinhole matrix ``k`` of a CameraInfo (distortion ignored: depth must be rectified)."""
-    k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+    try:
+        k = np.asarray(msg.k, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise FrameError(f"{where}: field 'k' is not a list of numbers", "camera_info") from None
+    if k.size != 9:
+        raise FrameError(f"{where}: field 'k' has {k.size} values, expected 9 (a 3x3 matrix)", "camera_info")
+    k = k.reshape(3, 3)
     if not (np.isfinite(k).all() and k[0, 0] > 0 and k[1, 1] > 0):
-        raise FrameError(f"{where}: k = {k.ravel().tolist()} has no positive focal lengths", "camera_info")
+        raise FrameError(f"{where}: field 'k' = {k.ravel().tolist()} has no positive finite focal lengths",
+                         "camera_info")
     return k
 
 
