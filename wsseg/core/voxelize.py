@@ -126,6 +126,23 @@ class CoordinateKeys:
         return (rel + self._low).astype(np.int32)
 
 
+#: Largest ``|floor(xyz / voxel_size_m)|`` along any axis that every cloud can be voxelized with: three axes
+#: of 2 * 2**18 voxels (+ a neighbour margin) and the batch column fit the 62 bits of :class:`CoordinateKeys`,
+#: and float32 coordinates still resolve 1/32 voxel there (13 km at 5 cm voxels).
+MAX_GRID_INDEX = 2**18
+
+
+def indexable_mask(xyz: np.ndarray, voxel_size_m: float) -> np.ndarray:
+    """(N,) bool: points the voxel grid can index (finite, within ``MAX_GRID_INDEX`` voxels of the origin).
+
+    xyz: (N, 3) float, metres.  The rest (NaN, inf, 1e30, ...) are invalid points for a caller to drop:
+    their int64 grid index would overflow or no key could hold the cloud's extent.
+    """
+    limit = float(voxel_size_m) * MAX_GRID_INDEX
+    with np.errstate(invalid="ignore"):  # NaN compares False: invalid
+        return (np.abs(np.asarray(xyz)) < limit).all(axis=1)
+
+
 def grid_indices(xyz: np.ndarray, voxel_size_m: float) -> np.ndarray:
     """Integer grid index of every point.
 

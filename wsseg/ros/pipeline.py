@@ -1,8 +1,10 @@
 """The segment node's algorithm, free of ROS: decoded arrays -> Segmenter -> output arrays.
 
-``segment_frame`` applies the range crop and the point cap, runs the :class:`Segmenter` on the
+``segment_frame`` applies the point cap and the range crop, runs the :class:`Segmenter` on the
 valid points and returns a label and a confidence per input point (layout kept: invalid or
-cropped points get ``UNLABELLED_ID`` and confidence 0).  ``output_fields`` and
+cropped points get ``UNLABELLED_ID`` and confidence 0).  Invalid points are dropped, never the
+frame: non-finite coordinates, points outside the range crop, and (in the Segmenter) points the
+voxel grid cannot index.  ``output_fields`` and
 ``visualization_fields`` build the per-point arrays of the two output clouds.
 """
 
@@ -20,7 +22,7 @@ from wsseg.core.cloud_io import pack_rgb
 from wsseg.core.features import SUPPORT_FEATURES
 from wsseg.core.geometry import NoSupportPlaneError
 from wsseg.core.transforms import transform_points
-from wsseg.ros.conversions import CloudArrays, FrameError
+from wsseg.ros.conversions import CloudArrays, FrameError, check_point_count
 from wsseg.runtime.segmenter import Segmenter
 
 #: colour of unlabelled points in the visualization cloud
@@ -29,7 +31,7 @@ UNLABELLED_RGB = (0, 0, 0)
 
 @dataclass(frozen=True)
 class Limits:
-    """Range crop (metres from the sensor origin; 0 = off) and cap on valid points (0 = none)."""
+    """Range crop (metres from the sensor origin; 0 = off) and cap on the points of a frame (0 = none)."""
 
     min_range_m: float = 0.0
     max_range_m: float = 0.0
@@ -55,7 +57,8 @@ def crop_mask(xyz: np.ndarray, limits: Limits) -> np.ndarray:
                                        float(limits.max_range_m) ** 2)
     valid = np.isfinite(xyz).all(axis=1)
     if limits.min_range_m > 0 or limits.max_range_m > 0:
-        squared = np.einsum("ij,ij->i", xyz, xyz, dtype=np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN rows are already invalid
+            squared = np.einsum("ij,ij->i", xyz, xyz, dtype=np.float64)
         if limits.min_range_m > 0:
             valid &= squared >= limits.min_range_m ** 2
         if limits.max_range_m > 0:
@@ -66,6 +69,9 @@ def crop_mask(xyz: np.ndarray, limits: Limits) -> np.ndarray:
 def segment_frame(segmenter: Segmenter, cloud: CloudArrays, limits: Limits, where: str = "frame",
                   to_model: np.ndarray | None = None) -> FrameResult:
     """Segment one decoded cloud; raises :class:`FrameError` for a missing model input or the point cap.
+
+    ``limits.max_points`` caps the points of the frame (``width x height``, valid or not), as the node checks
+    before decoding.
 
     to_model: optional (4, 4) pose of the input frame in the model's frame
     (:func:`wsseg.core.transforms.pose_matrix`); the
@@ -78,11 +84,10 @@ def segment_frame(segmenter: Segmenter, cloud: CloudArrays, limits: Limits, wher
     if "intensity" in features and cloud.intensity is None:
         raise FrameError(f"{where}: the model needs intensity but the cloud has no intensity field",
                          "missing_intensity")
+    check_point_count(cloud.width, cloud.height, limits.max_points, where)
     start = time.perf_counter()
     keep = crop_mask(cloud.xyz, limits)
     count = int(keep.sum())
-    if limits.max_points and count > limits.max_points:
-        raise FrameError(f"{where}: {count} valid points exceed max_points {limits.max_points}", "max_points")
     crop_ms = (time.perf_counter() - start) * 1e3
     labels = np.full(n, UNLABELLED_ID, dtype=np.uint16)
     confidence = np.zeros(n, dtype=np.float32)

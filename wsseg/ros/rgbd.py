@@ -24,8 +24,9 @@ def backproject_depth(depth_m: np.ndarray, intrinsics: np.ndarray) -> np.ndarray
     y_over_z = ((np.arange(h, dtype=np.float64) - k[1, 2]) / k[1, 1]).astype(np.float32)
     z = np.asarray(depth_m, dtype=np.float32)
     xyz = np.empty((h, w, 3), dtype=np.float32)
-    np.multiply(z, x_over_z[None, :], out=xyz[..., 0])
-    np.multiply(z, y_over_z[:, None], out=xyz[..., 1])
+    with np.errstate(over="ignore"):  # absurd depths / focal lengths give inf: invalid points, dropped later
+        np.multiply(z, x_over_z[None, :], out=xyz[..., 0])
+        np.multiply(z, y_over_z[:, None], out=xyz[..., 1])
     xyz[..., 2] = z
     return xyz.reshape(-1, 3)
 

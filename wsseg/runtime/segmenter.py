@@ -9,15 +9,17 @@ from pathlib import Path
 import numpy as np
 
 from wsseg.core.backend import compiled
-from wsseg.core.bundle import ModelBundle, load_bundle
+from wsseg.core.bundle import BundleError, ModelBundle, load_bundle
 from wsseg.core.classes import UNLABELLED_ID, ClassTable
 from wsseg.core.preprocess import prepare_cloud
+from wsseg.core.voxelize import indexable_mask
 from wsseg.runtime.engines import OnnxRuntimeEngine
 
 
 @dataclass(frozen=True)
 class SegmentationResult:
-    """labels: (N,) uint16 class ids, ``UNLABELLED_ID`` for invalid (non-finite) points.
+    """labels: (N,) uint16 class ids, ``UNLABELLED_ID`` for invalid points (non-finite, or too far out for
+    the voxel grid: :func:`wsseg.core.voxelize.indexable_mask`).
     confidence: (N,) float32 softmax probability of the label, 0 for invalid points.
     timings_ms: per-stage wall time: ``pre`` (voxelize, features, kernel maps),
     ``inference`` (the engine), ``post`` (softmax, devoxelize), ``total``.
@@ -87,16 +89,22 @@ class Segmenter:
         """Like :meth:`segment`, with per-stage timings.
 
         valid: optional (N,) bool, the points to segment (the caller's finite-and-cropped mask; others get
-        ``UNLABELLED_ID``); computed as "finite" when None.  A non-finite point inside it raises ``ValueError``.
+        ``UNLABELLED_ID``); "all" when None.  Points the voxel grid cannot index (non-finite, 1e30, ...:
+        :func:`wsseg.core.voxelize.indexable_mask`) are dropped either way.
         """
         t0 = time.perf_counter()
         xyz = np.asarray(xyz, dtype=np.float32)
         if xyz.ndim != 2 or xyz.shape[1] != 3:
             raise ValueError(f"xyz must have shape (N, 3), got {xyz.shape}")
         n = xyz.shape[0]
-        valid = np.isfinite(xyz).all(axis=1) if valid is None else np.asarray(valid, dtype=bool)
-        if valid.shape != (n,):
-            raise ValueError(f"valid must have shape ({n},), got {valid.shape}")
+        indexable = indexable_mask(xyz, self.bundle.meta.preprocess.voxel_size_m)  # finite, in the grid's reach
+        if valid is None:
+            valid = indexable
+        else:
+            valid = np.asarray(valid, dtype=bool)
+            if valid.shape != (n,):
+                raise ValueError(f"valid must have shape ({n},), got {valid.shape}")
+            valid = valid & indexable
         count = int(np.count_nonzero(valid))
         if count == 0:
             total = (time.perf_counter() - t0) * 1e3
@@ -128,6 +136,9 @@ class Segmenter:
             logits = extra.pop("logits")
         else:
             logits = self.engine.run(inputs)
+        if logits.ndim != 2 or logits.shape[1] != self.classes.num_classes:
+            raise BundleError(f"{self.bundle.onnx_path}: logits have shape {logits.shape}, but model.yaml lists "
+                              f"{self.classes.num_classes} classes")
         t2 = time.perf_counter()
         voxel_labels, voxel_conf = softmax_max(logits)
         voxel_labels = voxel_labels.astype(np.uint16)  # cast M voxels, not N points
