@@ -185,6 +185,41 @@ class ModelBundle:
         return self.meta.output_names
 
 
+def check_model_signature(bundle: ModelBundle, inputs: list[tuple[str, list[Any]]],
+                          outputs: list[tuple[str, list[Any]]]) -> None:
+    """Check what ``model.onnx`` declares against ``model.yaml``, once at load; a mismatch is a :class:`BundleError`
+    naming both files and both values.
+
+    inputs / outputs: ``(name, shape)`` of the ONNX graph's inputs and outputs, in order (a dimension is an int
+    or a symbolic name).  Checked: the input names (``features`` + the kernel maps of ``preprocess.num_levels``),
+    the channels of ``features`` (``preprocess.features``), the widths of the kernel maps (27 and 8), and the
+    classes of ``logits`` (``classes``).
+    """
+    onnx_path, yaml_path = bundle.onnx_path, bundle.path / MODEL_YAML
+    names = [name for name, _ in inputs]
+    if names != bundle.input_names:
+        raise BundleError(f"{onnx_path}: model inputs {names} do not match {yaml_path} "
+                          f"(preprocess.num_levels {bundle.meta.preprocess.num_levels}: {bundle.input_names})")
+    shapes = dict(inputs)
+    features = bundle.meta.preprocess.features
+    expected = {"features": (features.num_channels, f"preprocess.features {list(features.ordered_names)}")}
+    expected.update({name: (27 if name.startswith("neighbours") else 8, "3x3x3 / 2x2x2 kernel maps")
+                     for name in names if name.startswith(("neighbours", "down"))})
+    for name, (width, why) in expected.items():
+        shape = shapes[name]
+        if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != width):
+            raise BundleError(f"{onnx_path}: input '{name}' has shape {shape}, but {yaml_path} ({why}) needs "
+                              f"(N, {width})")
+    declared = dict(outputs)
+    if LOGITS_OUTPUT not in declared:
+        raise BundleError(f"{onnx_path}: no output {LOGITS_OUTPUT!r} (outputs: {list(declared)})")
+    logits = declared[LOGITS_OUTPUT]
+    classes = bundle.meta.classes
+    if len(logits) != 2 or (isinstance(logits[1], int) and logits[1] != classes.num_classes):
+        raise BundleError(f"{onnx_path}: output '{LOGITS_OUTPUT}' has shape {logits} ({logits[-1] if logits else '?'} "
+                          f"classes), but {yaml_path} lists {classes.num_classes} classes {list(classes.names)}")
+
+
 def load_bundle(path: str | Path) -> ModelBundle:
     """Read and validate a bundle directory (``model.yaml`` + ``model.onnx``)."""
     path = Path(path)

@@ -15,11 +15,12 @@ warning, so a robot without a GPU still runs.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from wsseg.core.bundle import LOGITS_OUTPUT, BundleError, ModelBundle
+from wsseg.core.bundle import LOGITS_OUTPUT, BundleError, ModelBundle, check_model_signature
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +72,23 @@ def tensorrt_options(bundle: ModelBundle, precision: str = "fp16") -> dict[str, 
     return tensorrt.provider_options(bundle.path, bundle.onnx_path, profiles, precision)
 
 
+def _without_telemetry():  # type: ignore[no-untyped-def]
+    """``onnxruntime`` with its telemetry off (its documented opt-outs: ``ORT_DISABLE_TELEMETRY=1`` read when
+    the runtime initialises, and ``disable_telemetry_events()``); otherwise it keeps a device id and an
+    event cache under ``~/.cache/Microsoft``."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime as ort  # imported here so that `import wsseg.runtime` stays cheap
+
+    ort.disable_telemetry_events()
+    return ort
+
+
 class OnnxRuntimeEngine:
     """Runs ``model.onnx`` with ONNX Runtime; ``run(inputs) -> logits (M_0, C) float32``."""
 
     def __init__(self, bundle: ModelBundle, engine: str = "auto", num_threads: int = 0,
                  precision: str = "fp16") -> None:
-        import onnxruntime as ort  # imported here so that `import wsseg.runtime` stays cheap
-
+        ort = _without_telemetry()
         self.choice = choose_engine(engine, ort.get_available_providers())
         if self.choice.fallback_reason:
             log.warning("engine %s: %s", engine, self.choice.fallback_reason)
@@ -96,10 +107,8 @@ class OnnxRuntimeEngine:
             self._session = ort.InferenceSession(str(bundle.onnx_path), sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BundleError(f"{bundle.onnx_path}: ONNX Runtime cannot load the model ({exc})") from None
-        expected = bundle.input_names
-        actual = [i.name for i in self._session.get_inputs()]
-        if actual != expected:
-            raise BundleError(f"{bundle.onnx_path}: model inputs {actual} do not match model.yaml ({expected})")
+        check_model_signature(bundle, [(i.name, list(i.shape)) for i in self._session.get_inputs()],
+                              [(o.name, list(o.shape)) for o in self._session.get_outputs()])
         outputs = [o.name for o in self._session.get_outputs()]
         if outputs != bundle.output_names:
             raise BundleError(f"{bundle.onnx_path}: model outputs {outputs} do not match model.yaml "
