@@ -38,10 +38,14 @@ class ParamSpec:
 
 
 PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("model", "", "Model bundle directory written by `wsseg export` (model.yaml + model.onnx). Required."),
+    ParamSpec("model", "", "Model bundle directory written by `wsseg export` (model.yaml + model.onnx). Required. "
+              "Changing it on a running node loads the new bundle; a bundle that fails to load is refused and the "
+              "node keeps the old one.", read_only=False),
     ParamSpec("engine", "auto", "Inference engine; a missing GPU provider falls back to onnxruntime-cpu with a "
-              "warning.", choices=ENGINE_NAMES),
-    ParamSpec("num_threads", 0, "ONNX Runtime intra-op threads (0 = its default).", min_value=0, max_value=256),
+              "warning. Changing it reloads the engine (refused, old engine kept, when loading fails).",
+              read_only=False, choices=ENGINE_NAMES),
+    ParamSpec("num_threads", 0, "ONNX Runtime intra-op threads (0 = its default). Changing it reloads the engine.",
+              read_only=False, min_value=0, max_value=256),
     ParamSpec("build_only", False, "Load the model and build the engine (TensorRT: into the bundle's trt_cache), "
               "run one warm-up frame, log its time and exit 0: for image builds and first boots."),
     ParamSpec("input_mode", "points", "points: subscribe ~/input/points (PointCloud2); rgbd: ~/input/depth + "
@@ -54,16 +58,29 @@ PARAMS: tuple[ParamSpec, ...] = (
               "of one frame, seconds.", min_value=0.0, max_value=10.0),
     ParamSpec("sync_queue_size", 10, "RGB-D only: messages kept per input stream while waiting for a match.",
               min_value=1, max_value=100),
+    ParamSpec("sync_expiry_s", 2.0, "RGB-D only: a message that found no partner within this much ROS time "
+              "(simulated time under use_sim_time) is dropped.", min_value=0.01, max_value=600.0),
+    ParamSpec("clock_jump_threshold_s", 1.0, "RGB-D only: a stream whose stamps go back by more than this, or the "
+              "ROS clock going back by more than this, resets the synchroniser (queued messages dropped, counted "
+              "in diagnostics).", min_value=0.001, max_value=3600.0),
     ParamSpec("min_range_m", 0.0, "Points closer to the sensor origin are not segmented (label 65535); 0 = off.",
               read_only=False, min_value=0.0, max_value=10000.0),
-    ParamSpec("max_range_m", 0.0, "Points farther from the sensor origin are not segmented (label 65535); "
-              "0 = off.", read_only=False, min_value=0.0, max_value=10000.0),
-    ParamSpec("max_points", 0, "A frame with more valid points (after the range crop) is rejected with an "
-              "error; 0 = no cap.", read_only=False, min_value=0, max_value=100_000_000),
+    ParamSpec("max_range_m", 1000.0, "Points farther from the sensor origin (and non-finite points) are not "
+              "segmented (label 65535); 0 = off (points the voxel grid cannot index are still dropped).",
+              read_only=False, min_value=0.0, max_value=10000.0),
+    ParamSpec("max_points", 0, "A frame with more points (PointCloud2 width x height, or depth pixels) is rejected "
+              "before decoding, with an error and a diagnostics count; 0 = sized to the sensor (the bundle's "
+              "sensor kind, or rgbd input): lidar 500000, rgbd and others 1200000.",
+              read_only=False, min_value=0, max_value=100_000_000),
     ParamSpec("time_budget_warn_ms", 200.0, "Diagnostics WARN when the median total processing time exceeds this.",
               read_only=False, min_value=0.0, max_value=1e6),
     ParamSpec("time_budget_error_ms", 1000.0, "Diagnostics ERROR when the median total processing time exceeds "
               "this.", read_only=False, min_value=0.0, max_value=1e6),
+    ParamSpec("stall_warn_s", 3.0, "Diagnostics WARN when inputs arrive (and outputs have subscribers) but no frame "
+              "has been answered or rejected for this long, seconds (e.g. RGB-D streams that never pair).",
+              read_only=False, min_value=0.1, max_value=3600.0),
+    ParamSpec("stall_error_s", 10.0, "Diagnostics ERROR for the same condition after this long, seconds.",
+              read_only=False, min_value=0.1, max_value=3600.0),
     ParamSpec("model_frame_transform", (0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
               "Pose of the input frame in the frame the model was trained in, [x, y, z, roll, pitch, yaw] in metres "
               "and radians (fixed-axis roll-pitch-yaw, as URDF): points are moved by it before segmentation, "
@@ -72,6 +89,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("diagnostics_period_s", 1.0, "Period of the /diagnostics status, seconds.",
               min_value=0.05, max_value=60.0),
 )
+#: ``max_points`` = 0: the cap for the sensor kind (a 128-beam LiDAR scan is ~260k points, dual return ~520k;
+#: a 1024x1024 or 1280x720 depth image ~1.0M pixels)
+DEFAULT_MAX_POINTS = {"lidar": 500_000, "rgbd": 1_200_000, "any": 1_200_000}
 PARAMS_BY_NAME = {p.name: p for p in PARAMS}
 
 
@@ -81,24 +101,39 @@ class ParameterError(ValueError):
 
 @dataclass(frozen=True)
 class NodeConfig:
-    """Validated parameter values (see :data:`PARAMS` for meanings and units)."""
+    """Validated parameter values (see :data:`PARAMS` for meanings, units and defaults: they live there only)."""
 
     model: str
-    engine: str = "auto"
-    num_threads: int = 0
-    build_only: bool = False
-    input_mode: str = "points"
-    input_qos: str = "sensor_data"
-    output_qos: str = "reliable"
-    sync_slop_s: float = 0.05
-    sync_queue_size: int = 10
-    min_range_m: float = 0.0
-    max_range_m: float = 0.0
-    max_points: int = 0
-    time_budget_warn_ms: float = 200.0
-    time_budget_error_ms: float = 1000.0
-    diagnostics_period_s: float = 1.0
-    model_frame_transform: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    engine: str
+    num_threads: int
+    build_only: bool
+    input_mode: str
+    input_qos: str
+    output_qos: str
+    sync_slop_s: float
+    sync_queue_size: int
+    sync_expiry_s: float
+    clock_jump_threshold_s: float
+    min_range_m: float
+    max_range_m: float
+    max_points: int
+    time_budget_warn_ms: float
+    time_budget_error_ms: float
+    stall_warn_s: float
+    stall_error_s: float
+    model_frame_transform: tuple[float, ...]
+    diagnostics_period_s: float
+
+
+def max_points_for(config: NodeConfig, sensor: str) -> int:
+    """The point cap in force: ``max_points``, or when it is 0 the cap of the sensor kind.
+
+    sensor: the bundle's sensor kind (``lidar``, ``rgbd``, ``any``); rgbd input counts as ``rgbd``.
+    """
+    if config.max_points:
+        return config.max_points
+    kind = "rgbd" if config.input_mode == "rgbd" else sensor
+    return DEFAULT_MAX_POINTS.get(kind, DEFAULT_MAX_POINTS["any"])
 
 
 def _check_array(spec: ParamSpec, value: Any) -> tuple[float, ...]:
@@ -139,7 +174,8 @@ def config_from_values(values: dict[str, Any]) -> NodeConfig:
     if unknown:
         raise ParameterError(f"unknown parameter(s) {unknown}; known: {sorted(PARAMS_BY_NAME)}")
     checked = {name: check_value(PARAMS_BY_NAME[name], value) for name, value in values.items()}
-    config = NodeConfig(**{"model": "", **checked})
+    defaults = {p.name: p.default for p in PARAMS}
+    config = NodeConfig(**{**defaults, **checked})
     if not config.model:
         raise ParameterError("parameter 'model' is empty: set it to a model bundle directory "
                              "(launch argument model:=/path/to/bundle)")
@@ -149,6 +185,9 @@ def config_from_values(values: dict[str, Any]) -> NodeConfig:
     if config.time_budget_error_ms < config.time_budget_warn_ms:
         raise ParameterError(f"parameter 'time_budget_error_ms' ({config.time_budget_error_ms}) must be >= "
                              f"'time_budget_warn_ms' ({config.time_budget_warn_ms})")
+    if config.stall_error_s < config.stall_warn_s:
+        raise ParameterError(f"parameter 'stall_error_s' ({config.stall_error_s}) must be >= 'stall_warn_s' "
+                             f"({config.stall_warn_s})")
     return config
 
 
@@ -186,3 +225,20 @@ def schema_dict(node_name: str = "segment_node") -> dict[str, Any]:
         "required": ["/**"],
         "additionalProperties": False,
     }
+
+
+def write_schema(path: str) -> None:
+    """Regenerate ``config/segment.schema.json`` (``python -m wsseg.ros.params config/segment.schema.json``)."""
+    import json
+    from pathlib import Path
+
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(json.dumps(schema_dict(), indent=2) + "\n")
+    tmp.replace(target)
+
+
+if __name__ == "__main__":
+    import sys
+
+    write_schema(sys.argv[1] if len(sys.argv) > 1 else "config/segment.schema.json")

@@ -15,6 +15,14 @@ times in ms), ``~/output/classes`` (std_msgs/String JSON class table, transient 
 Callbacks only decode headers and put the message into a keep-latest slot; a worker thread does the
 decoding, inference and publishing, so the executor never blocks and no backlog forms.  An output is
 built only when it has subscribers; with none at all, frames are not processed.
+
+Hostile input never stops the node: a frame that cannot be read, or is larger than ``max_points``, is
+rejected (logged with throttling, counted by cause in ``/diagnostics``) and the next one is processed;
+points that cannot be segmented (non-finite, beyond ``max_range_m``, beyond what the voxel grid can
+index) come out unlabelled.  The RGB-D synchroniser expires messages in ROS time and resets on clock
+jumps; inputs that arrive without any frame being answered raise a diagnostics WARN, then ERROR.
+Setting ``model``, ``engine`` or ``num_threads`` on a running node loads the new engine; a load
+failure refuses the change and keeps the old engine.
 """
 
 from __future__ import annotations
@@ -42,8 +50,10 @@ from std_msgs.msg import String
 from wsseg.core.bundle import BundleError
 from wsseg.core.transforms import pose_matrix
 from wsseg.ros.conversions import (
+    ATTRIBUTES,
     CloudArrays,
     FrameError,
+    check_point_count,
     cloud_from_msg,
     colour_from_msg,
     depth_from_msg,
@@ -52,7 +62,15 @@ from wsseg.ros.conversions import (
     make_pointcloud2,
 )
 from wsseg.ros.diagnostics import NodeStats
-from wsseg.ros.params import PARAMS, PARAMS_BY_NAME, NodeConfig, ParameterError, ParamSpec, config_from_values
+from wsseg.ros.params import (
+    PARAMS,
+    PARAMS_BY_NAME,
+    NodeConfig,
+    ParameterError,
+    ParamSpec,
+    config_from_values,
+    max_points_for,
+)
 from wsseg.ros.pipeline import (
     Limits,
     classes_payload,
@@ -62,13 +80,15 @@ from wsseg.ros.pipeline import (
 )
 from wsseg.ros.rgbd import Backprojector, label_image
 from wsseg.ros.slot import KeepLatestSlot
-from wsseg.ros.sync import ApproximateSync, Matched
+from wsseg.ros.sync import STREAMS, ApproximateSync, Matched
 from wsseg.runtime.segmenter import Segmenter
 
 NODE_NAME = "segment_node"
 LOG_THROTTLE_S = 5.0
 #: parameters rclpy itself may receive from launch files
 _FOREIGN_PARAMS = {"use_sim_time", "start_type_description_service"}
+#: parameters whose change loads a new engine
+_ENGINE_PARAMS = ("model", "engine", "num_threads")
 
 
 def make_qos(name: str, depth: int = 1) -> QoSProfile:
@@ -109,13 +129,9 @@ class SegmentNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self.config = self._declare_parameters()
-        self.segmenter = Segmenter(self.config.model, engine=self.config.engine, num_threads=self.config.num_threads)
-        choice = self.segmenter.engine.choice
-        if choice.fallback_reason:
-            self.get_logger().warning(f"engine '{choice.requested}' unavailable: {choice.fallback_reason}")
-        self._engine_info = {"requested": choice.requested, "active": choice.active,
-                             "fallback": choice.fallback_reason or "none"}
-        self.stats = NodeStats()
+        self.segmenter = self._load_segmenter(self.config)
+        self.stats = (NodeStats(primary="depth", streams=STREAMS) if self.config.input_mode == "rgbd"
+                      else NodeStats(primary="points"))
         self._backproject = Backprojector()
         self.slot: KeepLatestSlot[tuple[str, Any, float]] = KeepLatestSlot()
         self._last_log: dict[str, float] = {}
@@ -138,7 +154,9 @@ class SegmentNode(Node):
             self.create_subscription(PointCloud2, "~/input/points", self._on_points, make_qos(self.config.input_qos))
             inputs = "~/input/points"
         else:
-            self.sync: ApproximateSync[Any] = ApproximateSync(self.config.sync_slop_s, self.config.sync_queue_size)
+            self.sync: ApproximateSync[Any] = ApproximateSync(self.config.sync_slop_s, self.config.sync_queue_size,
+                                                              self.config.sync_expiry_s,
+                                                              self.config.clock_jump_threshold_s)
             qos = make_qos(self.config.input_qos, depth=self.config.sync_queue_size)
             self.create_subscription(Image, "~/input/depth", lambda m: self._on_rgbd("depth", m), qos)
             self.create_subscription(Image, "~/input/color", lambda m: self._on_rgbd("color", m), qos)
@@ -150,8 +168,19 @@ class SegmentNode(Node):
         self._worker.start()
         self.get_logger().info(
             f"model {self.config.model} ({self.segmenter.classes.num_classes} classes, features "
-            f"{list(self.segmenter.input_features)}), engine {choice.active}, input {self.config.input_mode} "
-            f"({inputs}, qos {self.config.input_qos})")
+            f"{list(self.segmenter.input_features)}, sensor {self.segmenter.bundle.meta.sensor}), engine "
+            f"{self._engine_info['active']}, input {self.config.input_mode} ({inputs}, qos {self.config.input_qos}), "
+            f"max_points {max_points_for(self.config, self.segmenter.bundle.meta.sensor)}")
+
+    def _load_segmenter(self, config: NodeConfig) -> Segmenter:
+        """A Segmenter for ``config``'s model and engine (raises BundleError/ValueError/OSError)."""
+        segmenter = Segmenter(config.model, engine=config.engine, num_threads=config.num_threads)
+        choice = segmenter.engine.choice
+        if choice.fallback_reason:
+            self.get_logger().warning(f"engine '{choice.requested}' unavailable: {choice.fallback_reason}")
+        self._engine_info = {"requested": choice.requested, "active": choice.active,
+                             "fallback": choice.fallback_reason or "none"}
+        return segmenter
 
     # ------------------------------------------------------------------------------------------- parameters
     def _declare_parameters(self) -> NodeConfig:
@@ -177,6 +206,19 @@ class SegmentNode(Node):
             config = config_from_values(values)
         except ParameterError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
+        if any(getattr(config, name) != getattr(self.config, name) for name in _ENGINE_PARAMS):
+            engine_info = dict(self._engine_info)
+            try:  # the executor waits for the load; the worker keeps segmenting with the old engine meanwhile
+                segmenter = self._load_segmenter(config)
+            except Exception as exc:  # any load failure (bundle, ONNX Runtime, provider) leaves the node as it was
+                self._engine_info = engine_info
+                message = f"engine reload refused, keeping {self.config.model} ({engine_info['active']}): {exc}"
+                self.stats.record_error("engine_reload", message)
+                self.get_logger().error(message)
+                return SetParametersResult(successful=False, reason=message)
+            self.segmenter = segmenter
+            self.pub_classes.publish(String(data=json.dumps(classes_payload(segmenter.classes))))
+            self.get_logger().info(f"loaded model {config.model} (engine {self._engine_info['active']})")
         self.config = replace(config)
         return SetParametersResult(successful=True)
 
@@ -185,21 +227,23 @@ class SegmentNode(Node):
         return any(p.get_subscription_count() > 0 for p in self._outputs)
 
     def _on_points(self, msg: PointCloud2) -> None:
-        self.stats.record_arrival()
+        self.stats.record_arrival("points")
         if not self._has_subscribers():
             self.stats.record_skipped()
             return
+        self.stats.expect_output()
         if self.slot.put(("points", msg, time.perf_counter())):
             self.stats.record_dropped()
 
     def _on_rgbd(self, stream: str, msg: Image | CameraInfo) -> None:
+        self.stats.record_arrival(stream)
         if stream == "depth":
-            self.stats.record_arrival()
             if not self._has_subscribers():
                 self.stats.record_skipped()
                 return
+            self.stats.expect_output()
         before = self.sync.unmatched
-        matched = self.sync.add(stream, stamp_ns(msg.header), msg)
+        matched = self.sync.add(stream, stamp_ns(msg.header), msg, now_ns=self.get_clock().now().nanoseconds)
         if self.sync.unmatched > before:
             self.stats.record_dropped(self.sync.unmatched - before)
         if matched is not None and self.slot.put(("rgbd", matched, time.perf_counter())):
@@ -229,10 +273,15 @@ class SegmentNode(Node):
         else:
             self._suppressed[cause] = self._suppressed.get(cause, 0) + 1
 
-    def _decode(self, kind: str, payload: Any) -> tuple[Any, CloudArrays]:
+    def _decode(self, kind: str, payload: Any, segmenter: Segmenter) -> tuple[Any, CloudArrays]:
+        max_points = max_points_for(self.config, segmenter.bundle.meta.sensor)
         if kind == "points":
-            return payload.header, cloud_from_msg(payload, where=self.resolve_topic_name("~/input/points"))
+            attributes = tuple(a for a in ATTRIBUTES if a in segmenter.input_features)
+            return payload.header, cloud_from_msg(payload, where=self.resolve_topic_name("~/input/points"),
+                                                  attributes=attributes, max_points=max_points)
         matched: Matched[Any] = payload
+        check_point_count(int(matched.depth.width), int(matched.depth.height), max_points,
+                          self.resolve_topic_name("~/input/depth"))
         depth = depth_from_msg(matched.depth, where=self.resolve_topic_name("~/input/depth"))
         colour = colour_from_msg(matched.color, where=self.resolve_topic_name("~/input/color"))
         intrinsics = intrinsics_from_msg(matched.camera_info, where=self.resolve_topic_name("~/input/camera_info"))
@@ -249,11 +298,12 @@ class SegmentNode(Node):
 
     def _process(self, kind: str, payload: Any, arrival: float) -> None:
         start = time.perf_counter()
-        header, cloud = self._decode(kind, payload)
+        segmenter = self.segmenter  # a reload swaps it between frames, never during one
+        header, cloud = self._decode(kind, payload, segmenter)
         decoded = time.perf_counter()
         config = self.config
-        limits = Limits(config.min_range_m, config.max_range_m, config.max_points)
-        result = segment_frame(self.segmenter, cloud, limits, where=f"frame {stamp_ns(header)}",
+        limits = Limits(config.min_range_m, config.max_range_m, max_points_for(config, segmenter.bundle.meta.sensor))
+        result = segment_frame(segmenter, cloud, limits, where=f"frame {stamp_ns(header)}",
                                to_model=_model_pose(config.model_frame_transform))
         segmented = time.perf_counter()
         if self.pub_points.get_subscription_count():
@@ -261,7 +311,7 @@ class SegmentNode(Node):
                 header, output_fields(cloud.xyz, result.labels, result.confidence), cloud.width, cloud.height))
         if self.pub_vis.get_subscription_count():
             self.pub_vis.publish(make_pointcloud2(
-                header, visualization_fields(cloud.xyz, result.labels, self.segmenter.classes),
+                header, visualization_fields(cloud.xyz, result.labels, segmenter.classes),
                 cloud.width, cloud.height))
         if self.pub_label_image is not None and self.pub_label_image.get_subscription_count():
             self.pub_label_image.publish(make_image(
@@ -286,8 +336,14 @@ class SegmentNode(Node):
 
     # ------------------------------------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
-        status = self.stats.status(self.config.time_budget_warn_ms, self.config.time_budget_error_ms,
-                                   self._engine_info)
+        config = self.config
+        extra = {"max_points": str(max_points_for(config, self.segmenter.bundle.meta.sensor)),
+                 "model": config.model}
+        if config.input_mode == "rgbd":
+            extra.update({"sync_matched": str(self.sync.matched), "sync_unmatched": str(self.sync.unmatched),
+                          "sync_expired": str(self.sync.expired), "sync_resets": str(self.sync.resets)})
+        status = self.stats.status(config.time_budget_warn_ms, config.time_budget_error_ms, self._engine_info,
+                                   stall_warn_s=config.stall_warn_s, stall_error_s=config.stall_error_s, extra=extra)
         message = DiagnosticStatus(
             level=bytes([status.level]), name=f"{self.get_fully_qualified_name()}: segmentation",
             message=status.message, hardware_id=self._engine_info["active"],
