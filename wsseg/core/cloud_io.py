@@ -90,7 +90,9 @@ def pack_rgb(rgb: np.ndarray) -> np.ndarray:
     return (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
 
 
-def _to_uint8_colour(channel: np.ndarray) -> np.ndarray:
+def to_uint8_colour(channel: np.ndarray) -> np.ndarray:
+    """One colour channel of any number type -> (N,) uint8: floats in [0, 1] are scaled by 255, 16-bit values
+    shifted by 8, the rest clipped to 0..255 (NaN -> 0)."""
     if channel.dtype == np.uint8:
         return channel
     if np.issubdtype(channel.dtype, np.floating):
@@ -122,7 +124,7 @@ def cloud_from_fields(named: dict[str, np.ndarray], width: int, height: int, whe
     colour_keys = [_find(named, names) for names in (RED_NAMES, GREEN_NAMES, BLUE_NAMES)]
     packed_key = _find(named, PACKED_RGB_NAMES)
     if None not in colour_keys:
-        rgb = np.stack([_to_uint8_colour(named[k].reshape(-1)) for k in colour_keys], axis=1)  # type: ignore[index]
+        rgb = np.stack([to_uint8_colour(named[k].reshape(-1)) for k in colour_keys], axis=1)  # type: ignore[index]
         used.update(colour_keys)  # type: ignore[arg-type]
     elif packed_key is not None:
         try:
@@ -185,10 +187,49 @@ def cloud_to_fields(cloud: PointCloudFile, packed_rgb: bool) -> dict[str, np.nda
     return out
 
 
+#: arrays of a labelled-cloud ``.npz`` (what ``wsseg infer --out x.npz`` writes): (N, 3) float32 xyz,
+#: (N,) label and confidence, optional (N, 3) uint8 rgb and (N,) float32 intensity
+LABELLED_NPZ_FIELDS = ("xyz", "label", "confidence", "rgb", "intensity")
+
+
+def read_labelled_npz(path: Path, arrays: dict[str, np.ndarray]) -> PointCloudFile:
+    """A labelled-cloud ``.npz`` (:data:`LABELLED_NPZ_FIELDS`) as a ``PointCloudFile``; errors name file and field."""
+    unknown = sorted(set(arrays) - set(LABELLED_NPZ_FIELDS))
+    if unknown:
+        raise CloudFileError(f"{path}: unknown array(s) {unknown} in a labelled cloud (known: {LABELLED_NPZ_FIELDS})")
+    xyz = arrays["xyz"]
+    if xyz.ndim != 2 or xyz.shape[1] != 3 or not np.issubdtype(xyz.dtype, np.floating):
+        raise CloudFileError(f"{path}: array 'xyz' has shape {xyz.shape} dtype {xyz.dtype}, expected (N, 3) floats")
+    n = xyz.shape[0]
+    shapes = {"label": (n,), "confidence": (n,), "rgb": (n, 3), "intensity": (n,)}
+    for name, values in arrays.items():
+        if name != "xyz" and values.shape != shapes[name]:
+            raise CloudFileError(f"{path}: array '{name}' has shape {values.shape}, expected {shapes[name]}")
+    if "rgb" in arrays and arrays["rgb"].dtype != np.uint8:
+        raise CloudFileError(f"{path}: array 'rgb' has dtype {arrays['rgb'].dtype}, expected uint8")
+    label = _as_integer_labels(arrays["label"], str(path), "label")
+    fields = {"confidence": arrays["confidence"].astype(np.float32)} if "confidence" in arrays else {}
+    intensity = arrays["intensity"].astype(np.float32) if "intensity" in arrays else None
+    return PointCloudFile(xyz=xyz.astype(np.float32), rgb=arrays.get("rgb"), intensity=intensity, label=label,
+                          fields=fields)
+
+
 def read_npz_cloud(path: str | Path) -> PointCloudFile:
-    """Read a ``.npz`` scene record (``xyz`` + optional rgb/intensity/semantic/instance/...)."""
+    """Read a ``.npz`` scene record (``xyz`` + optional rgb/intensity/semantic/instance/...) or a labelled cloud
+    written by ``wsseg infer`` (``xyz``, ``label``, ``confidence``, ...)."""
+    import zipfile
+
     from wsseg.core.scene import load_scene
 
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            labelled = "label" in data.files and "xyz" in data.files
+            arrays = {name: data[name] for name in data.files} if labelled else {}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise CloudFileError(f"{path}: not a readable .npz ({exc})") from None
+    if labelled:
+        return read_labelled_npz(path, arrays)
     try:
         scene = load_scene(path)
     except ValueError as exc:

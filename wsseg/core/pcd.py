@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wsseg.core.atomic import atomic_path
 from wsseg.core.cloud_io import CloudFileError, PointCloudFile, cloud_from_fields, cloud_to_fields
 from wsseg.core.lzf import LZFError, lzf_compress, lzf_decompress
 
@@ -95,11 +96,14 @@ def _parse_header(path: Path, raw: bytes) -> _Header:
     return _Header(names, codes, counts, width, height, points, kind, pos)
 
 
-def _unique_names(names: list[str]) -> list[str]:
-    """Padding fields are all called ``_``; give every field a distinct key."""
+def _unique_names(path: Path, names: list[str]) -> list[str]:
+    """Padding fields are all called ``_``: give each a distinct key; any other name given twice is an error
+    (which of the two would be meant?)."""
     out = []
     for i, name in enumerate(names):
-        out.append(f"_pad{i}" if name == "_" or name in out else name)
+        if name != "_" and name in out:
+            raise CloudFileError(f"{path}: FIELDS: field '{name}' appears twice ({names})")
+        out.append(f"_pad{i}" if name == "_" else name)
     return out
 
 
@@ -108,7 +112,7 @@ def read_pcd(path: str | Path) -> PointCloudFile:
     path = Path(path)
     raw = path.read_bytes()
     h = _parse_header(path, raw)
-    keys = _unique_names(h.names)
+    keys = _unique_names(path, h.names)
     n = h.points
     arrays: dict[str, np.ndarray] = {}
     if h.data == "ascii":
@@ -116,8 +120,9 @@ def read_pcd(path: str | Path) -> PointCloudFile:
         tokens = raw[h.body_offset:].split()
         if len(tokens) != n * total:
             line = len(tokens) // total + 1 if total else 0
+            what = "short or malformed near point" if len(tokens) < n * total else "more data than POINTS; point"
             raise CloudFileError(f"{path}: ascii data has {len(tokens)} values, expected {n} points x {total} "
-                                 f"(short or malformed near point {line})")
+                                 f"(header POINTS {n}; {what} {line})")
         try:
             table = np.array(tokens).astype(np.float64).reshape(n, total)
         except ValueError as exc:
@@ -131,8 +136,11 @@ def read_pcd(path: str | Path) -> PointCloudFile:
                           for key, code, count in zip(keys, h.codes, h.counts, strict=True)])
         needed = n * dtype.itemsize
         if len(raw) - h.body_offset < needed:
-            raise CloudFileError(f"{path}: truncated: binary data needs {needed} bytes ({n} points x "
+            raise CloudFileError(f"{path}: truncated: binary data needs {needed} bytes (POINTS {n} x "
                                  f"{dtype.itemsize}), file has {len(raw) - h.body_offset}")
+        if len(raw) - h.body_offset > needed:
+            raise CloudFileError(f"{path}: binary data has {len(raw) - h.body_offset} bytes, but the header "
+                                 f"(POINTS {n} x {dtype.itemsize} bytes) describes {needed}: header and data disagree")
         records = np.frombuffer(raw, dtype=dtype, count=n, offset=h.body_offset)
         arrays = {key: np.ascontiguousarray(records[key]) for key in keys}
     else:
@@ -154,7 +162,7 @@ def _read_compressed(path: Path, raw: bytes, h: _Header, keys: list[str]) -> dic
     sizes = [h.points * int(code[1]) * count for code, count in zip(h.codes, h.counts, strict=True)]
     if size != sum(sizes):
         raise CloudFileError(f"{path}: binary_compressed uncompressed size {size} != {sum(sizes)} expected from "
-                             f"the header ({h.points} points, fields {h.names})")
+                             f"the header (POINTS {h.points}, fields {h.names})")
     if len(raw) < start + 8 + compressed_size:
         raise CloudFileError(f"{path}: truncated: compressed block of {compressed_size} bytes, file has "
                              f"{len(raw) - start - 8}")
@@ -197,8 +205,7 @@ def write_pcd(path: str | Path, cloud: PointCloudFile, data: str = "binary") -> 
               "FIELDS " + " ".join(names), "SIZE " + " ".join(sizes), "TYPE " + " ".join(types),
               "COUNT " + " ".join(counts), f"WIDTH {width}", f"HEIGHT {height}", "VIEWPOINT 0 0 0 1 0 0 0",
               f"POINTS {n}", f"DATA {data}"]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         fh.write(("\n".join(header) + "\n").encode("ascii"))
         columns = [arrays[name].reshape(n, -1) for name in names]
         if data == "ascii":
@@ -221,5 +228,4 @@ def write_pcd(path: str | Path, cloud: PointCloudFile, data: str = "binary") -> 
             packed = lzf_compress(body)
             fh.write(np.asarray([len(packed), len(body)], dtype="<u4").tobytes())
             fh.write(packed)
-    tmp.replace(path)
     return path

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wsseg.core.atomic import atomic_path
 from wsseg.core.cloud_io import CloudFileError, PointCloudFile, cloud_from_fields, cloud_to_fields
 
 #: PLY scalar type name -> numpy type code (without byte order)
@@ -112,8 +113,20 @@ def _read_binary(path: Path, data: bytes, offset: int, elements: list[_Element],
     if offset + needed > len(data):
         raise CloudFileError(f"{path}: truncated: element 'vertex' needs {needed} bytes "
                              f"({vertex.count} x {dtype.itemsize}), file has {len(data) - offset} after the header")
+    after = elements[elements.index(vertex) + 1:]
+    if not any(e.has_list for e in after):  # list elements cannot be sized without parsing them
+        expected = sum(e.count * sum(int(code[1]) for _, code in e.properties) for e in after)
+        extra = len(data) - offset - needed - expected
+        if extra:
+            raise CloudFileError(f"{path}: header and data disagree: element 'vertex' {vertex.count} x "
+                                 f"{dtype.itemsize} bytes{_declared(after)} leaves {extra:+d} bytes at the end of "
+                                 "the file")
     records = np.frombuffer(data, dtype=dtype, count=vertex.count, offset=offset)
     return {name: records[name].astype(records.dtype[name].newbyteorder("=")) for name in dtype.names or ()}
+
+
+def _declared(elements: list[_Element]) -> str:
+    return "".join(f", then element '{e.name}' {e.count}" for e in elements)
 
 
 def _read_ascii(path: Path, data: bytes, offset: int, elements: list[_Element],
@@ -127,6 +140,15 @@ def _read_ascii(path: Path, data: bytes, offset: int, elements: list[_Element],
     rows = lines[skip:skip + vertex.count]
     if len(rows) < vertex.count or (rows and not rows[-1].strip()):
         raise CloudFileError(f"{path}: truncated: expected {vertex.count} vertex lines, found fewer")
+    after = elements[elements.index(vertex) + 1:]
+    rest = lines[skip + vertex.count] if len(lines) > skip + vertex.count else b""
+    found, expected = sum(1 for line in rest.split(b"\n") if line.strip()), sum(e.count for e in after)
+    if found > expected:
+        raise CloudFileError(f"{path}: header and data disagree: {found - expected} line(s) after the declared "
+                             f"elements (element 'vertex' {vertex.count}{_declared(after)})")
+    if found < expected:
+        raise CloudFileError(f"{path}: truncated: {found} line(s) after the vertices, the header declares "
+                             f"{expected}{_declared(after)}")
     width = len(vertex.properties)
     tokens = b" ".join(rows).split()
     if len(tokens) != vertex.count * width:
@@ -158,8 +180,7 @@ def write_ply(path: str | Path, cloud: PointCloudFile, binary: bool = True) -> P
               f"element vertex {cloud.num_points}"]
     header += [f"property {_WRITE_NAMES[code]} {name}" for name, code in props]
     header.append("end_header")
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         fh.write(("\n".join(header) + "\n").encode("ascii"))
         if binary:
             records = np.empty(cloud.num_points, dtype=[(name, "<" + code) for name, code in props])
@@ -168,7 +189,6 @@ def write_ply(path: str | Path, cloud: PointCloudFile, binary: bool = True) -> P
             fh.write(records.tobytes())
         else:
             _write_ascii_rows(fh, [arrays[name] for name, _ in props])
-    tmp.replace(path)
     return path
 
 

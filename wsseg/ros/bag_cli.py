@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wsseg.core.atomic import atomic_directory
 from wsseg.core.classes import UNLABELLED_ID
 from wsseg.core.pointcloud2_fields import encode_fields
 from wsseg.ros.conversions import CloudArrays, FrameError, cloud_from_msg
@@ -72,7 +73,9 @@ def run_segment_bag(args: argparse.Namespace) -> int:
             raise ValueError(f"{source}: topic(s) {missing} carry no {POINTCLOUD2} (PointCloud2 topics: {clouds})")
         wanted = [c for c in reader.connections if c.topic in topics or args.copy]
         storage = StoragePlugin.MCAP if args.storage == "mcap" else StoragePlugin.SQLITE3
-        with Writer(out, version=8, storage_plugin=storage) as writer:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # the bag is written under a temporary name and renamed when complete: a failure leaves no partial bag
+        with atomic_directory(out, create=False) as tmp, Writer(tmp, version=8, storage_plugin=storage) as writer:
             outputs = {t: writer.add_connection(f"{t}/segmented", POINTCLOUD2, typestore=typestore) for t in topics}
             copies = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=typestore)
                       for c in wanted if args.copy}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wsseg.core.atomic import atomic_path
 from wsseg.core.backend import name as table_backend
 from wsseg.core.classes import UNLABELLED_ID
 from wsseg.core.cloud_io import PointCloudFile, read_cloud, write_cloud
@@ -41,13 +42,15 @@ def write_labelled_cloud(path: Path, cloud: PointCloudFile, labels: np.ndarray, 
     """Write the cloud with predicted ``label`` (N,) uint16 and ``confidence`` (N,) float32 fields.
 
     .ply / .pcd keep the layout (organized width x height) and colour/intensity;
-    .npz holds arrays ``xyz``, ``label``, ``confidence`` (+ ``rgb``, ``intensity``).
+    .npz holds arrays ``xyz``, ``label``, ``confidence`` (+ ``rgb``, ``intensity``), which ``read_cloud`` reads
+    back.  Every format is written to a temporary file and renamed over ``path`` when complete.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".npz":
         arrays = {"xyz": cloud.xyz, "label": labels, "confidence": confidence}
         arrays.update({k: v for k, v in (("rgb", cloud.rgb), ("intensity", cloud.intensity)) if v is not None})
-        np.savez_compressed(path, **arrays)
+        with atomic_path(path) as tmp:
+            np.savez_compressed(tmp, **arrays)
         return path
     out = PointCloudFile(xyz=cloud.xyz, rgb=cloud.rgb, intensity=cloud.intensity, label=labels,
                          fields={"confidence": confidence}, width=cloud.width, height=cloud.height)
@@ -70,7 +73,10 @@ def run_infer(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         cloud = read_cloud(source)
         t1 = time.perf_counter()
-        result = segmenter.run(cloud.xyz, rgb=cloud.rgb, intensity=cloud.intensity)
+        try:
+            result = segmenter.run(cloud.xyz, rgb=cloud.rgb, intensity=cloud.intensity)
+        except ValueError as exc:  # e.g. a feature the model needs is missing from this file
+            raise ValueError(f"{source}: {exc}") from None
         t2 = time.perf_counter()
         target = _output_path(out, source, len(inputs) > 1)
         write_labelled_cloud(target, cloud, result.labels, result.confidence)
