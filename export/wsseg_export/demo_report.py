@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from wsseg.core.atomic import atomic_path, write_text_atomic
 from wsseg.core.classes import IGNORE_INDEX, ClassTable
 
 #: eval directories of the demo (OUT/eval/<key>) and how the report names them
@@ -186,7 +187,8 @@ def render_frames(replay: ReplayResult, classes: ClassTable, path: Path, count: 
     fig.legend(handles=handles, loc="lower center", ncol=min(7, len(handles)), fontsize=8, frameon=False)
     fig.subplots_adjust(left=0.03, right=0.99, top=0.95, bottom=0.6 / fig.get_figheight() + 0.02, wspace=0.03,
                         hspace=0.05)
-    fig.savefig(path, format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     return path
 
 
@@ -315,5 +317,5 @@ def write_report(out: Path, results: DemoResults, pictures: dict[str, Path], bun
               "## Commands (also in `commands.sh`)", "", "| command | s |", "|---|---:|"]
     lines += [f"| `{command}` | {seconds:.0f} |" for command, seconds in results.commands]
     report = out / "report.md"
-    report.write_text("\n".join(lines) + "\n")
+    write_text_atomic(report, "\n".join(lines) + "\n")
     return report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shutil
 from pathlib import Path
 
 from wsseg_training.engine.config import TrainConfig, load_config
@@ -30,6 +31,21 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     if args.steps is not None:
         changes["train"] = dataclasses.replace(config.train, steps=args.steps, epochs=None)
     return config.replace(**changes) if changes else config
+
+
+def remove_failed_run(out: Path, before: set[str] | None) -> None:
+    """Delete what a run that failed before its first checkpoint wrote into ``out`` (config.yaml, log.txt, tb/,
+    ...); entries that were there before (``before``; None = ``out`` did not exist) are kept."""
+    if not out.is_dir():
+        return
+    for path in out.iterdir():
+        if before is None or path.name not in before:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+    if before is None and not any(out.iterdir()):
+        out.rmdir()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +75,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"wsseg train: {line}", flush=True)
         if trainer.sensor_defaults.warning:
             print(f"wsseg train: WARNING: {trainer.sensor_defaults.warning}", flush=True)
-    result = trainer.run()
+    out = Path(args.out)
+    before = {p.name for p in out.iterdir()} if out.is_dir() else None
+    try:
+        result = trainer.run()
+    except BaseException:
+        if not args.resume and trainer.dist.is_main and not RunDir(out).last.is_file():
+            remove_failed_run(out, before)
+        raise
     if trainer.dist.is_main:
         final = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
         print(f"trained {method.name} ({trainer.config.profile} profile) on {result.num_scenes} scenes: steps "

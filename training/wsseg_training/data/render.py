@@ -18,6 +18,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from wsseg.core.atomic import atomic_path
 from wsseg.core.classes import IGNORE_INDEX, ClassTable
 
 GREY = (175, 175, 175)
@@ -173,7 +174,8 @@ def render_panels(panels: Sequence[Panel], path: str | Path, size_px: tuple[int,
         _draw(ax, panel, view, max_points, axes_px, rng)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
     return path
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from wsseg.core.atomic import atomic_path, write_text_atomic
 from wsseg.core.classes import IGNORE_INDEX, ClassTable
 from wsseg_training.data.dataset import Dataset
 from wsseg_training.data.render import GREY, Panel, class_colours, class_legend, render_panels
@@ -73,7 +74,8 @@ def plot_confusion(matrix: ConfusionMatrix, classes: ClassTable, path: Path) -> 
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     return path
 
 
@@ -106,9 +108,7 @@ def write_report(result: EvalResult, dataset: Dataset, out_dir: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     classes = dataset.classes
     metrics = metrics_dict(result, classes, extra)
-    tmp = out / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=1) + "\n")
-    tmp.replace(out / "metrics.json")
+    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     plot_confusion(result.confusion, classes, out / "confusion.png")
     pictures = [render_prediction(dataset, name, labels, out / "scenes" / f"{name}.png")
                 for name, labels in result.predictions.items()]
@@ -128,5 +128,5 @@ def write_report(result: EvalResult, dataset: Dataset, out_dir: str | Path,
         lines.append("")
     if pictures:
         lines += ["## Predictions", ""] + [f"![{p.stem}](scenes/{p.name})" for p in pictures] + [""]
-    (out / "report.md").write_text("\n".join(lines))
+    write_text_atomic(out / "report.md", "\n".join(lines))
     return metrics

@@ -23,6 +23,7 @@ import numpy as np
 
 from wsseg.core.classes import UNLABELLED_ID, ClassTable
 from wsseg.core.cloud_io import CloudFileError, PointCloudFile, read_cloud
+from wsseg_training.data.dataset import safe_scene_name
 from wsseg_training.data.readers.base import ReaderError, ReadScene
 from wsseg_training.data.readers.common import UNSPECIFIED, LabelMap, cloud_to_scene, generic_table
 
@@ -126,7 +127,7 @@ class FileReader:
             cloud, metadata = self._read(path)
             scene, layout = cloud_to_scene(cloud, self.labels, str(path))
             relative = path.relative_to(self.root) if path != self.root else Path(path.name)
-            name = "_".join(relative.with_suffix("").parts).replace(" ", "_") or path.stem
+            name = safe_scene_name("_".join(relative.with_suffix("").parts) or path.stem)
             while name in used:
                 name += "_"
             used.add(name)

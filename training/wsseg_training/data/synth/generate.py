@@ -77,34 +77,38 @@ def write_synthetic_dataset(out: str | Path, config: IndoorConfig | OutdoorConfi
                            sensor="rgbd" if indoor else "lidar", extra=extra)
     points, frame_count, splits = 0, 0, {"train": 0, "val": 0}
     start = time.perf_counter()
-    for index in range(scenes):
-        rng = scene_rng(seed, index)
-        split = split_of(index, scenes, val_fraction)
-        if isinstance(config, IndoorConfig):
-            result = synthesize_indoor(rng, config)
-            scene_name = f"room_{index:04d}"
-            metadata: dict = {"room_size_m": [round(float(v), 3) for v in result.room_size_m],
-                              "views": len(result.frames)}
-            if frames_dir is not None:
-                folder = Path(frames_dir) / scene_name
-                folder.mkdir(parents=True, exist_ok=True)
-                for k, frame in enumerate(result.frames):
-                    save_frame(folder / f"frame_{k:04d}.npz", frame)
-                frame_count += len(result.frames)
-                try:
-                    metadata["frames"] = folder.resolve().relative_to(root.resolve()).as_posix()
-                except ValueError:
-                    metadata["frames"] = str(folder.resolve())
-            scene = result.scene
-        else:
-            scene_name = f"scan_{index:04d}"
-            scene = synthesize_outdoor(rng, config).scene
-            metadata = {"beams": config.lidar.beams, "frame_id": "lidar"}
-        writer.add(scene_name, scene, split=split, **metadata)
-        points += scene.num_points
-        splits[split] += 1
-        if progress is not None:
-            progress(1)
+    try:
+        for index in range(scenes):
+            rng = scene_rng(seed, index)
+            split = split_of(index, scenes, val_fraction)
+            if isinstance(config, IndoorConfig):
+                result = synthesize_indoor(rng, config)
+                scene_name = f"room_{index:04d}"
+                metadata: dict = {"room_size_m": [round(float(v), 3) for v in result.room_size_m],
+                                  "views": len(result.frames)}
+                if frames_dir is not None:
+                    folder = Path(frames_dir) / scene_name
+                    folder.mkdir(parents=True, exist_ok=True)
+                    for k, frame in enumerate(result.frames):
+                        save_frame(folder / f"frame_{k:04d}.npz", frame)
+                    frame_count += len(result.frames)
+                    try:
+                        metadata["frames"] = folder.resolve().relative_to(root.resolve()).as_posix()
+                    except ValueError:
+                        metadata["frames"] = str(folder.resolve())
+                scene = result.scene
+            else:
+                scene_name = f"scan_{index:04d}"
+                scene = synthesize_outdoor(rng, config).scene
+                metadata = {"beams": config.lidar.beams, "frame_id": "lidar"}
+            writer.add(scene_name, scene, split=split, **metadata)
+            points += scene.num_points
+            splits[split] += 1
+            if progress is not None:
+                progress(1)
+    except BaseException:
+        writer.abort()  # no partial dataset
+        raise
     writer.close()
     elapsed = time.perf_counter() - start
     return SynthSummary(root=root, scenes=scenes, train=splits["train"], val=splits["val"],
