@@ -14,6 +14,7 @@ A bundle is a directory::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,7 +205,7 @@ def check_model_signature(bundle: ModelBundle, inputs: list[tuple[str, list[Any]
     features = bundle.meta.preprocess.features
     expected = {"features": (features.num_channels, f"preprocess.features {list(features.ordered_names)}")}
     expected.update({name: (27 if name.startswith("neighbours") else 8, "3x3x3 / 2x2x2 kernel maps")
-                     for name in names if name.startswith(("neighbours", "down"))})
+                     for name in names if re.fullmatch(r"(neighbours|down)_\d+", name)})  # the gather graph's maps
     for name, (width, why) in expected.items():
         shape = shapes[name]
         if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != width):
