@@ -132,11 +132,12 @@ class Feed:
     alternate: Path | None = None  # a copy of the bundle: good reloads switch between the two
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def start(self, log: Path) -> None:
-        params = {"input_mode": self.mode, "input_qos": "sensor_data", "diagnostics_period_s": 1.0}
+    def start(self, log: Path, input_qos: str) -> None:
+        params = {"input_mode": self.mode, "input_qos": input_qos, "diagnostics_period_s": 1.0}
         self.process = start_segment_node(self.bundle, PARAMS, self.domain, params, log_path=log,
                                           fastdds_profile=FASTDDS_PROFILE)
-        self.client = NodeClient(self.domain, mode=self.mode, keep_outputs=False, fastdds_profile=FASTDDS_PROFILE)
+        self.client = NodeClient(self.domain, mode=self.mode, input_qos=input_qos, keep_outputs=False,
+                                 fastdds_profile=FASTDDS_PROFILE)
         out_qos = make_qos("sensor_data", depth=10)
         self.client.node.create_subscription(PointCloud2, "/segment_node/output/points", self._on_output, out_qos)
         if not self.client.wait_for_node(120.0):
@@ -324,6 +325,9 @@ def summarise(feed: Feed, start: float, end: float, warmup_s: float, stall_s: fl
     after = [r for t, r in feed.rss if t - start >= warmup_s] or [r for _, r in feed.rss]
     rss0, rss1 = float(np.median(after[:5])), float(np.median(after[-5:]))  # medians of 5 samples (25 s)
     gaps = np.diff(sorted([*answered.values(), end]))
+    windows = [float(np.median([r for t, r in feed.rss if lo <= t - start < lo + 300.0]))
+               for lo in np.arange(warmup_s, end - start, 300.0)
+               if sum(1 for t, _ in feed.rss if lo <= t - start < lo + 300.0) >= 10]
     return {
         "node": feed.name, "mode": feed.mode,
         "frames_in_valid": len(sent), "frames_in_faulty": feed.faulty_sent, "answered": len(answered),
@@ -343,6 +347,9 @@ def summarise(feed: Feed, start: float, end: float, warmup_s: float, stall_s: fl
         "rss_mb_start": round(rss0 / 2**20, 1), "rss_mb_end": round(rss1 / 2**20, 1),
         "rss_mb_max": round(max(r for _, r in feed.rss) / 2**20, 1),
         "rss_growth_pct_after_warmup": round(100.0 * (rss1 - rss0) / rss0, 2),
+        "rss_mb_5min_medians": [round(w / 2**20, 1) for w in windows],
+        "rss_growth_pct_5min_windows": round(100.0 * (windows[-1] - windows[0]) / windows[0], 2) if windows else None,
+        "rss_mb_series": [(round(t - start, 1), round(r / 2**20, 1)) for t, r in feed.rss],
         "stalls": [(round(a - start, 1), round(length, 1)) for a, length in stalls(feed, stall_s, end)],
         "longest_stall_s_node": diag.get("longest_stall_s"),
         "faults": feed.faults,
@@ -352,7 +359,8 @@ def summarise(feed: Feed, start: float, end: float, warmup_s: float, stall_s: fl
 
 def markdown(results: dict[str, Any]) -> str:
     lines = [f"# segment_node soak ({results['duration_s'] / 60:.0f} min, {results['machine']})", "",
-             f"Two real node processes (Fast DDS shared memory, ONNX Runtime CPU, `{results['profile']}` profile, "
+             f"Two real node processes (Fast DDS shared memory, input QoS `{results.get('input_qos', 'sensor_data')}`, "
+             f"ONNX Runtime CPU, `{results['profile']}` profile, "
              f"random weights, `config/segment.yaml` defaults), real frames published at {results['rate_hz']:g} Hz "
              f"each, a fault every {results['cycle_s']:g} s per node (in turn: {', '.join(FAULTS)}). "
              f"Run with `nice -n 5` on a {os.cpu_count()}-core VM shared with other jobs: load average "
@@ -373,7 +381,8 @@ def markdown(results: dict[str, Any]) -> str:
          f"{r['node_total_ms_p95']}"),
         ("longest gap between answers, s; gaps >= 10 s", lambda r: f"{r['longest_gap_s']}; {r['gaps_over_10s']}"),
         ("RSS MB after warm-up / end / max", lambda r: f"{r['rss_mb_start']} / {r['rss_mb_end']} / {r['rss_mb_max']}"),
-        ("RSS growth after warm-up", lambda r: f"{r['rss_growth_pct_after_warmup']:+.2f} %"),
+        ("RSS growth after warm-up (5 samples / 5-min medians)",
+         lambda r: f"{r['rss_growth_pct_after_warmup']:+.2f} % / {r.get('rss_growth_pct_5min_windows')} %"),
         (f"stalls (valid frames, no answer >= {results['stall_s']:g} s)", lambda r: f"{len(r['stalls'])}"
          + (f" {r['stalls'][:5]}" if r["stalls"] else "")),
         ("faults injected", lambda r: f"{len(r['faults'])}"),
@@ -405,6 +414,9 @@ def main() -> int:
                         help="a stall: valid frames published, no answer for this long (default %(default)s s; on a "
                              "saturated 2-core VM one LiDAR frame can take ~10 s)")
     parser.add_argument("--profile", default="tiny", help="model profile of the random-weight bundles")
+    parser.add_argument("--input-qos", default="reliable", choices=("reliable", "sensor_data"),
+                        help="input QoS of both nodes (sensor_data: Fast DDS drops the 32 MB 2M-point frame before "
+                             "the node sees it)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--name", default="soak", help="results file stem")
     args = parser.parse_args()
@@ -430,7 +442,7 @@ def main() -> int:
         for feed in feeds:
             feed.alternate = feed.bundle.with_name(feed.bundle.name + "_copy")
             shutil.copytree(feed.bundle, feed.alternate)
-            feed.start(workdir / f"{feed.name}.log")
+            feed.start(workdir / f"{feed.name}.log", args.input_qos)
         cycles = int(args.duration_s // args.cycle_s)
         stop = threading.Event()
         fault_log: list[str] = []
@@ -471,7 +483,8 @@ def main() -> int:
     results = {
         "machine": f"{platform.node() or 'host'}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "duration_s": args.duration_s, "rate_hz": args.rate_hz, "cycle_s": args.cycle_s, "warmup_s": warmup,
-        "stall_s": args.stall_s, "profile": args.profile, "command": command, "wall_s": round(end - start, 1),
+        "stall_s": args.stall_s, "profile": args.profile, "input_qos": args.input_qos, "command": command,
+        "wall_s": round(end - start, 1),
         "load_average": {"start": load[0], "end": load[-1], "mean": float(np.mean(load)), "max": float(max(load))},
         "shm_files": {"before": shm_before, "after": shm_files()}, "nodes": nodes,
         "scans": [str(s.relative_to(SHARED)) for s in scans], "rgbd_frames": [p.name for p in pcds],
