@@ -135,10 +135,6 @@ def extra_seed(seed: int) -> int:
     return int(np.random.SeedSequence([int(seed), 1]).generate_state(1)[0])
 
 
-def steps_per_epoch(num_scenes: int, batch_scenes: int) -> int:
-    return max(1, -(-num_scenes // batch_scenes))
-
-
 def scenes_of_step(seed: int, step: int, num_scenes: int, batch_scenes: int) -> list[int]:
     """Scene indices of the global batch of ``step`` (0-based), one per slot, for the default sampling."""
     return units_of_step(seed, step, num_scenes, batch_scenes)
