@@ -257,7 +257,9 @@ def inject(feed: Feed, fault: str, t: float, rng: np.random.Generator) -> None:
             msg = {"depth": make_image(header, depth_to_millimetres(depth), "16UC1"),
                    "color": make_image(header, np.zeros((h, w, 3), np.uint8), "rgb8"),
                    "camera_info": make_camera_info(header, k, w, h)}
+        before = feed.handled()
         feed.publish(msg, now_ns, valid=False)
+        feed.wait_handled(before)  # no valid frame right behind it: KEEP_LAST(1) would replace it in transport
         outcome = "2,000,000 points"
     elif fault == "publisher_restart":
         feed.restart_publishers()
