@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wsseg.core.voxelize import VoxelGrid
+from wsseg.core.voxelize import VoxelGrid, voxel_mean
 
 
 class NoSupportPlaneError(ValueError):
@@ -140,10 +140,8 @@ def smallest_eigenvectors(cov: np.ndarray) -> np.ndarray:
 
 
 def voxel_centroids(grid: VoxelGrid, xyz: np.ndarray) -> np.ndarray:
-    """(M, 3) float64 mean point of every voxel, metres."""
-    moments = np.stack([np.bincount(grid.inverse, weights=np.asarray(xyz, dtype=np.float64)[:, a],
-                                    minlength=grid.num_voxels) for a in range(3)], axis=1)
-    return moments / grid.counts[:, None]
+    """(M, 3) float64 mean point of every voxel, metres (the one per-voxel mean, :func:`voxel_mean`)."""
+    return voxel_mean(np.asarray(xyz, dtype=np.float32), grid).astype(np.float64)
 
 
 def _hypotheses(points: np.ndarray, rng: np.random.Generator, iterations: int) -> tuple[np.ndarray, np.ndarray]:
