@@ -98,37 +98,10 @@ def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
 
 
 def count_gflops(model: SparseUNet, net_input: NetworkInput) -> dict[str, float]:
-    """Multiply-add FLOPs (x2) of one forward, from the shapes seen by every convolution."""
-    totals = {"gemm": 0.0, "useful": 0.0}
-    features, maps = to_torch(net_input)
-    neighbours = [m.numpy() for m in maps[: model.num_levels]]
-    downs = [m.numpy() for m in maps[model.num_levels: 2 * model.num_levels - 1]]
-
-    def hook(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> None:
-        x = args[0]
-        cin, cout = module.in_channels, module.out_channels
-        if isinstance(module, SubmanifoldConv3d):
-            table = next(n for n in neighbours if n.shape[0] == x.shape[0])
-            totals["gemm"] += 2.0 * table.size * cin * cout
-            totals["useful"] += 2.0 * np.count_nonzero(table < table.shape[0]) * cin * cout
-        elif isinstance(module, DownConv3d):
-            table = next(d for d in downs if d.shape[0] == output.shape[0])
-            totals["gemm"] += 2.0 * table.size * cin * cout
-            totals["useful"] += 2.0 * np.count_nonzero(table < x.shape[0]) * cin * cout
-        elif isinstance(module, UpConv3d):
-            totals["gemm"] += 2.0 * x.shape[0] * 8 * cin * cout
-            totals["useful"] += 2.0 * output.shape[0] * cin * cout
-        elif isinstance(module, PointwiseLinear):
-            totals["gemm"] += 2.0 * x.shape[0] * cin * cout
-            totals["useful"] += 2.0 * x.shape[0] * cin * cout
-
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, SubmanifoldConv3d | DownConv3d | UpConv3d | PointwiseLinear)]
-    with torch.no_grad():
-        model(features, *maps)
-    for handle in handles:
-        handle.remove()
-    return {k: v / 1e9 for k, v in totals.items()}
+    """Multiply-add GFLOPs (x2) of one forward: ``gemm`` = what the gather-GEMM executes (missing
+    neighbours multiply a zero row), ``useful`` = products with present neighbours only."""
+    per_conv = conv_gflops(model, net_input)
+    return {"gemm": sum(g for g, _ in per_conv.values()), "useful": sum(u for _, u in per_conv.values())}
 
 
 def cpu_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -147,8 +120,7 @@ def executed_gflops(model: SparseUNet, net_input: NetworkInput, graph: GraphSpec
     :func:`count_gflops`, chunked levels their padded pair chunks plus the dense centre tap."""
     tables = graph_inputs(net_input.maps, graph)
     total = 0.0
-    counts = count_gflops_by_level(model, net_input)
-    for (kind, level, cin, cout), gemm in counts.items():
+    for (kind, level, cin, cout), (gemm, _) in conv_gflops(model, net_input).items():
         chunked = graph.chunked(level if kind == "subm" else level + 1) if kind != "linear" else False
         if not chunked:
             total += gemm
@@ -162,23 +134,29 @@ def executed_gflops(model: SparseUNet, net_input: NetworkInput, graph: GraphSpec
     return total
 
 
-def count_gflops_by_level(model: SparseUNet, net_input: NetworkInput) -> dict[tuple[str, int, int, int], float]:
-    """Gather-GEMM GFLOPs per (kind, level, C_in, C_out) convolution (summed over identical ones)."""
+def conv_gflops(model: SparseUNet, net_input: NetworkInput) -> dict[tuple[str, int, int, int], tuple[float, float]]:
+    """(gather-GEMM, useful) GFLOPs per (kind, level, C_in, C_out) convolution, summed over identical ones."""
     features, maps = to_torch(net_input)
-    sizes = [n.shape[0] for n in net_input.maps.neighbours]
-    out: dict[tuple[str, int, int, int], float] = {}
+    neighbours = net_input.maps.neighbours
+    sizes = [n.shape[0] for n in neighbours]
+    out: dict[tuple[str, int, int, int], tuple[float, float]] = {}
 
     def hook(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> None:
         x, cin, cout = args[0], module.in_channels, module.out_channels
         if isinstance(module, SubmanifoldConv3d):
-            key, flops = ("subm", sizes.index(x.shape[0]), cin, cout), 2.0 * x.shape[0] * 27 * cin * cout
+            level = sizes.index(x.shape[0])
+            table = neighbours[level]
+            key, gemm, useful = ("subm", level, cin, cout), table.size, np.count_nonzero(table < table.shape[0])
         elif isinstance(module, DownConv3d):
-            key, flops = ("down", sizes.index(x.shape[0]), cin, cout), 2.0 * output.shape[0] * 8 * cin * cout
+            level = sizes.index(x.shape[0])
+            table = net_input.maps.down[level]
+            key, gemm, useful = ("down", level, cin, cout), table.size, np.count_nonzero(table < x.shape[0])
         elif isinstance(module, UpConv3d):
-            key, flops = ("up", sizes.index(output.shape[0]), cin, cout), 2.0 * x.shape[0] * 8 * cin * cout
+            key, gemm, useful = ("up", sizes.index(output.shape[0]), cin, cout), x.shape[0] * 8, output.shape[0]
         else:
-            key, flops = ("linear", 0, cin, cout), 2.0 * x.shape[0] * cin * cout
-        out[key] = out.get(key, 0.0) + flops / 1e9
+            key, gemm, useful = ("linear", 0, cin, cout), x.shape[0], x.shape[0]
+        old = out.get(key, (0.0, 0.0))
+        out[key] = (old[0] + 2.0 * gemm * cin * cout / 1e9, old[1] + 2.0 * useful * cin * cout / 1e9)
 
     handles = [m.register_forward_hook(hook) for m in model.modules()
                if isinstance(m, SubmanifoldConv3d | DownConv3d | UpConv3d | PointwiseLinear)]
