@@ -217,7 +217,8 @@ def test_rgbd_node_survives_a_clock_glitch_and_reports_stalls(tiny_bundle: Path,
     try:
         assert client.wait_for_node(60.0), node.log()
 
-        def play(count: int, future_colour: bool = False, colour: bool = True) -> list[int]:
+        def play(count: int, future_colour: bool = False, colour: bool = True, closed_loop: bool = False) -> list[int]:
+            """Publish ``count`` captures at 10 Hz, or closed-loop (next one once answered, at most 15 s each)."""
             stamps = []
             for _ in range(count):
                 stamp = time.time_ns()
@@ -228,16 +229,18 @@ def test_rgbd_node_survives_a_clock_glitch_and_reports_stalls(tiny_bundle: Path,
                     del messages["color"]
                 client.publish(messages)
                 stamps.append(stamp)
-                time.sleep(0.1)  # 10 Hz
+                if closed_loop:
+                    client.wait_until(lambda s=stamp: client.answered(s), 15.0)
+                else:
+                    time.sleep(0.1)  # 10 Hz
             return stamps
 
-        before = play(5)
-        assert client.wait_until(lambda: sum(client.answered(s) for s in before) >= 3, 20.0), node.log()
+        before = play(3, closed_loop=True)
+        assert all(client.answered(s) for s in before), node.log()
         play(10, future_colour=True)
-        after = play(30)
-        client.wait_until(lambda: client.answered(after[-1]), 10.0)
+        after = play(10, closed_loop=True)  # closed loop: how fast the node is does not matter, a freeze does
         answered = sum(client.answered(s) for s in after)
-        assert answered >= 25 and client.answered(after[-1]), (answered, node.log())
+        assert answered >= 9 and client.answered(after[-1]), (answered, node.log())
         status = last_status(client)
         assert int(status["sync_resets"]) >= 1, status
 
