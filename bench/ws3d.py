@@ -139,7 +139,7 @@ def run_dataset(name: str, args: argparse.Namespace, work: Path) -> dict[str, An
         print(f"  {name} {key} seed {seed}: {shown} ({result.get('train_s', 0):.0f} s)", flush=True)
 
     for seed in args.seeds:
-        folder = work / name / f"seed{seed}"
+        folder = work / name / args.name / f"seed{seed}"  # data shared by every results name, runs not
         config = recipe(args.profile, args.steps, args.crop_points, seed, args.lr, features=list(bench.features))
         record("full", seed, run_full, dataset, folder, config)
         if args.full_offsets:

@@ -77,3 +77,31 @@ def tiny_bundle(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
     out = tmp_path_factory.mktemp("bundle") / "tiny_bundle"
     export_bundle(tiny_checkpoint, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def instance_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_checkpoint`` plus a WS3D offset head (seeded random weights) with its clustering settings (class
+    ``box`` has instances), the way ``ws3d`` training stores it in ``model.pt``."""
+    import torch
+    from wsseg_training.checkpoint import load_checkpoint, save_checkpoint
+    from wsseg_training.methods.common.heads import heads_to_checkpoint
+    from wsseg_training.methods.ws3d.instance import OFFSETS_OUTPUT, offset_head, with_clustering
+
+    from wsseg.core.instances import InstanceConfig
+
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    torch.manual_seed(0)
+    config = InstanceConfig(classes=(2,), radius_m=0.15, shifted_radius_m=0.15, min_points=5)
+    head = with_clustering(offset_head(int(checkpoint["unet"]["channels"][0])), config)
+    checkpoint["heads"] = heads_to_checkpoint({OFFSETS_OUTPUT: head})
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "instances.pt", checkpoint)
+
+
+@pytest.fixture(scope="session")
+def instance_bundle(instance_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from wsseg_export.onnx_export import export_bundle
+
+    out = tmp_path_factory.mktemp("bundle") / "instance_bundle"
+    export_bundle(instance_checkpoint, out)
+    return out

@@ -178,7 +178,8 @@ def export_bundle(checkpoint_path: str | Path, out_dir: str | Path, opset: int =
             spec, config.features.num_channels, str(checkpoint.get("sensor", "any"))).items()},
         provenance=provenance,
         opset=opset,
-        extra_outputs=tuple(ExtraOutput(name, head.out_channels, str(head.spec["description"]))
+        extra_outputs=tuple(ExtraOutput(name, head.out_channels, str(head.spec["description"]),
+                                        dict(head.spec.get("attributes") or {}))
                             for name, head in heads.items()),
     )
     write_bundle_meta(out_dir, meta)

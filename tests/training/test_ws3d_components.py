@@ -177,15 +177,32 @@ def test_region_info_nce_hand_made_case() -> None:
     f = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.9, 0.1]])
     pseudo = torch.tensor([0, 0, 1, 1])
     confident = torch.tensor([True, True, True, False])  # region 3 is masked out (H = 0)
-    total, count = region_info_nce(f, f, pseudo, confident, temperature=1.0)
     e = math.e
+    # class positives: anchor 0 has positives {0, 1} (logit 1 each) and negative 2 (logit 0) -> log(2e + 1) - 1
+    total, count = region_info_nce(f, f, pseudo, confident, temperature=1.0, positives="class")
     expected = 2 * (math.log(2 * e + 1) - 1) + (math.log(e + 2) - 1)
     assert float(count) == 3.0
     assert float(total) == pytest.approx(expected, rel=1e-6)
+    # region positives: anchor 0's positive is region 0 only, region 1 (same class) leaves the denominator
+    total, count = region_info_nce(f, f, pseudo, confident, temperature=1.0)
+    expected_region = 2 * (math.log(e + 1) - 1) + (math.log(e + 2) - 1)
+    assert float(count) == 3.0
+    assert float(total) == pytest.approx(expected_region, rel=1e-6)
     # the temperature sharpens: a smaller tau lowers the loss of this well-separated case
     assert float(region_info_nce(f, f, pseudo, confident, temperature=0.1)[0]) < float(total)
     both, both_count = symmetric_info_nce(f, f, pseudo, confident, temperature=1.0)
-    assert float(both) == pytest.approx(2 * expected, rel=1e-6) and float(both_count) == 6.0
+    assert float(both) == pytest.approx(2 * expected_region, rel=1e-6) and float(both_count) == 6.0
+    with pytest.raises(ValueError, match="positives"):
+        region_info_nce(f, f, pseudo, confident, positives="scene")
+
+
+def test_region_info_nce_gradient_is_finite_with_masked_entries() -> None:
+    f1 = torch.randn(6, 4, requires_grad=True)
+    f2 = torch.randn(6, 4, requires_grad=True)
+    pseudo = torch.tensor([0, 0, 0, 1, 1, 2])
+    total, _ = symmetric_info_nce(f1, f2, pseudo, torch.ones(6, dtype=torch.bool))
+    total.backward()
+    assert torch.isfinite(f1.grad).all() and torch.isfinite(f2.grad).all() and float(f1.grad.abs().sum()) > 0
 
 
 def test_region_info_nce_without_negatives_or_confidence_is_zero() -> None:
@@ -276,3 +293,13 @@ def test_view_regions_are_shared_by_the_views_and_batch_local() -> None:
     np.testing.assert_array_equal(vr.w, [1.0, 0.0])
     with pytest.raises(ValueError, match="views"):
         view_regions(names[:3], group[:3], member[:3], offsets[:4], point_index, {"a": scene_a, "b": scene_b})
+
+
+def test_best_f1_threshold() -> None:
+    from wsseg_training.methods.ws3d.boundary import best_f1_threshold
+
+    # boundary points score 0.3-0.4, the others 0.1: any threshold in [0.1, 0.3) separates them perfectly
+    prob = np.array([0.35, 0.3001, 0.4, 0.1, 0.1, 0.1, 0.9])
+    truth = np.array([1, 1, 1, 0, 0, 0, X])
+    assert best_f1_threshold(prob, truth) == 0.3  # the highest perfect threshold on the 0.05 grid
+    assert best_f1_threshold(prob, np.array([0, 0, 0, 0, 0, 0, X])) == 0.5  # no boundary: the default

@@ -58,11 +58,20 @@ class TensorRTPlan:
 @dataclass(frozen=True)
 class ExtraOutput:
     """An exported output beside ``logits``: ``name`` (lower-case identifier), (M_0, ``channels``) float32 per
-    voxel; ``description`` says what it is and its unit (the method that trained it documents it)."""
+    voxel; ``description`` says what it is and its unit (the method that trained it documents it);
+    ``attributes``: plain data the method records with it (e.g. ``instance_offsets``: ``clustering``, the
+    settings of :mod:`wsseg.core.instances`)."""
 
     name: str
     channels: int
     description: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "channels": self.channels, "description": self.description}
+        if self.attributes:
+            data["attributes"] = dict(self.attributes)
+        return data
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> ExtraOutput:
@@ -73,7 +82,11 @@ class ExtraOutput:
             raise BundleError(f"{where}: field 'name' is {name!r}, expected an identifier other than 'logits'")
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise BundleError(f"{where}: field 'channels' is {channels!r}, expected an integer >= 1")
-        return cls(name=name, channels=channels, description=str(data.get("description", "")))
+        attributes = data.get("attributes") or {}
+        if not isinstance(attributes, dict):
+            raise BundleError(f"{where}: field 'attributes' is {attributes!r}, expected a mapping")
+        return cls(name=name, channels=channels, description=str(data.get("description", "")),
+                   attributes=dict(attributes))
 
 
 @dataclass(frozen=True)
@@ -123,7 +136,7 @@ class BundleMeta:
             "provenance": dict(self.provenance),
         }
         if self.extra_outputs:
-            data["extra_outputs"] = [vars(o) for o in self.extra_outputs]
+            data["extra_outputs"] = [o.to_dict() for o in self.extra_outputs]
         return data
 
     @classmethod

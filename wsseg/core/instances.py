@@ -16,12 +16,17 @@ within ``radius_m``), built here with a hash grid of ``radius_m`` cells.  Used b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from wsseg.core.voxelize import CoordinateKeys, VoxelGrid, grid_indices, voxel_mean
+
+#: the bundle output WS3D's offset head is exported as: (M_0, 3) float32 metres, its model.yaml ``attributes``
+#: hold ``clustering`` (:meth:`InstanceConfig.to_dict`)
+INSTANCE_OFFSETS = "instance_offsets"
 
 #: the 13 cell offsets of one half-space (plus the zero offset first): each unordered pair of cells once
 _HALF_OFFSETS = np.array(
@@ -290,3 +295,19 @@ def segment_instances(xyz: np.ndarray, grid: VoxelGrid, labels: np.ndarray, conf
     voxel_proposals = cluster_voxels(xyz, grid, labels, confidence, offsets, config)
     ids = instance_ids(voxel_proposals, grid.num_voxels)[grid.inverse]
     return proposals_to_points(voxel_proposals, grid.inverse), ids
+
+
+def instance_config_of(extra_outputs: Sequence[Any], where: str = "model.yaml") -> InstanceConfig | None:
+    """The clustering settings of a bundle's ``instance_offsets`` output (``BundleMeta.extra_outputs``), or None
+    when the bundle has no such output.  ``ValueError`` naming ``where`` when the output records none."""
+    for index, output in enumerate(extra_outputs):
+        if output.name != INSTANCE_OFFSETS:
+            continue
+        field_name = f"{where}: field 'extra_outputs[{index}].attributes.clustering'"
+        clustering = (output.attributes or {}).get("clustering")
+        if clustering is None:
+            raise ValueError(f"{field_name} is missing: the '{INSTANCE_OFFSETS}' output needs its clustering settings")
+        if output.channels != 3:
+            raise ValueError(f"{where}: output '{INSTANCE_OFFSETS}' has {output.channels} channels, expected 3")
+        return InstanceConfig.from_dict(clustering, where=field_name)
+    return None

@@ -95,7 +95,8 @@ def run_segment_bag(args: argparse.Namespace) -> int:
                     log.error("skipped: %s", exc)
                     rejected += 1
                     continue
-                specs, data, step = encode_fields(output_fields(cloud.xyz, result.labels, result.confidence))
+                specs, data, step = encode_fields(output_fields(cloud.xyz, result.labels, result.confidence,
+                                                                     result.instance))
                 fields = [PointField(name=s.name, offset=s.offset, datatype=s.datatype, count=s.count) for s in specs]
                 labelled_msg = PointCloud2(header=msg.header, height=cloud.height, width=cloud.width, fields=fields,
                                            is_bigendian=False, point_step=step, row_step=step * cloud.width,

@@ -41,12 +41,14 @@ class Limits:
 @dataclass(frozen=True)
 class FrameResult:
     """labels: (N,) uint16; confidence: (N,) float32; timings_ms: Segmenter's pre/inference/post/total;
-    valid_points: points segmented (finite and inside the crop)."""
+    valid_points: points segmented (finite and inside the crop); instance: (N,) uint32 instance id (0 = none,
+    invalid or cropped) when the bundle has an instance output, else None."""
 
     labels: np.ndarray
     confidence: np.ndarray
     valid_points: int
     timings_ms: dict[str, float] = field(default_factory=dict)
+    instance: np.ndarray | None = None
 
 
 def crop_mask(xyz: np.ndarray, limits: Limits) -> np.ndarray:
@@ -92,7 +94,9 @@ def segment_frame(segmenter: Segmenter, cloud: CloudArrays, limits: Limits, wher
     labels = np.full(n, UNLABELLED_ID, dtype=np.uint16)
     confidence = np.zeros(n, dtype=np.float32)
     if count == 0:
-        return FrameResult(labels, confidence, 0, {"pre": crop_ms, "inference": 0.0, "post": 0.0, "total": crop_ms})
+        no_instance = None if segmenter.instances is None else np.zeros(n, dtype=np.uint32)
+        return FrameResult(labels, confidence, 0, {"pre": crop_ms, "inference": 0.0, "post": 0.0, "total": crop_ms},
+                           no_instance)
     moved = time.perf_counter()
     xyz = cloud.xyz if to_model is None else transform_points(cloud.xyz, to_model)  # NaN rows stay NaN
     crop_ms += (time.perf_counter() - moved) * 1e3
@@ -105,13 +109,18 @@ def segment_frame(segmenter: Segmenter, cloud: CloudArrays, limits: Limits, wher
     timings = dict(result.timings_ms)
     timings["pre"] += crop_ms
     timings["total"] += crop_ms
-    return FrameResult(labels, confidence, count, timings)
+    return FrameResult(labels, confidence, count, timings, result.instance)
 
 
-def output_fields(xyz: np.ndarray, labels: np.ndarray, confidence: np.ndarray) -> dict[str, np.ndarray]:
-    """Arrays of ``~/output/points``: x, y, z float32 (NaN kept), confidence float32, label uint16."""
-    return {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2], "confidence": confidence.astype(np.float32, copy=False),
-            "label": labels.astype(np.uint16, copy=False)}
+def output_fields(xyz: np.ndarray, labels: np.ndarray, confidence: np.ndarray,
+                  instance: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Arrays of ``~/output/points``: x, y, z float32 (NaN kept), confidence float32, label uint16, and
+    instance uint32 (0 = none) when the bundle has an instance output."""
+    out = {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2], "confidence": confidence.astype(np.float32, copy=False),
+           "label": labels.astype(np.uint16, copy=False)}
+    if instance is not None:
+        out["instance"] = instance.astype(np.uint32, copy=False)
+    return out
 
 
 def visualization_fields(xyz: np.ndarray, labels: np.ndarray, classes: ClassTable) -> dict[str, np.ndarray]:

@@ -307,8 +307,8 @@ class SegmentNode(Node):
                                to_model=_model_pose(config.model_frame_transform))
         segmented = time.perf_counter()
         if self.pub_points.get_subscription_count():
-            self.pub_points.publish(make_pointcloud2(
-                header, output_fields(cloud.xyz, result.labels, result.confidence), cloud.width, cloud.height))
+            fields = output_fields(cloud.xyz, result.labels, result.confidence, result.instance)
+            self.pub_points.publish(make_pointcloud2(header, fields, cloud.width, cloud.height))
         if self.pub_vis.get_subscription_count():
             self.pub_vis.publish(make_pointcloud2(
                 header, visualization_fields(cloud.xyz, result.labels, segmenter.classes),

@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "infer", help="segment a point-cloud file (PLY/PCD/NPZ) with a model bundle",
         description="Segment a cloud file; writes the points with 'label' (uint16, 65535 = invalid) "
-                    "and 'confidence' (float32) fields in the output file's format.",
+                    "and 'confidence' (float32) fields in the output file's format, plus 'instance' (uint32, "
+                    "0 = none) when the bundle has an instance_offsets output (WS3D).",
     )
     parser.add_argument("--model", required=True, help="model bundle directory (from wsseg export)")
     parser.add_argument("--in", dest="inputs", required=True, nargs="+", help="input cloud file(s)")
@@ -38,21 +39,24 @@ def _output_path(out: Path, source: Path, several: bool) -> Path:
     return out
 
 
-def write_labelled_cloud(path: Path, cloud: PointCloudFile, labels: np.ndarray, confidence: np.ndarray) -> Path:
-    """Write the cloud with predicted ``label`` (N,) uint16 and ``confidence`` (N,) float32 fields.
+def write_labelled_cloud(path: Path, cloud: PointCloudFile, labels: np.ndarray, confidence: np.ndarray,
+                         instance: np.ndarray | None = None) -> Path:
+    """Write the cloud with predicted ``label`` (N,) uint16 and ``confidence`` (N,) float32 fields, and
+    ``instance`` (N,) uint32 (0 = none) when given.
 
     .ply / .pcd keep the layout (organized width x height) and colour/intensity;
-    .npz holds arrays ``xyz``, ``label``, ``confidence`` (+ ``rgb``, ``intensity``), which ``read_cloud`` reads
-    back.  Every format is written to a temporary file and renamed over ``path`` when complete.
+    .npz holds arrays ``xyz``, ``label``, ``confidence`` (+ ``instance``, ``rgb``, ``intensity``), which
+    ``read_cloud`` reads back.  Every format is written to a temporary file and renamed over ``path`` when complete.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".npz":
         arrays = {"xyz": cloud.xyz, "label": labels, "confidence": confidence}
-        arrays.update({k: v for k, v in (("rgb", cloud.rgb), ("intensity", cloud.intensity)) if v is not None})
+        arrays.update({k: v for k, v in (("instance", instance), ("rgb", cloud.rgb), ("intensity", cloud.intensity))
+                       if v is not None})
         with atomic_path(path) as tmp:
             np.savez_compressed(tmp, **arrays)
         return path
-    out = PointCloudFile(xyz=cloud.xyz, rgb=cloud.rgb, intensity=cloud.intensity, label=labels,
+    out = PointCloudFile(xyz=cloud.xyz, rgb=cloud.rgb, intensity=cloud.intensity, label=labels, instance=instance,
                          fields={"confidence": confidence}, width=cloud.width, height=cloud.height)
     return write_cloud(path, out)
 
@@ -79,7 +83,7 @@ def run_infer(args: argparse.Namespace) -> int:
             raise ValueError(f"{source}: {exc}") from None
         t2 = time.perf_counter()
         target = _output_path(out, source, len(inputs) > 1)
-        write_labelled_cloud(target, cloud, result.labels, result.confidence)
+        write_labelled_cloud(target, cloud, result.labels, result.confidence, result.instance)
         t3 = time.perf_counter()
         total_ms += (t2 - t1) * 1e3
         valid = int(np.count_nonzero(result.labels != UNLABELLED_ID))

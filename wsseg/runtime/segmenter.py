@@ -11,6 +11,7 @@ import numpy as np
 from wsseg.core.backend import compiled
 from wsseg.core.bundle import BundleError, ModelBundle, load_bundle
 from wsseg.core.classes import UNLABELLED_ID, ClassTable
+from wsseg.core.instances import INSTANCE_OFFSETS, instance_config_of, segment_instances
 from wsseg.core.preprocess import prepare_cloud
 from wsseg.core.voxelize import indexable_mask
 from wsseg.runtime.engines import OnnxRuntimeEngine
@@ -25,12 +26,16 @@ class SegmentationResult:
     ``inference`` (the engine), ``post`` (softmax, devoxelize), ``total``.
     outputs: the bundle's extra outputs (model.yaml ``extra_outputs``, e.g. ``instance_offsets``) per point,
     (N, K) float32 each, NaN rows for invalid points; empty for a bundle without any.
+    instance: (N,) uint32 instance id per point (1, 2, ... by proposal score; 0 = no instance or invalid), only
+    for a bundle with ``instance_offsets`` (clustered by :func:`wsseg.core.instances.segment_instances`); else
+    None.  Its clustering time is ``timings_ms["instances"]`` (part of ``post``).
     """
 
     labels: np.ndarray
     confidence: np.ndarray
     timings_ms: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    instance: np.ndarray | None = None
 
 
 def softmax_max(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -52,6 +57,10 @@ class Segmenter:
     def __init__(self, bundle: str | Path | ModelBundle, engine: str = "auto", num_threads: int = 0,
                  precision: str = "fp16") -> None:
         self.bundle = bundle if isinstance(bundle, ModelBundle) else load_bundle(bundle)
+        try:
+            self.instances = instance_config_of(self.bundle.meta.extra_outputs, str(self.bundle.path / "model.yaml"))
+        except ValueError as exc:
+            raise BundleError(str(exc)) from None
         self.engine = OnnxRuntimeEngine(self.bundle, engine=engine, num_threads=num_threads, precision=precision)
 
     @property
@@ -110,8 +119,9 @@ class Segmenter:
             total = (time.perf_counter() - t0) * 1e3
             empty = {o.name: np.full((n, o.channels), np.nan, dtype=np.float32) for o in self.bundle.meta.extra_outputs}
             timings = {"pre": total, "inference": 0.0, "post": 0.0, "total": total}
+            no_instance = None if self.instances is None else np.zeros(n, dtype=np.uint32)
             return SegmentationResult(np.full((n,), UNLABELLED_ID, dtype=np.uint16), np.zeros((n,), dtype=np.float32),
-                                      timings, empty)
+                                      timings, empty, no_instance)
         everything = count == n
 
         kernels = compiled()
@@ -157,8 +167,18 @@ class Segmenter:
             per_point = np.full((n, values.shape[1]), np.nan, dtype=np.float32)
             per_point[valid] = values[net_input.grid.inverse]
             outputs[name] = per_point
+        instance, instances_ms = None, 0.0
+        if self.instances is not None:
+            t_instances = time.perf_counter()
+            _, ids = segment_instances(pick(xyz), net_input.grid, voxel_labels.astype(np.int64), voxel_conf,
+                                       extra[INSTANCE_OFFSETS], self.instances)
+            instance = np.zeros(n, dtype=np.uint32)
+            instance[valid] = ids
+            instances_ms = (time.perf_counter() - t_instances) * 1e3
         t3 = time.perf_counter()
         timings = {
             "pre": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "post": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3
         }
-        return SegmentationResult(labels, confidence, timings, outputs)
+        if instance is not None:
+            timings["instances"] = instances_ms
+        return SegmentationResult(labels, confidence, timings, outputs, instance)

@@ -22,10 +22,12 @@ class PointHead(nn.Module):
     """MLP (M, in_channels) -> (M, out_channels): Linear, ReLU, ..., Linear (no activation at the end).
 
     hidden: widths of the hidden layers (empty: one linear layer).  description: what the output means, with its
-    unit (written into the bundle's model.yaml).
+    unit (written into the bundle's model.yaml).  attributes: plain JSON data the method records with the output
+    (model.pt and model.yaml ``extra_outputs[i].attributes``; WS3D: the instance clustering settings).
     """
 
-    def __init__(self, in_channels: int, hidden: tuple[int, ...], out_channels: int, description: str = "") -> None:
+    def __init__(self, in_channels: int, hidden: tuple[int, ...], out_channels: int, description: str = "",
+                 attributes: dict[str, Any] | None = None) -> None:
         super().__init__()
         widths = (in_channels, *hidden, out_channels)
         layers: list[nn.Module] = []
@@ -36,6 +38,8 @@ class PointHead(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.spec = {"in_channels": int(in_channels), "hidden": [int(h) for h in hidden],
                      "out_channels": int(out_channels), "description": str(description)}
+        if attributes:
+            self.spec["attributes"] = dict(attributes)
 
     @property
     def out_channels(self) -> int:
@@ -51,7 +55,8 @@ class PointHead(nn.Module):
     @classmethod
     def from_checkpoint(cls, data: dict[str, Any]) -> PointHead:
         spec = data["spec"]
-        head = cls(spec["in_channels"], tuple(spec["hidden"]), spec["out_channels"], spec.get("description", ""))
+        head = cls(spec["in_channels"], tuple(spec["hidden"]), spec["out_channels"], spec.get("description", ""),
+                   spec.get("attributes"))
         head.load_state_dict(data["state"])
         return head
 

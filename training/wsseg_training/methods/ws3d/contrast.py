@@ -4,15 +4,21 @@ Two augmented views of the same crop hold the same regions.  At each of M = 5 ba
 embeds the stage's voxel features; region-level max pooling gives one embedding per region and view,
 ``f_g`` (view 1) and ``f_h`` (view 2), L2-normalised.
 
-Eq. 6 leaves the pairs open (METHOD_NOTES §4.4); our reading: a region is *confident* when its region-level
-max-pooled class probability exceeds γ in both views and both views agree on its class (its *pseudo class*).
-For a confident anchor region a of view 1, the positives are the confident regions of view 2 with a's pseudo
-class (a itself among them), the negatives the confident regions of view 2 of another class.  H enters as a
-pair mask: pairs with a non-confident region are left out of numerator and denominator (never ``log 0``, as
-Eq. 6 would give with H inside the log).  Per anchor, the loss is the mean over its positives b of
-``-log exp(f_a.f_b / τ) / Σ_{c in positives + negatives} exp(f_a.f_c / τ)``; anchors without a negative
-carry no contrast and are skipped.  τ = 0.1 (the paper gives none; GPC's contrast uses 0.1).  The loss is
-averaged over both directions (view 1 anchors against view 2 and the reverse).
+Eq. 6 leaves the pairs open (METHOD_NOTES §4.4).  A region is *confident* when its region-level max-pooled
+class probability exceeds γ in both views and both views agree on its class (its *pseudo class*).  For a
+confident anchor region a of view 1 the negatives are the confident regions of view 2 of another pseudo class;
+the positives are either (``positives="region"``, the default: "latent instance discrimination") a itself in
+view 2 -- the other regions of a's class are then left out, neither pulled nor pushed -- or
+(``positives="class"``) every confident region of view 2 with a's class.  H enters as a pair mask: pairs with a
+non-confident region are left out of numerator and denominator (never ``log 0``, as Eq. 6 would give with H
+inside the log).  Per anchor, the loss is the mean over its positives b of
+``-log exp(f_a.f_b / τ) / Σ_{c in positives + negatives} exp(f_a.f_c / τ)``; anchors without a negative carry
+no contrast and are skipped.  τ = 0.1 (the paper gives none; GPC's contrast uses 0.1).  The loss is averaged
+over both directions (view 1 anchors against view 2 and the reverse).
+
+Why the default is ``region``: with class positives every anchor's loss is at least log(#positives), a
+quantity that grows with the number of confident regions; on our rooms it stayed at 12-18 (five stages) and
+drowned the cross-entropy (bench/results/ws3d.md, the pilot runs).
 
 Stages: the U-Net's stage outputs in forward order are ``encoder[0..L-1]`` (``encoder[L-1]`` = the bottom)
 then ``decoder[L-2..0]``; the M stages are the last M of them, so the fifth stage is ``decoder[0]`` (the
@@ -32,6 +38,8 @@ from torch import nn
 #: the paper's number of stages and our temperature
 NUM_STAGES = 5
 TEMPERATURE = 0.1
+#: what a positive pair is (module docstring)
+POSITIVES = ("region", "class")
 
 
 @dataclass(frozen=True)
@@ -87,15 +95,17 @@ def region_pseudo_classes(prob_1: torch.Tensor, prob_2: torch.Tensor,
 
 
 def region_info_nce(anchor: torch.Tensor, other: torch.Tensor, pseudo: torch.Tensor, confident: torch.Tensor,
-                    temperature: float = TEMPERATURE) -> tuple[torch.Tensor, torch.Tensor]:
+                    temperature: float = TEMPERATURE, positives: str = "region") -> tuple[torch.Tensor, torch.Tensor]:
     """One direction of Eq. 6 with H as a pair mask (see the module docstring).
 
     anchor, other: (R, D) region embeddings of the two views (row r = region r in both), normalised here.
-    pseudo: (R,) int64 pseudo class.  confident: (R,) bool.  Returns (sum of the anchors' losses, number of
-    anchors that count).
+    pseudo: (R,) int64 pseudo class.  confident: (R,) bool.  positives: "region" or "class".  Returns (sum of the
+    anchors' losses, number of anchors that count).
     """
     if temperature <= 0:
         raise ValueError(f"region_info_nce: temperature={temperature} must be > 0")
+    if positives not in POSITIVES:
+        raise ValueError(f"region_info_nce: positives={positives!r} is not one of {POSITIVES}")
     if anchor.shape != other.shape or anchor.shape[0] != pseudo.shape[0]:
         raise ValueError(f"region_info_nce: anchor {tuple(anchor.shape)}, other {tuple(other.shape)}, "
                          f"pseudo {tuple(pseudo.shape)} disagree")
@@ -107,19 +117,26 @@ def region_info_nce(anchor: torch.Tensor, other: torch.Tensor, pseudo: torch.Ten
     b = F.normalize(other[idx].float(), dim=1)
     cls = pseudo[idx]
     logits = a @ b.T / temperature  # (K, K): only confident regions, so H = 1 on every entry
-    positive = cls[:, None] == cls[None, :]
-    has_negative = (~positive).any(dim=1)
+    same_class = cls[:, None] == cls[None, :]
+    has_negative = (~same_class).any(dim=1)
     if not bool(has_negative.any()):
         return zero, torch.zeros((), device=anchor.device)
+    if positives == "class":
+        positive = same_class
+    else:  # the same region in the other view; the other regions of its class leave the denominator
+        positive = torch.eye(len(idx), dtype=torch.bool, device=anchor.device)
+        logits = logits.masked_fill(same_class & ~positive, float("-inf"))
     log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    log_prob = log_prob.masked_fill(~positive, 0.0)  # -inf entries are never positives
     per_anchor = -(log_prob * positive).sum(dim=1) / positive.sum(dim=1)
     keep = has_negative
     return per_anchor[keep].sum(), keep.sum().to(per_anchor.dtype)
 
 
 def symmetric_info_nce(f_1: torch.Tensor, f_2: torch.Tensor, pseudo: torch.Tensor, confident: torch.Tensor,
-                       temperature: float = TEMPERATURE) -> tuple[torch.Tensor, torch.Tensor]:
+                       temperature: float = TEMPERATURE,
+                       positives: str = "region") -> tuple[torch.Tensor, torch.Tensor]:
     """Both directions of :func:`region_info_nce` (sums and counts added)."""
-    s12, n12 = region_info_nce(f_1, f_2, pseudo, confident, temperature)
-    s21, n21 = region_info_nce(f_2, f_1, pseudo, confident, temperature)
+    s12, n12 = region_info_nce(f_1, f_2, pseudo, confident, temperature, positives)
+    s21, n21 = region_info_nce(f_2, f_1, pseudo, confident, temperature, positives)
     return s12 + s21, n12 + n21

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from wsseg.core.instances import InstanceConfig
+from wsseg.core.instances import INSTANCE_OFFSETS, InstanceConfig
 from wsseg_training.methods.common.heads import PointHead
 from wsseg_training.methods.common.segments import segment_mean
 
-#: the exported output's name and meaning (model.yaml ``extra_outputs``)
-OFFSETS_OUTPUT = "instance_offsets"
+#: the exported output's name (defined on the robot side, which reads it) and meaning (model.yaml ``extra_outputs``)
+OFFSETS_OUTPUT = INSTANCE_OFFSETS
 OFFSETS_DESCRIPTION = "per voxel: vector from the voxel to the centre of its instance, metres (x, y, z)"
 
 

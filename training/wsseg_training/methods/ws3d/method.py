@@ -48,7 +48,7 @@ from wsseg_training.methods.common.class_weights import class_weights, label_cou
 from wsseg_training.methods.common.heads import PointHead
 from wsseg_training.methods.common.losses import point_cross_entropy
 from wsseg_training.methods.ws3d.analysis import Ws3dAnalysis
-from wsseg_training.methods.ws3d.boundary import boundary_targets, focal_loss
+from wsseg_training.methods.ws3d.boundary import best_f1_threshold, boundary_targets, focal_loss
 from wsseg_training.methods.ws3d.contrast import ContrastHeads, contrast_stages
 from wsseg_training.methods.ws3d.instance import OFFSETS_OUTPUT, offset_head, offset_losses, with_clustering
 from wsseg_training.methods.ws3d.options import Ws3dOptions
@@ -198,13 +198,19 @@ class Ws3dMethod(Method):
 
     def _predict_boundaries(self, ctx: StageContext) -> None:
         """The boundary network's points on every scene -> each region pair's ``w`` (Eq. 2)."""
-        threshold = float(np.log(self.options.boundary_threshold / (1.0 - self.options.boundary_threshold)))
 
         def head(view: Any) -> dict[str, torch.Tensor]:
-            return {"boundary": ctx.modules["boundary"](view.output.point_features)[:, 0]}
+            return {"boundary": torch.sigmoid(ctx.modules["boundary"](view.output.point_features)[:, 0])}
 
-        predicted = ctx.infer(ctx.scenes, head=head, desc="boundaries",
-                              reduce=lambda i, out: (out["boundary"] > threshold).cpu().numpy())
+        probability = ctx.infer(ctx.scenes, head=head, desc="boundaries",
+                                reduce=lambda i, out: out["boundary"].cpu().numpy().astype(np.float32))
+        threshold = self.options.boundary_threshold
+        if threshold is None:
+            truth = [s.point_targets["boundary"] for s in ctx.scenes]
+            threshold = best_f1_threshold(np.concatenate(probability), np.concatenate(truth))
+        self.analysis.regions["boundary_threshold"] = float(threshold)
+        log.info("ws3d: boundary threshold %.2f", threshold)
+        predicted = [p > threshold for p in probability]
         for scene, boundary in zip(ctx.scenes, predicted, strict=True):
             truth = scene.point_targets["boundary"]
             known = truth != IGNORE_INDEX
@@ -260,20 +266,31 @@ class Ws3dMethod(Method):
         opts = self.options
         branch = Branch(boundary=opts.boundary, pairwise=opts.pairwise, energy_confidence=opts.energy_confidence,
                         contrast=opts.contrast, contrast_confidence=opts.contrast_confidence, gamma=opts.gamma,
-                        epsilon=opts.epsilon, temperature=opts.temperature)
+                        epsilon=opts.epsilon, temperature=opts.temperature, positives=opts.contrast_positives)
         heads = ctx.modules["contrast"] if "contrast" in ctx.modules else None  # noqa: SIM401 (ModuleDict)
         out = unsupervised_terms(ctx.output, ctx.point_logits(), regions, ctx.batch.level_rows, heads, branch)
         views = len(regions.rows)
-        terms = {"energy_unary": opts.energy_weight * ctx.mean(out.unary_sum, out.unary_count / views)}
+        ramp = self._rampup(ctx)
+        energy = ramp * opts.energy_weight
+        terms = {"energy_unary": energy * ctx.mean(out.unary_sum, out.unary_count / views)}
         if opts.pairwise:
-            terms["energy_pair"] = opts.energy_weight * ctx.mean(out.pair_sum, out.pair_count / views)
+            terms["energy_pair"] = energy * ctx.mean(out.pair_sum, out.pair_count / views)
         if out.contrast_sums:
             contrast = sum(ctx.mean(s, n) for s, n in zip(out.contrast_sums, out.contrast_counts, strict=True))
-            terms["contrast"] = opts.contrast_weight * contrast  # type: ignore[assignment]
+            terms["contrast"] = ramp * opts.contrast_weight * contrast  # type: ignore[assignment]
         self.analysis.add_confidence(ctx.step, float(out.confident_pairs), float(out.pairs))
         if (ctx.step + 1) % 25 == 0 or ctx.step + 1 == ctx.schedule.total_steps:
             self.analysis.write()
         return terms
+
+    def _rampup(self, ctx: StepContext) -> float:
+        """Weight of the unsupervised terms: linear from 1 / n to 1 over the first n = ``rampup_fraction`` of the
+        stage's steps, then 1."""
+        length = self.options.rampup_fraction * ctx.stage.length
+        if length < 1:
+            return 1.0
+        done = ctx.step - ctx.schedule.start_of(ctx.stage_index) + 1
+        return float(min(1.0, done / length))
 
     # ------------------------------------------------------------------------------------------ state
 

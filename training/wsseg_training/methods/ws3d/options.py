@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from wsseg_training.methods.common.class_weights import CLASS_WEIGHTINGS
 from wsseg_training.methods.common.options import MethodOptions, option
 from wsseg_training.methods.ws3d.boundary import JSENET_RADIUS_CELLS
-from wsseg_training.methods.ws3d.contrast import NUM_STAGES, TEMPERATURE
+from wsseg_training.methods.ws3d.contrast import NUM_STAGES, POSITIVES, TEMPERATURE
 from wsseg_training.methods.ws3d.energy import EPSILON, GAMMA
 
 REGION_SOURCES = ("supervoxels", "region_growing")
@@ -24,15 +24,23 @@ class Ws3dOptions(MethodOptions):
                                                         "they come before the train.steps of the main stage")
     boundary_radius_cells: float = option(JSENET_RADIUS_CELLS, gt=0,
                                           doc="boundary ground truth radius in voxels (JSENet: 2 cm at a 1 cm grid)")
-    boundary_threshold: float = option(0.5, gt=0, lt=1, doc="boundary probability above which a point is one")
+    boundary_threshold: float | None = option(None, gt=0, lt=1,
+                                              doc="boundary probability above which a point is one (None = the "
+                                                  "threshold with the best F1 on the labelled scenes' points)")
     focal_alpha: float = option(2.0, ge=0, doc="focusing exponent of the boundary focal loss (Eq. 1)")
     adjacency_k: int = option(10, ge=1, doc="k of the k-NN graph that finds adjacent regions")
     gamma: float = option(GAMMA, gt=0, lt=1, doc="confidence threshold of H (γ)")
     epsilon: float = option(EPSILON, gt=0, le=1, doc="margin of the boundary push term (ε)")
     temperature: float = option(TEMPERATURE, gt=0, doc="InfoNCE temperature (τ; not given by the paper)")
     contrast_stages: int = option(NUM_STAGES, ge=1, doc="backbone stages with a contrast head (M; 1 = single)")
+    contrast_positives: str = option("region", choices=POSITIVES,
+                                     doc="positive pairs: the same region in the other view, or every region of "
+                                         "its pseudo class")
     embed_dim: int = option(32, ge=1, doc="width of the contrast embeddings")
     labelled_samples: int = option(2, ge=1, doc="labelled crops per step beside the unlabelled view groups")
+    rampup_fraction: float = option(0.2, ge=0, le=1,
+                                    doc="share of the main stage over which the unsupervised weights grow "
+                                        "linearly from 0 to 1 (0 = full weight from the first step)")
     energy_weight: float = option(1.0, ge=0, doc="weight of E_sum,1 + E_sum,2 (paper: 1)")
     contrast_weight: float = option(1.0, ge=0, doc="weight of L_multi (paper: 1)")
     unsupervised: bool = option(True, doc="false = supervised only (Sup-only, Tab. 5 No. 9)")

@@ -27,7 +27,7 @@ class Branch:
     boundary: use the boundary labels w (off = No. 2: w = 0, every confident pair pulled together).
     pairwise: the pairwise energy (off = No. 3).  energy_confidence: H in the energy (off = No. 4: H = 1).
     contrast: the region contrast (off = No. 7).  contrast_confidence: H in the contrast (off = No. 5).
-    gamma, epsilon, temperature: γ, ε, τ.
+    gamma, epsilon, temperature: γ, ε, τ.  positives: the contrast's positive pairs ("region" / "class").
     """
 
     boundary: bool = True
@@ -38,6 +38,7 @@ class Branch:
     gamma: float = GAMMA
     epsilon: float = EPSILON
     temperature: float = 0.1
+    positives: str = "region"
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def unsupervised_terms(output: UNetOutput, point_logits: torch.Tensor, regions: 
             rows = level_rows(stage.level)
             pooled = [segment_max(embedded[rows[torch.as_tensor(r, device=device)]], node, regions.num_regions)[0]
                       for r in regions.rows[:2]]
-            s, n = symmetric_info_nce(pooled[0], pooled[1], pseudo, confident, branch.temperature)
+            s, n = symmetric_info_nce(pooled[0], pooled[1], pseudo, confident, branch.temperature, branch.positives)
             contrast_sums.append(s)
             contrast_counts.append(n)
     return UnsupervisedTerms(unary_sum=sums["unary"], unary_count=sums["unary_n"], pair_sum=sums["pair"],
