@@ -91,6 +91,7 @@ def run_ws3d(dataset: Dataset, features: tuple[str, ...], work: Path, ratio: flo
         analysis = json.loads(analysis_file.read_text())
         share = analysis["confident_pair_share"]
         row["analysis"] = {"boundary": analysis["boundary_unlabelled"], "regions": analysis["regions"],
+                           "pairs": analysis.get("boundary_pairs_unlabelled"),
                            "h_share_first": share["first_25_mean"], "h_share_last": share["last_25_mean"]}
     return row
 
@@ -150,6 +151,10 @@ def run_dataset(name: str, args: argparse.Namespace, work: Path) -> dict[str, An
             for case in sorted(wanted):
                 record(f"{ratio:g}/{case}", seed, run_ws3d, dataset, bench.features, folder / f"r{ratio:g}_c{case}",
                        ratio, seed, args, CASES[case][1])
+            if ratio == args.ablation_ratio and name == args.ablation_dataset:
+                for label, options in args.variants.items():  # other option sets tried beside Tab. 5
+                    record(f"{ratio:g}/{label}", seed, run_ws3d, dataset, bench.features,
+                           folder / f"r{ratio:g}_{label}", ratio, seed, args, options)
     good = {k: [r for r in v if "error" not in r] for k, v in runs.items()}
     return {"describe": bench.describe, "supervoxels": supervoxels, "runs": runs,
             "summary": {k: summarise(v) for k, v in good.items() if v}, "cases": cases}
@@ -242,6 +247,20 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
             paper = PAPER_TAB5[case]
             lines.append(f"| {case} | {CASES[case][0]} | {with_std(row, 'miou')} | {with_std(row, 'ap50')} | "
                          f"{paper[0]} / {paper[1]} | {boundary} (seed {row['seeds'][0]}) | {share} |")
+    if data and args.variants:
+        lines += ["", "Other option sets at the same ratio (not in the paper):", "",
+                  "| variant | options | mIoU % | AP@50 % | boundary-pair P / R (unlabelled) |",
+                  "|---|---|---:|---:|---|"]
+        for label, options in args.variants.items():
+            row = data["summary"].get(f"{args.ablation_ratio:g}/{label}")
+            if row is None:
+                continue
+            runs = data["runs"].get(f"{args.ablation_ratio:g}/{label}", [])
+            analysis = next((r.get("analysis") for r in runs if r.get("analysis")), None)
+            pairs = "–" if not analysis or not analysis.get("pairs") or analysis["pairs"].get("precision") is None \
+                else f"{analysis['pairs']['precision']:.2f} / {analysis['pairs']['recall']:.2f}"
+            lines.append(f"| {label} | `{json.dumps(options)}` | {with_std(row, 'miou')} | {with_std(row, 'ap50')} | "
+                         f"{pairs} |")
     lines += ["", "## Orderings and goals", "", "| dataset | check | margin (points) | holds |", "|---|---|---:|---|"]
     for c in result["checks"]:
         lines.append(f"| {c['dataset']} | {c['check']} | {c['margin_points']:+.2f} | {'yes' if c['holds'] else 'NO'} |")
@@ -266,6 +285,9 @@ def main() -> int:
     parser.add_argument("--crop-points", type=int, default=10_000)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--no-full-offsets", dest="full_offsets", action="store_false")
+    parser.add_argument("--variants", default="{}",
+                        help='JSON {"label": {ws3d options}}: more runs at the ablation ratio, e.g. '
+                             '\'{"interface": {"boundary_pairs": "interface"}}\'')
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="8 scenes, 40 steps, seed 0, indoor only")
     parser.add_argument("--work", type=Path, default=None)
@@ -278,6 +300,7 @@ def main() -> int:
     args.ratios = [float(r) for r in args.ratios.split(",")]
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.cases = [int(c) for c in args.cases.split(",") if c]
+    args.variants = json.loads(args.variants)
     unknown = [c for c in args.cases if c not in CASES]
     if unknown:
         raise SystemExit(f"bench/ws3d.py: unknown Tab. 5 case(s) {unknown}; known {list(CASES)}")

@@ -303,3 +303,20 @@ def test_best_f1_threshold() -> None:
     truth = np.array([1, 1, 1, 0, 0, 0, X])
     assert best_f1_threshold(prob, truth) == 0.3  # the highest perfect threshold on the 0.05 grid
     assert best_f1_threshold(prob, np.array([0, 0, 0, 0, 0, 0, X])) == 0.5  # no boundary: the default
+
+
+def test_interface_rule_needs_the_boundary_along_the_shared_border() -> None:
+    from wsseg_training.methods.ws3d.regions import SceneRegions
+
+    x = np.repeat(np.arange(0.05, 3.0, 0.1), 25)
+    yz = np.tile(np.stack(np.meshgrid(np.arange(5) * 0.1, np.arange(5) * 0.1), -1).reshape(-1, 2), (len(x) // 25, 1))
+    xyz = np.column_stack([x, yz]).astype(np.float32)
+    regions = SceneRegions.build(xyz, np.floor(x).astype(np.int64), k=10)
+    # a class change between regions 1 and 2 (x = 2) and one at region 0's far end (x = 0)
+    boundary = ((x > 1.85) & (x < 2.15)) | (x < 0.15)
+    regions.set_boundaries(boundary)  # Eq. 2: every region holds a boundary point -> both pairs
+    np.testing.assert_array_equal(regions.w, [1.0, 1.0])
+    regions.set_boundaries(boundary, "interface", xyz, k=10)
+    np.testing.assert_array_equal(regions.w, [0.0, 1.0])
+    with pytest.raises(ValueError, match="xyz"):
+        regions.set_boundaries(boundary, "interface")

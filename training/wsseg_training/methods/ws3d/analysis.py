@@ -2,7 +2,8 @@
 
 * boundary precision / recall of the boundary network on the unlabelled points, against the boundary ground
   truth of labels training never sees (given by the caller, e.g. the benchmark);
-* regions per scene, adjacent pairs, the share of pairs with ``w = 1``;
+* regions per scene, adjacent pairs, the share of pairs with ``w = 1``, and on the unlabelled scenes the
+  precision / recall of ``w`` against the pairs whose regions' majority ground-truth classes differ;
 * the share of adjacent region pairs with H = 1 (both regions' max-pooled probability > γ) over training,
   both views pooled, one entry per step.
 """
@@ -31,6 +32,7 @@ class Ws3dAnalysis:
         self.run_dir: str | None = None
         self.boundary = BoundaryScore(0, 0, 0)
         self.boundary_scenes = 0
+        self.pairs = BoundaryScore(0, 0, 0)
         self.regions: dict[str, float] = {}
         self.confidence: list[tuple[int, float, float]] = []  # (step, confident pairs, pairs)
 
@@ -56,6 +58,20 @@ class Ws3dAnalysis:
             self.boundary = self.boundary + score_boundaries(predicted, truth)
             self.boundary_scenes += 1
 
+    def add_pairs(self, regions: Any, hidden: np.ndarray, num_classes: int) -> None:
+        """One unlabelled scene: ``w`` of its pairs against the class change of their regions' majority labels."""
+        if not len(regions.pairs):
+            return
+        region, labels = regions.region, np.asarray(hidden).astype(np.int64)
+        keep = (region >= 0) & (labels >= 0)
+        votes = np.bincount(region[keep] * num_classes + labels[keep],
+                            minlength=regions.num_regions * num_classes).reshape(-1, num_classes)
+        majority = np.where(votes.sum(axis=1) > 0, votes.argmax(axis=1), -1)
+        a, b = majority[regions.pairs[:, 0]], majority[regions.pairs[:, 1]]
+        known = (a >= 0) & (b >= 0)
+        change, w = (a != b)[known], regions.w[known] > 0
+        self.pairs = self.pairs + BoundaryScore(int((w & change).sum()), int(w.sum()), int(change.sum()))
+
     def add_confidence(self, step: int, confident_pairs: float, pairs: float) -> None:
         self.confidence.append((int(step), float(confident_pairs), float(pairs)))
 
@@ -64,6 +80,7 @@ class Ws3dAnalysis:
         share = np.divide(conf[:, 1], conf[:, 2], out=np.full(len(conf), np.nan), where=conf[:, 2] > 0)
         return {
             "boundary_unlabelled": {**self.boundary.to_dict(), "scenes": self.boundary_scenes},
+            "boundary_pairs_unlabelled": self.pairs.to_dict(),
             "regions": dict(self.regions),
             "confident_pair_share": {
                 "steps": conf[:, 0].astype(int).tolist(),
@@ -86,6 +103,7 @@ class Ws3dAnalysis:
     def state_dict(self) -> dict[str, Any]:
         return {"run_dir": self.run_dir or "", "boundary": [self.boundary.true_positive, self.boundary.predicted,
                                                             self.boundary.actual, self.boundary_scenes],
+                "pairs": [self.pairs.true_positive, self.pairs.predicted, self.pairs.actual],
                 "regions": dict(self.regions), "confidence": [list(c) for c in self.confidence]}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -93,6 +111,8 @@ class Ws3dAnalysis:
         if "boundary" in state:
             tp, predicted, actual, scenes = (int(v) for v in state["boundary"])
             self.boundary, self.boundary_scenes = BoundaryScore(tp, predicted, actual), scenes
+        if "pairs" in state:
+            self.pairs = BoundaryScore(*(int(v) for v in state["pairs"]))
         self.regions = dict(state.get("regions") or {})
         self.confidence = [(int(s), float(c), float(p)) for s, c, p in state.get("confidence") or []]
 

@@ -215,12 +215,15 @@ class Ws3dMethod(Method):
             truth = scene.point_targets["boundary"]
             known = truth != IGNORE_INDEX
             points = np.where(known, truth == 1, boundary)  # labelled points: their ground truth
-            self.regions[scene.name].set_boundaries(points)
+            regions = self.regions[scene.name]
+            regions.set_boundaries(points, self.options.boundary_pairs, scene.xyz, self.options.adjacency_k)
             hidden = None if self.truth is None else self.truth(scene.name)
             if hidden is not None and self.grid_m is not None:
                 labelled = scene.point_targets["labels"] != IGNORE_INDEX
                 self.analysis.add_boundaries(scene.xyz, hidden, boundary, labelled, self.grid_m,
                                              self.options.boundary_radius_cells)
+                if not labelled.any():
+                    self.analysis.add_pairs(regions, hidden, self.num_classes)
         self.analysis.count_pairs(self.regions)
 
     # ------------------------------------------------------------------------------------------ losses

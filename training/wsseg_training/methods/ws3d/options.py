@@ -9,6 +9,7 @@ from wsseg_training.methods.common.options import MethodOptions, option
 from wsseg_training.methods.ws3d.boundary import JSENET_RADIUS_CELLS
 from wsseg_training.methods.ws3d.contrast import NUM_STAGES, POSITIVES, TEMPERATURE
 from wsseg_training.methods.ws3d.energy import EPSILON, GAMMA
+from wsseg_training.methods.ws3d.regions import PAIR_RULES
 
 REGION_SOURCES = ("supervoxels", "region_growing")
 
@@ -28,6 +29,9 @@ class Ws3dOptions(MethodOptions):
                                               doc="boundary probability above which a point is one (None = the "
                                                   "threshold with the best F1 on the labelled scenes' points)")
     focal_alpha: float = option(2.0, ge=0, doc="focusing exponent of the boundary focal loss (Eq. 1)")
+    boundary_pairs: str = option("contain", choices=PAIR_RULES,
+                                 doc="boundary pair rule: both regions hold a boundary point (Eq. 2), or the "
+                                     "boundary runs along their shared border ('interface')")
     adjacency_k: int = option(10, ge=1, doc="k of the k-NN graph that finds adjacent regions")
     gamma: float = option(GAMMA, gt=0, lt=1, doc="confidence threshold of H (γ)")
     epsilon: float = option(EPSILON, gt=0, le=1, doc="margin of the boundary push term (ε)")

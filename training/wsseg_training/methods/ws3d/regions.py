@@ -17,8 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wsseg_training.methods.common.adjacency import region_adjacency
+from wsseg_training.methods.common.adjacency import knn_pairs, region_adjacency
 from wsseg_training.methods.ws3d.boundary import boundary_pair_labels, region_has_boundary
+
+#: how boundary points make a boundary pair: the paper's Eq. 2, or at the pair's shared border only
+PAIR_RULES = ("contain", "interface")
 
 
 @dataclass
@@ -44,10 +47,33 @@ class SceneRegions:
     def num_regions(self) -> int:
         return int(self.region.max()) + 1 if self.region.size and self.region.max() >= 0 else 0
 
-    def set_boundaries(self, boundary: np.ndarray) -> None:
-        """boundary: (N,) bool boundary points of the scene -> ``w`` (Eq. 2)."""
-        has = region_has_boundary(boundary, self.region, self.num_regions)
-        self.w = boundary_pair_labels(has, self.pairs)
+    def set_boundaries(self, boundary: np.ndarray, rule: str = "contain", xyz: np.ndarray | None = None,
+                       k: int = 10, share: float = 0.5) -> None:
+        """boundary: (N,) bool boundary points of the scene -> ``w``.
+
+        rule ``contain`` (Eq. 2): w = 1 iff both regions hold a boundary point.  ``interface``: w = 1 iff at least
+        ``share`` of the k-NN links between the two regions (xyz (N, 3) metres needed) join two boundary points,
+        i.e. the boundary runs along their shared border -- a region that touches another class elsewhere does
+        not make all its pairs boundary pairs.
+        """
+        if rule not in PAIR_RULES:
+            raise ValueError(f"boundary pair rule {rule!r} is not one of {PAIR_RULES}")
+        if rule == "contain" or not len(self.pairs):
+            has = region_has_boundary(boundary, self.region, self.num_regions)
+            self.w = boundary_pair_labels(has, self.pairs)
+            return
+        if xyz is None:
+            raise ValueError("boundary pair rule 'interface' needs the scene's xyz")
+        rows, cols = knn_pairs(xyz, k)
+        a, b = self.region[rows], self.region[cols]
+        cross = (a >= 0) & (b >= 0) & (a != b)
+        low, high = np.minimum(a[cross], b[cross]), np.maximum(a[cross], b[cross])
+        both = (boundary[rows[cross]] & boundary[cols[cross]]).astype(np.float64)
+        stride = max(self.num_regions, 1)
+        index = np.searchsorted(self.pairs[:, 0] * stride + self.pairs[:, 1], low * stride + high)
+        links = np.bincount(index, minlength=len(self.pairs))[: len(self.pairs)]
+        hits = np.bincount(index, weights=both, minlength=len(self.pairs))[: len(self.pairs)]
+        self.w = (hits >= share * np.maximum(links, 1)).astype(np.float32) * (links > 0)
 
 
 @dataclass(frozen=True)
