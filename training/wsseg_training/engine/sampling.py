@@ -143,10 +143,11 @@ def crop_around(xyz: np.ndarray, centre: int, max_points: int) -> np.ndarray:
 
 
 def ball_indices(xyz: np.ndarray, centre: np.ndarray, radius_m: float, max_points: int) -> np.ndarray:
-    """(K,) sorted indices of the points within ``radius_m`` of ``centre`` (3,) metres; the ``max_points``
-    nearest to it when more (0 = no cap).  Empty when no point is that close."""
+    """(K,) sorted indices of the points closer than ``radius_m`` to ``centre`` (3,) metres (MPRM Eq. 1, the
+    membership of :meth:`~wsseg_training.labels.types.Subcloud.mask`); the ``max_points`` nearest to it when more
+    (0 = no cap).  Empty when no point is that close."""
     d2 = ((np.asarray(xyz, dtype=np.float64) - np.asarray(centre, dtype=np.float64)) ** 2).sum(axis=1)
-    inside = np.flatnonzero(d2 <= radius_m**2)
+    inside = np.flatnonzero(d2 < radius_m**2)
     if 0 < max_points < inside.size:
         inside = inside[np.argpartition(d2[inside], max_points - 1)[:max_points]]
     return np.sort(inside).astype(np.int64)

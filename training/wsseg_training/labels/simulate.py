@@ -166,14 +166,17 @@ def subcloud_centres(xyz: np.ndarray, radius_m: float, grid: str = "paper") -> n
 
 def scene_subclouds(xyz: np.ndarray, semantic: np.ndarray, radius_m: float = 2.0, grid: str = "paper",
                     min_points: int = 1) -> tuple[Subcloud, ...]:
-    """Subclouds = all points within ``radius_m`` of each seed; tagged with the classes they hold.
+    """Subclouds = all points closer than ``radius_m`` to each seed (MPRM Eq. 1: ||p - q|| < r, the membership of
+    :meth:`Subcloud.mask`); tagged with the classes they hold.
 
     Subclouds with fewer than ``min_points`` labelled points are dropped (they carry no tag).
     """
-    tree = cKDTree(np.asarray(xyz, dtype=np.float64))
+    points = np.asarray(xyz, dtype=np.float64)
+    tree = cKDTree(points)
     out = []
     for centre in subcloud_centres(xyz, radius_m, grid):
-        members = np.asarray(tree.query_ball_point(centre, radius_m), dtype=np.int64)
+        members = np.sort(np.asarray(tree.query_ball_point(centre, radius_m), dtype=np.int64))
+        members = members[((points[members] - centre) ** 2).sum(axis=1) < radius_m**2]
         labels = semantic[members]
         if int((labels >= 0).sum()) < min_points:
             continue

@@ -157,9 +157,10 @@ class Subcloud:
     num_points: int = 0
 
     def mask(self, xyz: np.ndarray) -> np.ndarray:
-        """xyz: (N, 3) float metres -> (N,) bool, points within ``radius_m`` of the centre."""
+        """xyz: (N, 3) float metres -> (N,) bool, points closer than ``radius_m`` to the centre (MPRM Eq. 1:
+        ||p - q|| < r)."""
         d2 = ((np.asarray(xyz, dtype=np.float64) - self.centre) ** 2).sum(axis=1)
-        return d2 <= self.radius_m**2
+        return d2 < self.radius_m**2
 
     def multi_hot(self, num_classes: int) -> np.ndarray:
         out = np.zeros(num_classes, dtype=np.float32)
