@@ -140,3 +140,64 @@ def test_numpy_fallback_when_compiled_backend_is_disabled(tmp_path) -> None:
     assert runs["compiled"][0] == {"backend": "numba", "numba_imported": True}
     for name, array in runs["compiled"][1].items():
         assert np.array_equal(array, runs["disabled"][1][name]), name
+
+
+def _unique_sorted_coords(rng: np.random.Generator, n: int, extent: int) -> np.ndarray:
+    """(M, 4) int32 unique rows sorted by (batch, x, y, z): a dense blob and scattered voxels, 2 scenes."""
+    dense = rng.integers(-extent // 8, extent // 8, (n, 3))
+    scattered = rng.integers(-extent, extent, (n // 4, 3))
+    xyz = np.concatenate([dense, scattered])
+    rows = np.column_stack([rng.integers(0, 2, len(xyz)), xyz])
+    return np.unique(rows, axis=0).astype(np.int32)
+
+
+@pytest.mark.parametrize(("n", "extent"), [(1, 4), (2, 4), (40, 6), (3000, 40), (30000, 60)])
+def test_neighbour_table_same_for_any_thread_count_and_block_split(n: int, extent: int) -> None:
+    """The serial merge, the parallel row blocks (more blocks than rows included) and the numpy map agree."""
+    from wsseg.core import compiled_kernels
+    from wsseg.core.kernel_maps import OFFSETS_3X3X3, neighbour_map
+    from wsseg.core.voxelize import CoordinateKeys
+
+    coords = _unique_sorted_coords(np.random.default_rng(n), n, extent)
+    with backend.numpy_only():
+        reference = neighbour_map(coords)
+    packer = CoordinateKeys(coords, margin_voxels=1)
+    keys, steps = packer.pack(coords), packer.offset_keys(OFFSETS_3X3X3)
+    tables = {f"threads={t}": compiled_kernels.neighbour_table(keys, steps, t) for t in (1, 2, 3)}
+    tables |= {f"blocks={b}": compiled_kernels._neighbour_table_parallel(keys, steps, b) for b in (1, 5, 64)}
+    for name, table in tables.items():
+        assert table.dtype == np.int32 and table.shape == reference.shape, name
+        assert np.array_equal(table, reference), name
+
+
+def test_prepare_cloud_with_several_preprocessing_threads() -> None:
+    """backend.set_threads(2): the parallel neighbour map (>= PARALLEL_MIN_ROWS voxels) gives the same tables."""
+    from wsseg.core import compiled_kernels
+
+    rng = np.random.default_rng(8)
+    xyz = rng.uniform(-6, 6, (40000, 3)).astype(np.float32)
+    config = PreprocessConfig(voxel_size_m=0.2, num_levels=4, features=ALL_FEATURES)
+    backend.set_threads(2)
+    try:
+        assert backend.threads() == min(2, os.cpu_count() or 1)
+        compiled, reference = both(config, xyz, **cloud_attributes(rng, len(xyz)))
+    finally:
+        backend.set_threads(1)
+    assert compiled.grid.num_voxels >= compiled_kernels.PARALLEL_MIN_ROWS
+    assert_identical(compiled, reference)
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        backend.set_threads(0)
+
+
+def test_wide_cloud_uses_the_hash_unique_and_stays_identical() -> None:
+    """A cloud whose keys and point tags do not fit 63 bits (km-wide, 5 cm) takes the hash-table unique."""
+    from wsseg.core import compiled_kernels
+    from wsseg.core.voxelize import CoordinateKeys, grid_indices
+
+    rng = np.random.default_rng(3)
+    corners = np.array([[-12_000.0, -12_000.0, -100.0], [12_000.0, 12_000.0, 100.0], [12_000.0, -12_000.0, 0.0]])
+    xyz = np.concatenate([c + rng.uniform(0, 0.6, (1500, 3)) for c in corners]).astype(np.float32)
+    rows = np.column_stack([np.zeros(len(xyz), np.int64), grid_indices(xyz, 0.05)])
+    assert int(CoordinateKeys(rows).bits.sum()) + compiled_kernels.index_bits(len(xyz)) > 63  # the fallback
+    config = PreprocessConfig(voxel_size_m=0.05, num_levels=4, features=ALL_FEATURES)
+    assert_identical(*both(config, xyz, **cloud_attributes(rng, len(xyz))))

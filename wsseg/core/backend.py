@@ -23,8 +23,11 @@ log = logging.getLogger(__name__)
 
 #: set to 1 / true / yes to force the numpy reference path
 DISABLE_ENV = "WSSEG_NO_COMPILED"
+#: threads the compiled table builders may use (default 1); the tables are the same for any count
+THREADS_ENV = "WSSEG_PREPROCESS_THREADS"
 
 _state: dict[str, ModuleType | bool | None] = {"loaded": False, "module": None, "forced_numpy": False}
+_threads: dict[str, int] = {}
 
 
 def _disabled_by_env() -> bool:
@@ -56,6 +59,29 @@ def compiled() -> ModuleType | None:
 def name() -> str:
     """``"numba"`` or ``"numpy"``: the implementation that runs now (for logs and benchmarks)."""
     return "numba" if compiled() is not None else "numpy"
+
+
+def threads() -> int:
+    """Threads the compiled builders use: :func:`set_threads`, else ``WSSEG_PREPROCESS_THREADS``, else 1.
+
+    One thread is the default because training data loaders run several processes and the node runs
+    ONNX Runtime's threads right after preprocessing; a robot with idle cores can ask for more.
+    """
+    if "n" not in _threads:
+        raw = os.environ.get(THREADS_ENV, "").strip()
+        try:
+            _threads["n"] = max(1, int(raw)) if raw else 1
+        except ValueError:
+            log.warning("%s=%r is not an integer; using 1 thread", THREADS_ENV, raw)
+            _threads["n"] = 1
+    return _threads["n"]
+
+
+def set_threads(count: int) -> None:
+    """Let the compiled builders use ``count`` >= 1 threads (capped at the CPU count); tables do not change."""
+    if int(count) < 1:
+        raise ValueError(f"preprocessing threads must be >= 1, got {count}")
+    _threads["n"] = min(int(count), os.cpu_count() or 1)
 
 
 @contextmanager

@@ -1,9 +1,18 @@
-"""numba kernels behind voxelization, kernel maps and the chunked convolution tables.
+"""numba kernels behind voxelization, per-voxel means and the kernel maps.
 
 Each kernel computes exactly what the numpy reference next to its caller computes (same
 integer results; the float sums add in the same order), so the outputs are bit-identical;
-``tests/core/test_compiled.py`` checks that on random clouds, real scans and edge cases.
-Import this module only through :func:`wsseg.core.backend.compiled` (importing it loads numba).
+``tests/core/test_compiled.py`` checks that on random clouds, real scans and edge cases, with one
+thread and with several.  Import this module only through :func:`wsseg.core.backend.compiled`
+(importing it loads numba).  The chunked-graph and per-frame kernels live in
+:mod:`wsseg.core.compiled_graph` and are re-exported here.
+
+How the tables are built (``docs/runtime.md``): a unique over packed int64 keys is one sort of
+*tagged* keys (``key << index_bits | row``: numpy's vectorised sort, then one pass over the runs)
+instead of an argsort; an open-addressing hash is the fallback when the tag does not fit in 63 bits.
+The neighbour map is one merge pass over the sorted keys, split into independent row blocks when
+more than one thread is asked for (every cell has exactly one writer, so the result does not depend
+on the thread count).
 
 Why numba (see ``docs/runtime.md``): wheels for x86_64 and aarch64 (Jetson) on PyPI, no
 compiler or build step on the robot, nothing for colcon to build, and a pure-numpy fallback
@@ -12,48 +21,55 @@ when it is missing.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
-from numba import njit
+from numba import njit, prange
+
+from wsseg.core.compiled_graph import (  # noqa: F401  (re-exported: one module behind backend.compiled())
+    chunked_tables,
+    compact_rows,
+    devoxelize_labels,
+    finite_in_range,
+    pair_counts,
+    up_chunks,
+)
+
+#: rows below which the neighbour map is built on one thread (a parallel region costs more than it saves)
+PARALLEL_MIN_ROWS = 8192
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing multiplier (2^64 / golden ratio)
 
 
 @njit(cache=True, nogil=True)
-def grid_bounds(xyz: np.ndarray, voxel_size_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """xyz (N, 3) float -> (grid (N, 3) int64 ``floor(float64(xyz) / voxel_size_m)``, min (3,), max (3,),
-    all finite)."""
-    n = xyz.shape[0]
-    grid = np.empty((n, 3), dtype=np.int64)
+def point_bounds(xyz: np.ndarray, voxel_size_m: float) -> tuple[np.ndarray, np.ndarray, bool]:
+    """xyz (N, 3) float -> (min (3,), max (3,) int64 of ``floor(float64(xyz) / voxel_size_m)``, all finite)."""
     low = np.full(3, np.iinfo(np.int64).max, dtype=np.int64)
     high = np.full(3, np.iinfo(np.int64).min, dtype=np.int64)
-    for i in range(n):
+    for i in range(xyz.shape[0]):
         for a in range(3):
             v = np.float64(xyz[i, a])
             if not np.isfinite(v):
-                return grid, low, high, False
+                return low, high, False
             g = np.int64(np.floor(v / voxel_size_m))
-            grid[i, a] = g
-            if g < low[a]:
-                low[a] = g
-            if g > high[a]:
-                high[a] = g
-    return grid, low, high, True
+            low[a] = min(low[a], g)
+            high[a] = max(high[a], g)
+    return low, high, True
 
 
 @njit(cache=True, nogil=True)
-def pack_rows(grid: np.ndarray, batch: np.ndarray, low: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """Keys of rows ``[batch, grid]`` as :meth:`CoordinateKeys.pack` forms them; empty ``batch`` = all 0."""
-    n = grid.shape[0]
+def point_keys(xyz: np.ndarray, voxel_size_m: float, batch: np.ndarray, low: np.ndarray, shift: np.ndarray,
+               index_bits: int) -> np.ndarray:
+    """(N,) int64 keys of the rows ``[batch, floor(xyz / voxel_size_m)]`` as :meth:`CoordinateKeys.pack` forms
+    them, tagged ``key << index_bits | i`` when ``index_bits`` > 0; empty ``batch`` = all 0."""
+    n = xyz.shape[0]
     keys = np.empty(n, dtype=np.int64)
     has_batch = batch.shape[0] == n
     for i in range(n):
         b = batch[i] if has_batch else 0
-        keys[i] = (
-            ((b - low[0]) << shift[0])
-            + ((grid[i, 0] - low[1]) << shift[1])
-            + ((grid[i, 1] - low[2]) << shift[2])
-            + ((grid[i, 2] - low[3]) << shift[3])
-        )
+        key = (b - low[0]) << shift[0]
+        for a in range(3):
+            key += (np.int64(np.floor(np.float64(xyz[i, a]) / voxel_size_m)) - low[a + 1]) << shift[a + 1]
+        keys[i] = (key << index_bits) | i if index_bits > 0 else key
     return keys
 
 
@@ -83,9 +99,11 @@ def unpack_keys(keys: np.ndarray, low: np.ndarray, shift: np.ndarray, bits: np.n
 
 
 @njit(cache=True, nogil=True)
-def parent_keys(fine: np.ndarray, low: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def parent_keys(fine: np.ndarray, low: np.ndarray, shift: np.ndarray, index_bits: int
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Stride-2 parents of (M, 4) int rows: (keys (M,) int64 of ``[b, floor(xyz / 2)]`` packed with
-    ``low`` / ``shift``, child slot (M,) int64 ``4 ox + 2 oy + oz`` inside the parent)."""
+    ``low`` / ``shift`` -- tagged ``key << index_bits | row`` when ``index_bits`` > 0 --, child slot (M,)
+    int64 ``4 ox + 2 oy + oz`` inside the parent)."""
     m = fine.shape[0]
     keys = np.empty(m, dtype=np.int64)
     child = np.empty(m, dtype=np.int64)
@@ -97,7 +115,7 @@ def parent_keys(fine: np.ndarray, low: np.ndarray, shift: np.ndarray) -> tuple[n
             parent = v >> 1  # floor division by 2, negative coordinates included
             key += (parent - low[a]) << shift[a]
             slot = 2 * slot + (v - 2 * parent)
-        keys[i] = key
+        keys[i] = (key << index_bits) | i if index_bits > 0 else key
         child[i] = slot
     return keys, child
 
@@ -199,40 +217,155 @@ def unique_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return sorted_unique, inverse, counts
 
 
+def index_bits(n: int) -> int:
+    """Bits of the row tag for ``n`` rows (>= 1)."""
+    return max(1, int(n - 1).bit_length())
+
+
 @njit(cache=True, nogil=True)
-def neighbour_table(keys: np.ndarray, steps: np.ndarray) -> np.ndarray:
+def _sorted_runs(tagged: np.ndarray, index_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ascending tagged keys -> (unique keys (M,), inverse (N,) int64, counts (M,) int64)."""
+    n = tagged.shape[0]
+    mask = (np.int64(1) << index_bits) - 1
+    unique = np.empty(n, dtype=np.int64)
+    counts = np.empty(n, dtype=np.int64)
+    inverse = np.empty(n, dtype=np.int64)
+    m = -1
+    previous = np.int64(0)
+    for s in range(n):
+        value = tagged[s]
+        key = value >> index_bits
+        if m < 0 or key != previous:
+            m += 1
+            unique[m] = key
+            counts[m] = 0
+            previous = key
+        counts[m] += 1
+        inverse[value & mask] = m
+    return unique[:m + 1], inverse, counts[:m + 1]
+
+
+def unique_tagged(tagged: np.ndarray, index_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`unique_inverse` of keys given tagged (``key << index_bits | row``, sorted in place here): one
+    vectorised sort of plain int64 values and one pass, no argsort and no hash table."""
+    tagged.sort()
+    return _sorted_runs(tagged, index_bits)
+
+
+@njit(cache=True, nogil=True)
+def strictly_increasing(keys: np.ndarray) -> bool:
+    """Whether (M,) int64 ``keys`` ascend strictly (unique, sorted rows); one pass, no temporaries."""
+    ok = True
+    for i in range(1, keys.shape[0]):
+        if keys[i] <= keys[i - 1]:
+            ok = False
+            break
+    return ok
+
+
+@njit(cache=True, nogil=True)
+def _lower_bound(keys: np.ndarray, n: int, value: np.int64) -> int:
+    """First position in ascending ``keys[:n]`` whose key is >= ``value``."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if keys[mid] < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _neighbour_rows(padded: np.ndarray, m: int, steps: np.ndarray, out: np.ndarray, start: int, stop: int,
+                    spare: int) -> None:
+    """Columns 0-12 of rows ``start .. stop - 1`` and their mirrors 26-0 .. 14 in the earlier rows.
+
+    padded: (M + 3,) the sorted unique keys, then three int64-max sentinels.  out: (M + spares, 27) int32,
+    columns 14-26 pre-filled with ``M``; row ``spare`` (>= M) takes the mirrors of absent neighbours
+    (and names them in the own columns until the last pass turns it into ``M``).
+
+    The 12 negative offsets other than (0, 0, -1) come in four runs of three with ``dz = -1, 0, 1``
+    (keys ``a, a + 1, a + 2`` for ``a = key + step``); each run is a merge of the query keys with the
+    row keys, written without data-dependent branches (branch misses, not memory, bound the plain
+    merge): every step either finishes row ``i`` (``a <= keys[j]``: ``j`` is the lower bound of ``a``
+    and ``keys[j .. j + 2]`` are the only candidates) or advances ``j``, and writes its candidates' findings
+    either way -- a finding is always a true neighbour, and row ``i``'s last step writes its own columns
+    last, so the repeated writes are harmless.  Column 13 is the row itself, column 12 the
+    previous row when its key is ``key - 1``.  Every cell of rows < M has one value whoever writes it,
+    so row blocks may run at once.
+    """
+    # indices provably >= 0 (max with 0) let LLVM drop numba's negative-index wraparound on every access
+    m, start, stop, spare = max(m, 0), max(start, 0), max(stop, 0), max(spare, 0)
+    for group in range(4):
+        step = steps[3 * group]
+        col = 3 * group
+        i = start
+        j = max(_lower_bound(padded, m, padded[start] + step), 0)
+        while i < stop:
+            a = padded[i] + step
+            b0, b1, b2 = padded[j], padded[j + 1], padded[j + 2]
+            r0 = j if b0 == a else spare
+            r1 = j if b0 == a + 1 else (j + 1 if b1 == a + 1 else spare)
+            r2 = j if b0 == a + 2 else (j + 1 if b1 == a + 2 else (j + 2 if b2 == a + 2 else spare))
+            out[i, col] = r0
+            out[i, col + 1] = r1
+            out[i, col + 2] = r2
+            out[r0, 26 - col] = i
+            out[r1, 25 - col] = i
+            out[r2, 24 - col] = i
+            done = a <= b0
+            i += done
+            j += 1 - done
+    for i in range(start, stop):
+        out[i, 13] = i
+        previous = i > 0 and padded[i - 1] == padded[i] - 1
+        out[i, 12] = i - 1 if previous else spare
+        out[i - 1 if previous else spare, 14] = i
+    if spare != m:  # own columns name the sink for "absent": the table says M
+        for i in range(start, stop):
+            for k in range(13):
+                out[i, k] = min(out[i, k], m)
+
+
+@njit(cache=True, nogil=True)
+def _neighbour_table_serial(keys: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    m = keys.shape[0]
+    out = np.full((m + 1, 27), m, dtype=np.int32)
+    padded = np.empty(m + 3, dtype=np.int64)  # made here, not by a helper: LLVM then knows it aliases nothing
+    padded[:m] = keys
+    padded[m:] = np.iinfo(np.int64).max
+    if m:
+        _neighbour_rows(padded, m, steps, out, 0, m, m)
+    return out[:m]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _neighbour_table_parallel(keys: np.ndarray, steps: np.ndarray, blocks: int) -> np.ndarray:
+    m = keys.shape[0]
+    padded = np.empty(m + 3, dtype=np.int64)
+    padded[:m] = keys
+    padded[m:] = np.iinfo(np.int64).max
+    out = np.empty((m + blocks, 27), dtype=np.int32)  # row m + b: block b's sink for absent mirrors
+    for i in prange(m + blocks):  # mirrors land in earlier rows, possibly another block's: fill first
+        for k in range(14, 27):
+            out[i, k] = m
+    for b in prange(blocks):
+        start, stop = m * b // blocks, m * (b + 1) // blocks
+        if start < stop:
+            _neighbour_rows(padded, m, steps, out, start, stop, m + b)
+    return out[:m]
+
+
+def neighbour_table(keys: np.ndarray, steps: np.ndarray, threads: int = 1) -> np.ndarray:
     """Submanifold 3x3x3 neighbour map from sorted unique keys and the 27 key steps (OFFSETS_3X3X3 order).
 
-    Returns (M, 27) int32, ``M`` where absent.  The 13 negative offsets come in runs of three with
-    ``dz = -1, 0, 1`` (keys ``base - 1, base, base + 1``), so one pass over the rows keeps four merge
-    pointers (offsets ``(-1, dy, .)`` and ``(0, -1, .)``) and checks the previous row for ``(0, 0, -1)``;
-    column ``26 - k`` is the mirror of column ``k``.
+    Returns (M, 27) int32, ``M`` where absent; the same table for any ``threads``.
     """
-    m = keys.shape[0]
-    out = np.empty((m, 27), dtype=np.int32)
-    pointers = np.zeros(4, dtype=np.int64)
-    for i in range(m):
-        # row i is complete before any later row writes its mirrors into columns 14..26
-        for k in range(27):
-            out[i, k] = m
-        out[i, 13] = i
-        key = keys[i]
-        for group in range(4):  # columns 3 * group + (0, 1, 2) = dz -1, 0, +1
-            first = key + steps[3 * group]  # the dz = -1 key of the run; every run key is < key
-            j = pointers[group]
-            while keys[j] < first:
-                j += 1
-            pointers[group] = j
-            t = j
-            while t < i and keys[t] <= first + 2:  # the run's keys present, in dz order
-                k = 3 * group + (keys[t] - first)
-                out[i, k] = t
-                out[t, 26 - k] = i
-                t += 1
-        if i > 0 and keys[i - 1] == key + steps[12]:
-            out[i, 12] = i - 1
-            out[i - 1, 14] = i
-    return out
+    if threads > 1 and keys.shape[0] >= PARALLEL_MIN_ROWS:
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        return _neighbour_table_parallel(keys, steps, 4 * threads)
+    return _neighbour_table_serial(keys, steps)
 
 
 @njit(cache=True, nogil=True)
@@ -245,196 +378,31 @@ def down_from_up(up: np.ndarray, num_fine: int, num_coarse: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def segment_sum(values: np.ndarray, inverse: np.ndarray, num_segments: int) -> np.ndarray:
-    """values (N, C) float64 summed into (num_segments, C) float64 rows ``inverse``, in point order
-    (the order ``np.add.at`` adds in, so the sums are bit-identical)."""
+def segment_mean(values: np.ndarray, inverse: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """values (N, C) float summed in float64 into rows ``inverse`` in point order (the order ``np.add.at``
+    adds in), divided by ``counts`` (M,) and rounded to float32: bit-identical to the numpy mean."""
     n, c = values.shape
-    sums = np.zeros((num_segments, c), dtype=np.float64)
+    m = counts.shape[0]
+    sums = np.zeros((m, c), dtype=np.float64)
     for i in range(n):
         row = inverse[i]
         for a in range(c):
-            sums[row, a] += values[i, a]
-    return sums
+            sums[row, a] += np.float64(values[i, a])
+    means = np.empty((m, c), dtype=np.float32)
+    for r in range(m):
+        count = np.float64(counts[r])
+        for a in range(c):
+            means[r, a] = np.float32(sums[r, a] / count)
+    return means
 
 
 @njit(cache=True, nogil=True)
-def pair_counts(index: np.ndarray, num_in: int, skip_centre: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Present pairs of an (M, K) map: per output row (M,), per offset (K,), histogram of row counts (K + 1,)."""
-    m, k = index.shape
-    counts = np.zeros(m, dtype=np.int64)
-    per_offset = np.zeros(k, dtype=np.int64)
-    hist = np.zeros(k + 1, dtype=np.int64)
-    for i in range(m):
-        n = 0
-        for c in range(k):
-            if index[i, c] < num_in and not (skip_centre and c == 13):
-                n += 1
-                per_offset[c] += 1
-        counts[i] = n
-        hist[n] += 1
-    return counts, per_offset, hist
-
-
-@njit(cache=True, nogil=True)
-def _chunked_core(index: np.ndarray, num_in: int, skip_centre: bool, chunk_rows: int, cuts: np.ndarray,
-                  num_buckets: int, counts: np.ndarray, per_offset: np.ndarray, hist: np.ndarray) -> tuple:
-    """The tables of :func:`wsseg.core.conv_tables.chunked_conv_tables` (one more pass over the map)."""
-    m, k = index.shape
-    num_chunks = 1  # the zero chunk
-    first_slot = np.empty(k, dtype=np.int64)
-    for c in range(k):
-        first_slot[c] = num_chunks * chunk_rows - chunk_rows
-        num_chunks += (per_offset[c] + chunk_rows - 1) // chunk_rows
-    offsets = np.empty(num_chunks, dtype=np.int32)
-    chunk = 0
-    for c in range(k):
-        for _ in range((per_offset[c] + chunk_rows - 1) // chunk_rows):
-            offsets[chunk] = c
-            chunk += 1
-    offsets[num_chunks - 1] = k
-    zero_slot = (num_chunks - 1) * chunk_rows
-    row_start = np.empty(m + 1, dtype=np.int64)
-    row_start[0] = 0
-    for i in range(m):
-        row_start[i + 1] = row_start[i] + counts[i]
-    row_pos = np.empty(row_start[m], dtype=np.int64)
-    cursor = first_slot.copy()
-    pairs = np.zeros(num_chunks * chunk_rows, dtype=np.int32)
-    for i in range(m):
-        w = row_start[i]
-        for c in range(k):
-            if index[i, c] < num_in and not (skip_centre and c == 13):
-                p = cursor[c]
-                cursor[c] += 1
-                pairs[p] = index[i, c]
-                row_pos[w] = p
-                w += 1
-    # buckets: count ranges (cuts[b-1], cuts[b]]; an empty bucket holds one zero row
-    bucket_of = np.empty(k + 1, dtype=np.int64)
-    for v in range(k + 1):
-        b = 0
-        while b < cuts.shape[0] - 1 and v > cuts[b]:
-            b += 1
-        bucket_of[v] = b
-    rows = np.zeros(num_buckets, dtype=np.int64)
-    widths = np.ones(num_buckets, dtype=np.int64)
-    for v in range(k + 1):
-        rows[bucket_of[v]] += hist[v]
-    for b in range(cuts.shape[0]):
-        widths[b] = max(cuts[b], 1)
-    row_base = np.zeros(num_buckets, dtype=np.int64)
-    slot_base = np.zeros(num_buckets, dtype=np.int64)
-    for b in range(1, num_buckets):
-        row_base[b] = row_base[b - 1] + max(rows[b - 1], 1)
-        slot_base[b] = slot_base[b - 1] + max(rows[b - 1], 1) * widths[b - 1]
-    last = num_buckets - 1
-    slots = np.full(slot_base[last] + max(rows[last], 1) * widths[last], zero_slot, dtype=np.int32)
-    start = np.empty(k + 1, dtype=np.int64)  # next position of each count value (counting sort by count, row)
-    running = row_base.copy()
-    for v in range(k + 1):
-        start[v] = running[bucket_of[v]]
-        running[bucket_of[v]] += hist[v]
-    order = np.empty(m, dtype=np.int32)
-    for i in range(m):
-        v = counts[i]
-        b = bucket_of[v]
-        pos = start[v]
-        start[v] += 1
-        order[i] = pos
-        base = slot_base[b] + (pos - row_base[b]) * widths[b]
-        for j in range(v):
-            slots[base + j] = row_pos[row_start[i] + j]
-    return pairs, offsets, slots, np.maximum(rows, 1), widths, order
-
-
-def chunked_tables(index: np.ndarray, num_in: int, skip_centre: bool, chunk_rows: int, cuts: np.ndarray,
-                   num_buckets: int, counts: tuple[np.ndarray, np.ndarray, np.ndarray]
-                   ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
-    """(pairs (Nc, T), offsets (Nc,), slots per bucket (M_b, S_b), order (M,)), all int32; ``counts`` from
-    :func:`pair_counts`."""
-    pairs, offsets, flat, rows, widths, order = _chunked_core(index, num_in, skip_centre, chunk_rows, cuts,
-                                                              num_buckets, *counts)
-    slots, start = [], 0
-    for n, w in zip(rows.tolist(), widths.tolist(), strict=True):
-        slots.append(flat[start:start + n * w].reshape(n, w))
-        start += n * w
-    return pairs.reshape(-1, chunk_rows), offsets, slots, order
-
-
-@njit(cache=True, nogil=True)
-def up_chunks(up: np.ndarray, chunk_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tables of :func:`wsseg.core.conv_tables.up_tables`: (pairs (Nc * T,), offsets (Nc,), rows (M,)) int32."""
-    m = up.shape[0]
-    per_offset = np.zeros(8, dtype=np.int64)
-    for i in range(m):
-        per_offset[up[i] % 8] += 1
-    num_chunks = 1
-    cursor = np.empty(8, dtype=np.int64)
-    for c in range(8):
-        cursor[c] = (num_chunks - 1) * chunk_rows
-        num_chunks += (per_offset[c] + chunk_rows - 1) // chunk_rows
-    offsets = np.empty(num_chunks, dtype=np.int32)
-    chunk = 0
-    for c in range(8):
-        for _ in range((per_offset[c] + chunk_rows - 1) // chunk_rows):
-            offsets[chunk] = c
-            chunk += 1
-    offsets[num_chunks - 1] = 8
-    pairs = np.zeros(num_chunks * chunk_rows, dtype=np.int32)
-    rows = np.empty(m, dtype=np.int32)
-    for i in range(m):
-        c = up[i] % 8
-        p = cursor[c]
-        cursor[c] += 1
-        pairs[p] = up[i] // 8
-        rows[i] = p
-    return pairs, offsets, rows
-
-
-@njit(cache=True, nogil=True)
-def finite_in_range(xyz: np.ndarray, min_sq: float, max_sq: float) -> np.ndarray:
-    """(N,) bool: finite rows of (N, 3) ``xyz`` with ``min_sq <= |p|^2 <= max_sq`` (a bound <= 0 is off)."""
-    n = xyz.shape[0]
-    keep = np.empty(n, dtype=np.bool_)
-    for i in range(n):
-        x, y, z = np.float64(xyz[i, 0]), np.float64(xyz[i, 1]), np.float64(xyz[i, 2])
-        ok = np.isfinite(x) and np.isfinite(y) and np.isfinite(z)
-        if ok and (min_sq > 0 or max_sq > 0):
-            r = x * x + y * y + z * z
-            ok = (min_sq <= 0 or r >= min_sq) and (max_sq <= 0 or r <= max_sq)
-        keep[i] = ok
-    return keep
-
-
-@njit(cache=True, nogil=True)
-def compact_rows(values: np.ndarray, keep: np.ndarray, count: int) -> np.ndarray:
-    """``values[keep]`` for an (N, C) array and an (N,) bool mask with ``count`` true entries."""
-    out = np.empty((count, values.shape[1]), dtype=values.dtype)
-    j = 0
-    for i in range(values.shape[0]):
-        if keep[i]:
-            for c in range(values.shape[1]):
-                out[j, c] = values[i, c]
-            j += 1
+def centroid_offsets(mean_xyz: np.ndarray, coords: np.ndarray, voxel_size_m: float) -> np.ndarray:
+    """(M, 3) float32 ``(mean - (coord + 0.5) * voxel) / voxel``, computed in float64 as the numpy code does."""
+    m = mean_xyz.shape[0]
+    out = np.empty((m, 3), dtype=np.float32)
+    for r in range(m):
+        for a in range(3):
+            centre = (np.float64(coords[r, a + 1]) + 0.5) * voxel_size_m
+            out[r, a] = np.float32((np.float64(mean_xyz[r, a]) - centre) / voxel_size_m)
     return out
-
-
-@njit(cache=True, nogil=True)
-def devoxelize_labels(keep: np.ndarray, inverse: np.ndarray, voxel_labels: np.ndarray, voxel_conf: np.ndarray,
-                      missing: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-point (labels (N,) uint16, confidence (N,) float32): the voxel's for kept points (in order, through
-    ``inverse``), ``missing`` / 0 for the others."""
-    n = keep.shape[0]
-    labels = np.empty(n, dtype=np.uint16)
-    confidence = np.empty(n, dtype=np.float32)
-    j = 0
-    for i in range(n):
-        if keep[i]:
-            row = inverse[j]
-            labels[i] = voxel_labels[row]
-            confidence[i] = voxel_conf[row]
-            j += 1
-        else:
-            labels[i] = missing
-            confidence[i] = 0.0
-    return labels, confidence

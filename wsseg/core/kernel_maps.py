@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wsseg.core import backend
 from wsseg.core.backend import compiled
 from wsseg.core.voxelize import CoordinateKeys
 
@@ -118,7 +119,7 @@ def neighbour_map(coords: np.ndarray) -> np.ndarray:
     steps = packer.offset_keys(OFFSETS_3X3X3)
     kernels = compiled()
     if kernels is not None:
-        return kernels.neighbour_table(keys, steps)
+        return kernels.neighbour_table(keys, steps, backend.threads())
     rows = np.arange(m, dtype=np.int64)
     out = np.empty((m, 27), dtype=np.int64)
     out[:, 13] = rows  # offset (0, 0, 0)
@@ -164,10 +165,8 @@ def coarsen_with_up_map(fine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # floor(x / 2) is monotone, so the parents' bounds are the halved bounds of the fine level
         fine = np.ascontiguousarray(fine)
         low, high = kernels.column_bounds(fine)
-        packer = CoordinateKeys.from_bounds(np.r_[low[0], low[1:] >> 1], np.r_[high[0], high[1:] >> 1])
-        keys, child = kernels.parent_keys(fine, packer.low, packer.shifts)
-        keys, parent_rows, _ = kernels.unique_inverse(keys)
-        up = parent_rows * 8 + child
+        packer = CoordinateKeys.from_bounds(*_halved(low, high))
+        keys, up = _coarsen_compiled(kernels, fine, packer)
     else:
         fine = np.asarray(fine, dtype=np.int64)
         parents = _parents(fine)
@@ -176,6 +175,23 @@ def coarsen_with_up_map(fine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         up = parent_rows.reshape(-1).astype(np.int64) * 8 + _child_offset_index(fine, parents)
     _check_index_range(up.size and int(up.max()) + 1)
     return packer.unpack(keys), up.astype(INDEX_DTYPE)
+
+
+def _halved(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column bounds (4,) of a level -> those of its stride-2 parents (batch unchanged)."""
+    return np.r_[low[0], low[1:] >> 1], np.r_[high[0], high[1:] >> 1]
+
+
+def _coarsen_compiled(kernels: object, fine: np.ndarray, packer: CoordinateKeys) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique parent keys packed by ``packer``, up map (M,) int64) of sorted unique rows ``fine``."""
+    tag = kernels.index_bits(len(fine))  # type: ignore[attr-defined]
+    if int(packer.bits.sum()) + tag <= 63:
+        tagged, child = kernels.parent_keys(fine, packer.low, packer.shifts, tag)  # type: ignore[attr-defined]
+        keys, parent_rows, _ = kernels.unique_tagged(tagged, tag)  # type: ignore[attr-defined]
+    else:
+        keys, child = kernels.parent_keys(fine, packer.low, packer.shifts, 0)  # type: ignore[attr-defined]
+        keys, parent_rows, _ = kernels.unique_inverse(keys)  # type: ignore[attr-defined]
+    return keys, parent_rows * 8 + child
 
 
 def down_map(fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:
@@ -219,6 +235,9 @@ def build_kernel_maps(coords: np.ndarray, num_levels: int) -> KernelMaps:
     coords = np.asarray(coords, dtype=np.int32)
     if coords.ndim != 2 or coords.shape[1] != 4:
         raise ValueError(f"coords must have shape (M, 4), got {coords.shape}")
+    kernels = compiled()
+    if kernels is not None and len(coords):
+        return _build_compiled(kernels, np.ascontiguousarray(coords), num_levels)
     levels, ups = [coords], []
     for _ in range(num_levels - 1):
         coarse, up = coarsen_with_up_map(levels[-1])
@@ -230,3 +249,34 @@ def build_kernel_maps(coords: np.ndarray, num_levels: int) -> KernelMaps:
         down=tuple(down_from_up(ups[i], len(levels[i]), len(levels[i + 1])) for i in range(num_levels - 1)),
         up=tuple(ups),
     )
+
+
+def _build_compiled(kernels: object, coords: np.ndarray, num_levels: int) -> KernelMaps:
+    """:func:`build_kernel_maps` through the compiled kernels, keys packed once per level.
+
+    Every level's keys are packed with its neighbour-map packer (one-voxel margin); the parents of a
+    level are packed straight into the next level's packer, whose bounds are the halved bounds, so the
+    sorted unique parent keys are the next level's neighbour keys and nothing is packed or checked twice.
+    Same tables as the numpy path (which :func:`coarsen_with_up_map` and :func:`neighbour_map` are).
+    """
+    _check_index_range(coords.shape[0])
+    low, high = kernels.column_bounds(coords)  # type: ignore[attr-defined]
+    packer = CoordinateKeys.from_bounds(low, high, margin_voxels=1)
+    keys = kernels.pack_coords(coords, packer.low, packer.shifts)  # type: ignore[attr-defined]
+    if not kernels.strictly_increasing(keys):  # type: ignore[attr-defined]
+        raise ValueError("voxel coordinates must be unique and sorted by (batch, x, y, z)")
+    threads = backend.threads()
+    levels, neighbours, downs, ups = [coords], [], [], []
+    for level in range(num_levels):
+        neighbours.append(kernels.neighbour_table(keys, packer.offset_keys(OFFSETS_3X3X3), threads))  # type: ignore[attr-defined]
+        if level == num_levels - 1:
+            break
+        low, high = _halved(low, high)
+        coarse_packer = CoordinateKeys.from_bounds(low, high, margin_voxels=1)
+        keys, up = _coarsen_compiled(kernels, levels[-1], coarse_packer)
+        _check_index_range(up.size and int(up.max()) + 1)
+        levels.append(coarse_packer.unpack(keys))
+        ups.append(up.astype(INDEX_DTYPE))
+        downs.append(kernels.down_from_up(ups[-1], len(levels[-2]), len(levels[-1])))  # type: ignore[attr-defined]
+        packer = coarse_packer
+    return KernelMaps(coords=tuple(levels), neighbours=tuple(neighbours), down=tuple(downs), up=tuple(ups))

@@ -192,7 +192,11 @@ def _batch_indices(batch: np.ndarray | None, n: int) -> np.ndarray:
 
 
 def _voxelize_compiled(kernels: object, xyz: np.ndarray, voxel_size_m: float, batch: np.ndarray | None) -> VoxelGrid:
-    """:func:`voxelize` through the compiled kernels: same checks, bit-identical result."""
+    """:func:`voxelize` through the compiled kernels: same checks, bit-identical result.
+
+    Two passes over the points (grid bounds, then keys tagged with the point index), one sort of the tagged
+    keys and one pass over its runs; the hash-table unique when key and tag do not fit in 63 bits.
+    """
     if not voxel_size_m > 0:
         raise ValueError(f"voxel_size_m must be > 0, got {voxel_size_m}")
     xyz = np.asarray(xyz)
@@ -200,17 +204,24 @@ def _voxelize_compiled(kernels: object, xyz: np.ndarray, voxel_size_m: float, ba
         raise ValueError(f"xyz must have shape (N, 3), got {xyz.shape}")
     if xyz.dtype not in (np.float32, np.float64):
         xyz = xyz.astype(np.float64)
+    xyz = np.ascontiguousarray(xyz)
     n = xyz.shape[0]
     b = _batch_indices(batch, n)
-    grid, low, high, finite = kernels.grid_bounds(np.ascontiguousarray(xyz), float(voxel_size_m))  # type: ignore[attr-defined]
+    low, high, finite = kernels.point_bounds(xyz, float(voxel_size_m))  # type: ignore[attr-defined]
     if not finite:
         raise ValueError("xyz contains NaN or inf; drop invalid points before voxelizing")
     if n == 0:
         low = high = np.zeros(3, dtype=np.int64)
     b_low, b_high = (int(b.min()), int(b.max())) if n else (0, 0)
     packer = CoordinateKeys.from_bounds(np.array([b_low, *low]), np.array([b_high, *high]))
-    keys = kernels.pack_rows(grid, b if batch is not None else b[:0], packer.low, packer.shifts)  # type: ignore[attr-defined]
-    unique_keys, inverse, counts = kernels.unique_inverse(keys)  # type: ignore[attr-defined]
+    batch_column = b if batch is not None else b[:0]
+    tag = kernels.index_bits(n)  # type: ignore[attr-defined]
+    if int(packer.bits.sum()) + tag <= 63:
+        tagged = kernels.point_keys(xyz, float(voxel_size_m), batch_column, packer.low, packer.shifts, tag)  # type: ignore[attr-defined]
+        unique_keys, inverse, counts = kernels.unique_tagged(tagged, tag)  # type: ignore[attr-defined]
+    else:
+        keys = kernels.point_keys(xyz, float(voxel_size_m), batch_column, packer.low, packer.shifts, 0)  # type: ignore[attr-defined]
+        unique_keys, inverse, counts = kernels.unique_inverse(keys)  # type: ignore[attr-defined]
     return VoxelGrid(coords=packer.unpack(unique_keys), inverse=inverse, counts=counts,
                      voxel_size_m=float(voxel_size_m))
 
@@ -229,10 +240,9 @@ def voxel_mean(values: np.ndarray, grid: VoxelGrid) -> np.ndarray:
         raise ValueError(f"values have {values.shape[0]} rows, grid has {grid.inverse.shape[0]} points")
     kernels = compiled()
     if kernels is not None:
-        sums = kernels.segment_sum(np.ascontiguousarray(values), grid.inverse, grid.num_voxels)  # type: ignore[attr-defined]
-    else:
-        sums = np.zeros((grid.num_voxels, values.shape[1]), dtype=np.float64)
-        np.add.at(sums, grid.inverse, values.astype(np.float64, copy=False))
+        return kernels.segment_mean(np.ascontiguousarray(values), grid.inverse, grid.counts)  # type: ignore[attr-defined]
+    sums = np.zeros((grid.num_voxels, values.shape[1]), dtype=np.float64)
+    np.add.at(sums, grid.inverse, values.astype(np.float64, copy=False))
     return (sums / grid.counts[:, None]).astype(np.float32)
 
 
@@ -247,6 +257,9 @@ def voxel_centroid_offset(xyz: np.ndarray, grid: VoxelGrid) -> np.ndarray:
 def centroid_offset_from_mean(mean_xyz: np.ndarray, grid: VoxelGrid) -> np.ndarray:
     """(M, 3) float32 mean point position (metres, from :func:`voxel_mean`) -> offset from the voxel centre,
     voxel units, (M, 3) float32."""
+    kernels = compiled()
+    if kernels is not None:
+        return kernels.centroid_offsets(np.asarray(mean_xyz), grid.coords, float(grid.voxel_size_m))  # type: ignore[attr-defined]
     centre = (grid.coords[:, 1:].astype(np.float64) + 0.5) * grid.voxel_size_m
     return ((np.asarray(mean_xyz, dtype=np.float64) - centre) / grid.voxel_size_m).astype(np.float32)
 
