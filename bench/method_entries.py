@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from wsseg_training.data.dataset import Dataset
-from wsseg_training.labels import simulate_clicks, simulate_labelled_scenes, simulate_scene_tags
+from wsseg_training.labels import simulate_clicks, simulate_labelled_scenes, simulate_scene_tags, simulate_sparse_points
+from wsseg_training.model.profiles import get_profile
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ class MethodEntry:
     where it comes from.  headline: the inference mode reported as ``miou``: "" = the exported backbone, else a
     suffix of ``Method.offline_predictors`` ("-full").  needs_supervoxels: compute super-voxels first.
     checkpoint_rounds: write a checkpoint at the end of every round.  ablation: the script under ``bench/`` that
-    produces the method's ablation table.  datasets: the datasets it runs on (None = every one).
+    produces the method's ablation table.  datasets: the datasets it runs on (None = every one).  key: a distinct
+    id when a method has several entries (DSP at 1 % and 10 %); ``--methods NAME`` selects all of them.
     """
 
     name: str
@@ -81,6 +83,13 @@ class MethodEntry:
     checkpoint_rounds: bool = False
     ablation: str | None = None
     datasets: tuple[str, ...] | None = None
+    key: str = ""
+
+    @property
+    def id(self) -> str:
+        """What names this entry's rows and runs: ``key`` when one method has several entries (budgets), else
+        ``name``."""
+        return self.key or self.name
 
 
 DENSE = WeakLabelSetting("dense", "100%", None)
@@ -124,9 +133,37 @@ ENTRIES: list[MethodEntry] = [
 ]
 
 
+#: DSP labels a share of its sub-sampled network input: the points of distinct voxels of the bench's grid (the
+#: ``tiny`` profile's, bench/methods.py's default network)
+DSP_LABEL_VOXEL_M = get_profile("tiny").voxel_size_m
+
+
+def dsp_entry(fraction: float, paper_miou: float) -> MethodEntry:
+    """DSP (CSFR -> ISFR, two equal stages) at one budget; the paper ratio is vs its KPConv retrained on 100 %."""
+    budget = f"{fraction:.0%}"
+    return MethodEntry(
+        name="dsp", key=f"dsp-{budget}", labels=WeakLabelSetting("sparse_points", budget, lambda dataset, names, seed:
+                                                                 simulate_sparse_points(dataset, names, seed, fraction,
+                                                                                        voxel_size_m=DSP_LABEL_VOXEL_M)),
+        options=lambda s: {"stages": ["csfr", "isfr"]}, paper_ratio=round(paper_miou / 67.3, 3),
+        paper_source=f"DSP Tab. 4, S3DIS Area 5: DSP {budget} {paper_miou} vs the same KPConv retrained on 100 % "
+                     "67.3 (vs fully supervised DSP 68.5: 67.0 / 68.5 = 0.978 at 1 %)",
+        ablation="dsp.py")
+
+
+ENTRIES += [dsp_entry(0.01, 67.0), dsp_entry(0.1, 68.6)]
+
+
+def entries(name: str) -> list[MethodEntry]:
+    """The entries called ``name`` (every budget of a method) or keyed ``name``; ``SystemExit`` naming the known
+    ones otherwise."""
+    found = [e for e in ENTRIES if name in (e.name, e.key)]
+    if not found:
+        known = list(dict.fromkeys(x for e in ENTRIES for x in (e.name, e.key) if x))
+        raise SystemExit(f"bench/methods.py: unknown method {name!r}; known: {known}")
+    return found
+
+
 def entry(name: str) -> MethodEntry:
-    """The entry called ``name``; ``SystemExit`` naming the known ones otherwise."""
-    for e in ENTRIES:
-        if e.name == name:
-            return e
-    raise SystemExit(f"bench/methods.py: unknown method {name!r}; known: {[e.name for e in ENTRIES]}")
+    """The (first) entry called ``name``; ``SystemExit`` naming the known ones otherwise."""
+    return entries(name)[0]

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 from harness import DATASETS, BenchDataset, add_supervoxels, machine, miou_of, recipe, write_results
-from method_entries import ENTRIES, FULL, MethodEntry, Schedule, entry
+from method_entries import ENTRIES, FULL, MethodEntry, Schedule, entries, entry
 from wsseg_training.data.dataset import Dataset
 from wsseg_training.engine.config import config_from_dict
 from wsseg_training.engine.loop import Trainer
@@ -72,7 +72,7 @@ def run_entry(method: MethodEntry, bench: BenchDataset, dataset: Dataset, schedu
                     method=method.options(schedule), checkpoint_every=every, keep=1 if every else 0,
                     features=list(bench.features), device=device)
     method_class = get_method(method.name)
-    run = work / method.name
+    run = work / method.id
     started = time.perf_counter()
     Trainer(config_from_dict(config), method_class(dataset.classes, config["method"], weak), dataset, run,
             progress=False, provenance={"labels": method.labels.label}).run()
@@ -124,7 +124,7 @@ def run_dataset(name: str, methods: list[MethodEntry], args: argparse.Namespace,
     if any(m.needs_supervoxels for m in methods):
         summary["supervoxels"] = add_supervoxels(dataset)
     print(f"{name}: {summary['train']} train / {summary['val']} val scenes ({bench.describe})", flush=True)
-    per_method: dict[str, list[dict]] = {m.name: [] for m in [FULL, *methods]}
+    per_method: dict[str, list[dict]] = {m.id: [] for m in [FULL, *methods]}
     for seed in args.seeds:
         for method in [FULL, *[m for m in methods if m.name != FULL.name]]:
             if method.datasets is not None and name not in method.datasets:
@@ -134,10 +134,10 @@ def run_dataset(name: str, methods: list[MethodEntry], args: argparse.Namespace,
             except Exception as exc:
                 result = {"error": f"{type(exc).__name__}: {exc}"}
             result["seed"] = seed
-            per_method[method.name].append(result)
+            per_method[method.id].append(result)
             shown = "FAILED " + result["error"] if "error" in result else f"mIoU {100 * result['miou']:.1f}"
-            print(f"  {method.name} seed {seed}: {shown}", flush=True)
-    rows = [aggregate(m, name, per_method[m.name], per_method[FULL.name]) for m in methods if per_method[m.name]]
+            print(f"  {method.id} seed {seed}: {shown}", flush=True)
+    rows = [aggregate(m, name, per_method[m.id], per_method[FULL.id]) for m in methods if per_method[m.id]]
     return rows, summary
 
 
@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["ablation"]:
         return ablation(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", default=",".join(e.name for e in ENTRIES), help="comma-separated entries")
+    parser.add_argument("--methods", default=",".join(dict.fromkeys(e.name for e in ENTRIES)),
+                        help="comma-separated entries (a method name selects all its budgets: dsp = dsp-1%%,dsp-10%%)")
     parser.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated, of {list(DATASETS)}")
     parser.add_argument("--quick", action="store_true", help="10 scenes, 5 x 30 steps (smoke-sized)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (mean ± std over them)")
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    methods = [entry(n) for n in args.methods.split(",") if n]
+    methods = list(dict.fromkeys(e for n in args.methods.split(",") if n for e in entries(n)))
     names = [n for n in args.datasets.split(",") if n]
     unknown = sorted(set(names) - set(DATASETS))
     if unknown:

@@ -24,7 +24,7 @@ from wsseg_training.labels import (
     simulate_sparse_points,
     simulate_subcloud_tags,
 )
-from wsseg_training.labels.simulate import object_ids, subcloud_centres
+from wsseg_training.labels.simulate import object_ids, sample_sparse_points, subcloud_centres
 
 from wsseg.cli import main as wsseg_main
 from wsseg.core.classes import IGNORE_INDEX, S3DIS
@@ -155,6 +155,27 @@ def test_sparse_points_from_voxels(dataset: Dataset) -> None:
     xyz = dataset.load("room_0").xyz
     cells = np.floor(xyz[sparse.scenes["room_0"].point] / 0.2).astype(np.int64)
     assert np.unique(cells, axis=0).shape[0] == cells.shape[0]  # one labelled point per voxel
+
+
+def test_sparse_points_rule_for_rare_classes(dataset: Dataset, tmp_path: Path) -> None:
+    """k_c = floor(share x n_c + 0.5); a class rounding to 0 keeps exactly one point, or none when asked."""
+    semantic = np.repeat(np.array([0, 1, 3, -1]), [1000, 30, 1, 50])
+    rng = np.random.default_rng(0)
+    got = np.bincount(sample_sparse_points(semantic, rng, 0.01).cls, minlength=4)
+    assert got.tolist() == [10, 1, 0, 1]
+    got = np.bincount(sample_sparse_points(semantic, rng, 0.01, at_least_one=False).cls, minlength=4)
+    assert got.tolist() == [10, 0, 0, 0]
+    out = tmp_path / "rare.npz"
+    assert wsseg_main(["labels", "simulate", "--kind", "sparse_points", "--data", str(dataset.root), "--fraction",
+                       "0.01", "--no-at-least-one", "--voxel-size-m", "auto", "--out", str(out)]) == 0
+    labels = load_weak_labels(out, dataset)
+    assert labels.header.options["at_least_one"] is False and labels.header.options["voxel_size_m"] > 0
+    for name, entry in labels.scenes.items():
+        cells = np.floor(dataset.load(name).xyz[entry.point] / labels.header.options["voxel_size_m"])
+        assert np.unique(cells, axis=0).shape[0] == len(entry)  # points of distinct voxels
+    with pytest.raises(SystemExit):
+        wsseg_main(["labels", "simulate", "--kind", "sparse_points", "--data", str(dataset.root), "--voxel-size-m",
+                    "fine"])
 
 
 def test_scene_tags_and_removal(dataset: Dataset, tmp_path: Path) -> None:

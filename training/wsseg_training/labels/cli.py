@@ -45,8 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--fraction", type=float, default=None,
                      help="sparse_points: share of points per class (default 0.1); "
                           "labelled_scenes: share of points/scenes labelled (default 0.1)")
-    sim.add_argument("--voxel-size-m", type=float, default=0.0,
-                     help="sparse_points: sample from one point per voxel of this size (0 = all points)")
+    sim.add_argument("--voxel-size-m", type=_voxel_size, default=0.0,
+                     help="sparse_points: sample from one random point per voxel of this size, as DSP labels its "
+                          "sub-sampled network input (0 = all points; 'auto' = the grid `wsseg train` picks with "
+                          "profile auto)")
+    sim.add_argument("--at-least-one", action=argparse.BooleanOptionalAction, default=True,
+                     help="sparse_points: every class present keeps >= 1 labelled point even when share x count "
+                          "rounds to 0 (default; --no-at-least-one: such a class gets none)")
     sim.add_argument("--drop-tag", action="append", default=[], metavar="CLASS:COUNT",
                      help="scene_tags: remove CLASS from COUNT random scenes (repeatable)")
     sim.add_argument("--min-points", type=int, default=1,
@@ -69,6 +74,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser.set_defaults(handler=handler)
 
 
+def _voxel_size(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size in metres or 'auto'") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0 (metres) or 'auto'")
+    return value
+
+
+def auto_voxel_size(dataset: Dataset) -> float:
+    """The voxel size (metres) ``wsseg train`` chooses with ``profile: auto`` (measured on the train split)."""
+    from wsseg_training.data.sensor_defaults import choose_defaults, measure_scale
+
+    return choose_defaults(dataset.info.sensor, measure_scale(dataset, "train")).voxel_size_m
+
+
 def _parse_drop(items: list[str]) -> list[tuple[str, int]]:
     out = []
     for item in items:
@@ -85,8 +109,9 @@ def simulate_from_args(args: argparse.Namespace, dataset: Dataset, names: list[s
         return simulate_clicks(dataset, names, args.seed, args.clicks_per_object, args.object_fraction,
                                args.points_per_scene, progress)
     if args.kind == "sparse_points":
-        return simulate_sparse_points(dataset, names, args.seed, args.fraction or 0.1,
-                                      voxel_size_m=args.voxel_size_m, progress=progress)
+        voxel = args.voxel_size_m if args.voxel_size_m != "auto" else auto_voxel_size(dataset)
+        return simulate_sparse_points(dataset, names, args.seed, args.fraction or 0.1, args.at_least_one,
+                                      voxel_size_m=voxel, progress=progress)
     if args.kind == "scene_tags":
         return simulate_scene_tags(dataset, names, args.seed, _parse_drop(args.drop_tag), args.min_points, progress)
     if args.kind == "subcloud_tags":

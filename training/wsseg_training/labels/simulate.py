@@ -114,11 +114,13 @@ def sample_scene_points(semantic: np.ndarray, instance: np.ndarray | None, rng: 
 def sample_sparse_points(semantic: np.ndarray, rng: np.random.Generator, fraction: float,
                          at_least_one: bool = True, xyz: np.ndarray | None = None,
                          voxel_size_m: float = 0.0) -> PointLabels:
-    """A per-class stratified sample: ``round(fraction * n_c)`` points of every class c present.
+    """A per-class stratified sample: ``k_c = floor(fraction * n_c + 0.5)`` random points of every class c.
 
-    With ``at_least_one`` every present class keeps >= 1 point (our choice for 1 % on small classes).
-    With ``voxel_size_m`` > 0 the sample is drawn from one random point per voxel (the
-    network input, as DSP labels 10 % of its subsampled input) instead of from all points.
+    n_c counts the candidates of class c: all labelled points, or with ``voxel_size_m`` > 0 one random point per
+    voxel (the network input: DSP labels 10 % / 1 % of its sub-sampled input) -- the labelled points are then
+    points of distinct voxels.  Rare classes (n_c < 0.5 / fraction, e.g. < 50 voxels at 1 %): with
+    ``at_least_one`` (the default, our choice) every class present keeps exactly 1 point, so no class of a scene
+    is left without a label; without it such a class gets none.
     """
     candidates = rng.permutation(np.flatnonzero(semantic >= 0))
     if voxel_size_m > 0:

@@ -5,6 +5,7 @@
 
 from wsseg_training.methods.base import Method, StepContext
 from wsseg_training.methods.densify.method import DensifyMethod
+from wsseg_training.methods.dsp.method import DspMethod
 from wsseg_training.methods.full import FullMethod
 from wsseg_training.methods.mprm.method import MprmMethod
 from wsseg_training.methods.otoc.method import OtocMethod
@@ -12,6 +13,7 @@ from wsseg_training.methods.ws3d.method import Ws3dMethod
 
 METHODS: dict[str, type[Method]] = {
     "densify": DensifyMethod,
+    "dsp": DspMethod,
     "full": FullMethod,
     "mprm": MprmMethod,
     "otoc": OtocMethod,
@@ -27,5 +29,5 @@ def get_method(name: str) -> type[Method]:
         raise ValueError(f"unknown method {name!r}; known: {sorted(METHODS)}") from None
 
 
-__all__ = ["METHODS", "DensifyMethod", "FullMethod", "Method", "MprmMethod", "OtocMethod", "StepContext", "Ws3dMethod",
-           "get_method"]
+__all__ = ["METHODS", "DensifyMethod", "DspMethod", "FullMethod", "Method", "MprmMethod", "OtocMethod", "StepContext",
+           "Ws3dMethod", "get_method"]

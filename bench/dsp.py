@@ -1,0 +1,439 @@
+"""DSP's ablation (the paper's Tab. 1-3 on our data) and its memory record (``bench/methods.py ablation dsp [ARGS]``).
+
+On synthetic indoor rooms (``IndoorConfig()``, S3DIS classes; or ``--dataset`` of ``harness.DATASETS``), sparse point
+labels simulated from the train split's ground truth with each seed: ``--budgets`` shares (default 1 % and 10 %) of
+the 0.1 m voxel-subsampled points of every class (at least one per class present), every run the same length
+(``--steps`` optimiser steps, batches of 2 = one CSFR pair, crops of ``--crop-points``), scored on the val rooms
+(mIoU over all val points, the exported network = the basic branch):
+
+* ``ablation``: per budget and seed the variants of :data:`VARIANTS` (baseline; CSFR only; ISFR only; one-stage
+  CSFR+ISFR; ISFR->CSFR; CSFR->ISFR = DSP; CSFR + L_seg_c; ISFR without L_seg_s), per seed ``full`` (dense labels) and
+  "fully supervised DSP" (DSP on dense labels); for the two-stage runs also the three branches (Tab. 3: basic, intra =
+  ISFR features, cross = CSFR features from the training scene sharing most predicted classes).  Mean +- std over
+  the seeds; the orderings of METHOD_NOTES §2.9 checked on the means and whether each difference exceeds the seed
+  spread.
+* ``memory``: voxels at the attach level (N_i, N_j) of the training crops of every benchmark dataset, the affinity's
+  size, and the peak RSS of training steps (a fresh process per variant) with and without exact chunking.
+
+Every run's result is cached in ``WORK`` (``result.json`` beside the run), so an interrupted benchmark continues
+where it stopped.  Writes ``bench/results/dsp.{json,md}``; last line ``RESULT <json>``.  Not a test: never gates CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from harness import DATASETS, machine, miou_of, recipe, write_results
+from wsseg_training.data.dataset import Dataset
+from wsseg_training.engine.config import config_from_dict
+from wsseg_training.engine.loop import Trainer
+from wsseg_training.evaluation.evaluate import TorchPredictor
+from wsseg_training.labels import (
+    SparsePoints,
+    compute_stats,
+    load_weak_labels,
+    save_weak_labels,
+    simulate_sparse_points,
+)
+from wsseg_training.methods import DspMethod, FullMethod
+from wsseg_training.methods.dsp.branches import DspBranchPredictor, Partner
+from wsseg_training.model.profiles import get_profile
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PARTS = ("ablation", "memory")
+#: the grid whose points the labels are drawn from: the bench's network input (the ``tiny`` profile's voxels)
+LABEL_VOXEL_M = get_profile("tiny").voxel_size_m
+VARIANTS: dict[str, dict[str, Any]] = {
+    "baseline": {"stages": ["basic"]},
+    "csfr": {"stages": ["csfr"]},
+    "isfr": {"stages": ["isfr"]},
+    "joint": {"stages": ["joint"]},
+    "isfr_csfr": {"stages": ["isfr", "csfr"]},
+    "dsp": {"stages": ["csfr", "isfr"]},
+    "csfr_lseg_c": {"stages": ["csfr"], "cross_segmentation": True},
+    "isfr_no_lseg_s": {"stages": ["isfr"], "intra_segmentation": False},
+}
+LABELS = {"baseline": "Baseline (basic branch)", "csfr": "CSFR only (basic + CR)", "isfr": "ISFR only (basic + SR + "
+          "L_seg_s)", "joint": "one-stage CSFR+ISFR", "isfr_csfr": "ISFR -> CSFR", "dsp": "CSFR -> ISFR (DSP)",
+          "csfr_lseg_c": "CSFR + L_seg_c", "isfr_no_lseg_s": "ISFR without L_seg_s (basic + SR)",
+          "full": "full (dense labels)", "dsp_full": "fully supervised DSP (dense labels)"}
+#: S3DIS Area 5 mIoU of the paper (10 % / 1 %), Tab. 1, 2, 4
+PAPER = {"baseline": (66.5, 65.1), "csfr": (67.7, 66.8), "isfr": (68.0, 66.9), "joint": (66.3, 65.0),
+         "isfr_csfr": (67.3, 65.4), "dsp": (68.6, 67.0), "csfr_lseg_c": (66.3, 64.8), "isfr_no_lseg_s": (66.9, 65.9),
+         "full": (67.3, 67.3), "dsp_full": (68.5, 68.5)}
+PAPER_BRANCHES = {"dsp": (68.6, 67.4, 62.2), "isfr_csfr": (67.3, 66.6, 60.3)}  # 10 %: basic, intra, cross
+TWO_STAGE = ("dsp", "isfr_csfr")
+
+
+# ------------------------------------------------------------------------------------------------ runs
+
+
+def weak_labels(dataset: Dataset, work: Path, fraction: float, seed: int) -> SparsePoints:
+    """The sparse labels of (budget, seed), simulated once and kept in ``work``."""
+    path = work / f"sparse_{fraction:g}_seed{seed}.npz"
+    if not path.is_file():
+        save_weak_labels(simulate_sparse_points(dataset, dataset.scene_names("train"), seed, fraction,
+                                                voxel_size_m=LABEL_VOXEL_M), path)
+    return load_weak_labels(path, dataset)  # type: ignore[return-value]
+
+
+def partners(dataset: Dataset, weak: SparsePoints | None) -> list[Partner]:
+    """The training scenes with their labelled classes (the cross branch's partners at test time)."""
+    out = []
+    for name in dataset.scene_names("train"):
+        scene = dataset.load(name)
+        labels = scene.semantic if weak is None else weak.point_labels(name, scene.num_points)
+        out.append(Partner(scene, frozenset(np.unique(labels[labels >= 0]).tolist())))  # type: ignore[index]
+    return out
+
+
+def run_one(dataset: Dataset, bench: Any, weak: SparsePoints | None, run: Path, variant: str, seed: int,
+            args: argparse.Namespace) -> dict[str, Any]:
+    """Train one variant (``full``: FullMethod on dense labels) and score it; cached in ``run/result.json``."""
+    cached = run / "result.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    options = {} if variant == "full" else VARIANTS.get(variant, VARIANTS["dsp"])
+    config = recipe(args.profile, args.steps, args.crop_points, seed, args.lr, method=options,
+                    features=list(bench.features), device=args.device)
+    method = (FullMethod(dataset.classes) if variant == "full" else
+              DspMethod(dataset.classes, config["method"], weak))
+    if run.exists():  # an interrupted run: start it again
+        import shutil
+
+        shutil.rmtree(run)
+    started = time.perf_counter()
+    Trainer(config_from_dict(config), method, dataset, run, progress=False,
+            provenance={"labels": "dense" if weak is None else "sparse_points"}).run()
+    result: dict[str, Any] = {"miou": miou_of(TorchPredictor.from_checkpoint(run / "model.pt"), dataset),
+                              "train_s": round(time.perf_counter() - started, 1),
+                              "loadavg": [round(v, 1) for v in os.getloadavg()]}
+    if variant in TWO_STAGE:
+        last = run / "checkpoints" / "last.pt"
+        scenes = partners(dataset, weak)
+        for branch in ("intra", "cross"):
+            predictor = DspBranchPredictor.from_checkpoint(last, branch, partners=scenes)
+            result[f"{branch}_miou"] = miou_of(predictor, dataset)
+        result["basic_miou"] = result["miou"]
+    cached.write_text(json.dumps(result))
+    print(f"  {run.relative_to(run.parents[2])}: {json.dumps(result)}", flush=True)
+    return result
+
+
+def ablation(dataset: Dataset, bench: Any, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """{"runs": {budget: {variant: [per seed]}}, "dense": {variant: [per seed]}, "labelled_pct": {budget: [...]}}."""
+    out: dict[str, Any] = {"runs": {}, "dense": {"full": [], "dsp_full": []}, "labelled_pct": {}}
+    for seed in args.seeds:
+        for fraction in args.budgets:
+            weak = weak_labels(dataset, work, fraction, seed)
+            stats = compute_stats(weak, dataset)
+            out["labelled_pct"].setdefault(str(fraction), []).append(round(stats.labelled_percent, 4))
+            per = out["runs"].setdefault(str(fraction), {})
+            for variant in args.variants:
+                result = run_one(dataset, bench, weak, work / f"seed{seed}" / f"{fraction:g}" / variant, variant,
+                                 seed, args)
+                per.setdefault(variant, []).append({"seed": seed, **result})
+        for variant in ("full", "dsp_full"):
+            result = run_one(dataset, bench, None, work / f"seed{seed}" / "dense" / variant, variant, seed, args)
+            out["dense"][variant].append({"seed": seed, **result})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ analysis
+
+
+def summary(rows: list[dict[str, Any]], key: str = "miou") -> dict[str, Any]:
+    values = [r[key] for r in rows if key in r]
+    return {"mean": round(float(np.mean(values)), 4), "std": round(float(np.std(values)), 4),
+            "values": [round(v, 4) for v in values]}
+
+
+def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """a > b?  holds on the means; beyond_spread: the gap exceeds the larger of the two seed stds (None with fewer
+    than two seeds)."""
+    gap = a["mean"] - b["mean"]
+    spread = None if min(len(a["values"]), len(b["values"])) < 2 else bool(abs(gap) > max(a["std"], b["std"]))
+    return {"holds": bool(gap > 0), "gap": round(gap, 4), "beyond_spread": spread}
+
+
+def orderings(table: dict[str, dict[str, Any]], branches: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The DSP orderings (METHOD_NOTES §2.9) at one budget: each 'x > y' with its gap and whether it is beyond the
+    seed spread."""
+    pairs = [("csfr", "baseline"), ("isfr", "baseline"), ("baseline", "joint"), ("isfr_csfr", "baseline"),
+             ("dsp", "isfr_csfr"), ("csfr", "baseline"), ("baseline", "csfr_lseg_c"), ("isfr", "isfr_no_lseg_s"),
+             ("isfr_no_lseg_s", "baseline")]
+    checks = {f"{a} > {b}": compare(table[a], table[b]) for a, b in pairs if a in table and b in table}
+    for variant in TWO_STAGE:
+        b = branches.get(variant)
+        if b:
+            checks[f"{variant}: basic > intra"] = compare(b["basic"], b["intra"])
+            checks[f"{variant}: intra > cross"] = compare(b["intra"], b["cross"])
+    if all(v in branches for v in TWO_STAGE):
+        for name in ("basic", "intra", "cross"):
+            checks[f"{name} branch: dsp > isfr_csfr"] = compare(branches["dsp"][name], branches["isfr_csfr"][name])
+    return checks
+
+
+def analyse(raw: dict[str, Any]) -> dict[str, Any]:
+    dense = {v: summary(rows) for v, rows in raw["dense"].items() if rows}
+    budgets: dict[str, Any] = {}
+    for fraction, per in raw["runs"].items():
+        table = {v: summary(rows) for v, rows in per.items()}
+        branches = {v: {b: summary(per[v], f"{b}_miou") for b in ("basic", "intra", "cross")} for v in TWO_STAGE
+                    if v in per}
+        entry: dict[str, Any] = {"table": table, "branches": branches, "orderings": orderings(table, branches),
+                                 "labelled_pct": raw["labelled_pct"].get(fraction)}
+        if "dsp" in table and "baseline" in table:
+            gains = [d["miou"] - b["miou"] for d, b in zip(per["dsp"], per["baseline"], strict=True)]
+            entry["gain"] = {"mean": round(float(np.mean(gains)), 4), "std": round(float(np.std(gains)), 4),
+                             "per_seed": [round(g, 4) for g in gains]}
+        if "dsp" in table and "full" in dense:
+            ratio = table["dsp"]["mean"] / dense["full"]["mean"]
+            entry["goal"] = {"ratio_to_full": round(ratio, 4), "at_least_97pct": bool(ratio >= 0.97),
+                             "above_baseline_beyond_std": compare(table["dsp"], table["baseline"])["beyond_spread"]
+                             and table["dsp"]["mean"] > table["baseline"]["mean"]}
+        budgets[fraction] = entry
+    keys = sorted(budgets, key=float)
+    across = {}
+    if len(keys) >= 2 and all("gain" in budgets[k] for k in keys):
+        low, high = budgets[keys[0]]["gain"], budgets[keys[-1]]["gain"]
+        across[f"gain at {float(keys[0]):.0%} > gain at {float(keys[-1]):.0%}"] = compare(
+            {**low, "values": low["per_seed"]}, {**high, "values": high["per_seed"]})
+    return {"dense": dense, "budgets": budgets, "across_budgets": across}
+
+
+# ------------------------------------------------------------------------------------------------ memory
+
+
+def probe(args: argparse.Namespace) -> int:
+    """(internal, one fresh process) peak RSS of ``--steps`` training steps of one DSP variant: JSON on stdout."""
+    torch.set_num_threads(1)
+    bench = DATASETS[args.dataset]
+    dataset = Dataset(args.data)
+    weak = simulate_sparse_points(dataset, dataset.scene_names("train"), 0, 0.1, voxel_size_m=LABEL_VOXEL_M)
+    options = {**VARIANTS[args.variant], "chunk_rows": args.chunk_rows}
+    config = recipe(args.profile, args.steps, args.crop_points, 0, 0.01, method=options,
+                    features=list(bench.features), device="cpu")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        Trainer(config_from_dict(config), DspMethod(dataset.classes, options, weak), dataset, Path(tmp) / "run",
+                progress=False).run()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"rss_before_mib": round(before, 1), "rss_peak_mib": round(peak, 1),
+                      "s_per_step": round((time.perf_counter() - started) / args.steps, 3)}))
+    return 0
+
+
+def attach_voxels(dataset: Dataset, args: argparse.Namespace, crop_points: int, steps: int = 20) -> dict[str, Any]:
+    """N at the attach level (L-2) of the CSFR pairs of the first ``steps`` steps, and the affinity they need."""
+    from wsseg_training.engine.batches import StepBatches
+    from wsseg_training.engine.loop import preprocess_for
+    from wsseg_training.methods.dsp.method import PAIRS
+
+    bench = DATASETS[args.dataset_name]
+    config = config_from_dict(recipe(args.profile, steps, crop_points, 0, 0.01, features=list(bench.features)))
+    method = DspMethod(dataset.classes, {}, simulate_sparse_points(dataset, dataset.scene_names("train"), 0, 0.1,
+                                                                   voxel_size_m=LABEL_VOXEL_M))
+    scenes = [s for n in dataset.scene_names("train") if (s := method.make_targets(n, dataset.load(n))) is not None]
+    preprocess = preprocess_for(config)
+    level = preprocess.num_levels - 2
+    batches = StepBatches(scenes, preprocess, config.data, 0, steps, sampling=PAIRS,
+                          num_classes=dataset.classes.num_classes)
+    counts, products = [], []
+    for step in range(steps):
+        rows = np.bincount(batches[step].net_input.maps.coords[level][:, 0], minlength=2)
+        counts += rows.tolist()
+        products.append(int(rows[0]) * int(rows[1]))
+    return {"crop_points": crop_points, "level": level, "n_median": int(np.median(counts)), "n_max": int(max(counts)),
+            "affinity_mib_max": round(max(products) * 4 / 2**20, 2)}
+
+
+def memory(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {"datasets": {}, "probes": []}
+    for name in args.memory_datasets:
+        bench = DATASETS[name]
+        if bench.missing():
+            out["datasets"][name] = {"skipped": bench.missing()}
+            continue
+        dataset = bench.make(work / name / "data", args.scenes, 0)
+        args.dataset_name = name
+        out["datasets"][name] = {"crops": [attach_voxels(dataset, args, c) for c in (args.crop_points, 50_000)]}
+        print(f"  memory {name}: {out['datasets'][name]}", flush=True)
+    data = work / args.memory_probe_dataset / "data"
+    for variant, crop, chunk in [("baseline", args.crop_points, 0), ("csfr", args.crop_points, 0),
+                                 ("isfr", args.crop_points, 0), ("joint", args.crop_points, 0),
+                                 ("baseline", 50_000, 0), ("joint", 50_000, 0), ("joint", 50_000, 512)]:
+        command = [sys.executable, __file__, "--probe", "--dataset", args.memory_probe_dataset, "--data", str(data),
+                   "--variant", variant, "--crop-points", str(crop), "--chunk-rows", str(chunk), "--steps", "3",
+                   "--profile", args.profile]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        record = {"variant": variant, "crop_points": crop, "chunk_rows": chunk,
+                  **json.loads(done.stdout.strip().splitlines()[-1])}
+        out["probes"].append(record)
+        print(f"  probe {record}", flush=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def yes_no(value: bool | None) -> str:
+    return "n/a (1 seed)" if value is None else "yes" if value else "no"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    pct = lambda s: f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"  # noqa: E731
+    lines = ["# DSP ablation (Tab. 1-3) and memory", "", result["note"], ""]
+    analysis = result.get("analysis")
+    if analysis:
+        budgets = sorted(analysis["budgets"], key=float)
+        head = " | ".join(f"{float(b):.0%} labels" for b in budgets)
+        paper = " | ".join(f"paper {float(b):.0%}" for b in budgets)
+        lines += ["## Variants (val mIoU %, mean ± std over seeds)", "", f"| variant | {head} | {paper} |",
+                  "|---|" + "---:|" * (2 * len(budgets))]
+        column = {0.1: 0, 0.01: 1}
+        for variant in [*VARIANTS, "full", "dsp_full"]:
+            cells = []
+            for b in budgets:
+                s = analysis["budgets"][b]["table"].get(variant) or analysis["dense"].get(variant)
+                cells.append(pct(s) if s else "–")
+            refs = [f"{PAPER[variant][column.get(float(b), 0)]:.1f}" for b in budgets]
+            lines.append(f"| {LABELS[variant]} | {' | '.join(cells)} | {' | '.join(refs)} |")
+        shares = "; ".join(f"{float(b):.0%}: {np.mean(analysis['budgets'][b]['labelled_pct']):.3g} % of the raw train "
+                           "points" for b in budgets if analysis["budgets"][b]["labelled_pct"])
+        lines += ["", f"Labelled: {shares} (the budget is of the {LABEL_VOXEL_M:g} m voxel-subsampled points; full and "
+                  "fully supervised DSP use every label, shown in both columns).", "",
+                  "## Branches of the two-stage runs (Tab. 3; val mIoU %)", "",
+                  "| run | labels | basic | intra | cross | paper (10 %) |", "|---|---|---:|---:|---:|---|"]
+        for b in budgets:
+            for variant, branches in analysis["budgets"][b]["branches"].items():
+                ref = " / ".join(f"{v:.1f}" for v in PAPER_BRANCHES[variant])
+                lines.append(f"| {LABELS[variant]} | {float(b):.0%} | {pct(branches['basic'])} | "
+                             f"{pct(branches['intra'])} | {pct(branches['cross'])} | {ref} |")
+        lines += ["", "## Orderings (on the means; 'beyond spread' = the gap exceeds the larger seed std)", "",
+                  "| ordering | labels | holds | gap (mIoU points) | beyond spread |", "|---|---|---|---:|---|"]
+        for b in budgets:
+            for name, check in analysis["budgets"][b]["orderings"].items():
+                lines.append(f"| {name} | {float(b):.0%} | {'yes' if check['holds'] else 'no'} | "
+                             f"{100 * check['gap']:+.1f} | {yes_no(check['beyond_spread'])} |")
+        for name, check in analysis["across_budgets"].items():
+            lines.append(f"| {name} | both | {'yes' if check['holds'] else 'no'} | {100 * check['gap']:+.1f} | "
+                         f"{yes_no(check['beyond_spread'])} |")
+        lines += ["", "## Goal", ""]
+        for b in budgets:
+            entry = analysis["budgets"][b]
+            if "goal" in entry:
+                g, gain = entry["goal"], entry["gain"]
+                lines.append(f"- {float(b):.0%}: DSP / full = {g['ratio_to_full']:.3f} (goal >= 0.97 at 1 %: "
+                             f"{'met' if g['at_least_97pct'] else 'not met'}); DSP - baseline = "
+                             f"{100 * gain['mean']:+.1f} ± {100 * gain['std']:.1f} points (per seed "
+                             f"{', '.join(f'{100 * v:+.1f}' for v in gain['per_seed'])}); above the baseline beyond "
+                             f"its std: {yes_no(g['above_baseline_beyond_std'])}")
+        lines.append("")
+    mem = result.get("memory")
+    if mem:
+        lines += ["## Memory", "", "| dataset | crop points | attach level | N median | N max | affinity of the "
+                  "largest pair (MiB, one direction) |", "|---|---:|---:|---:|---:|---:|"]
+        for name, entry in mem["datasets"].items():
+            for c in entry.get("crops", []):
+                lines.append(f"| {name} | {c['crop_points']:,} | {c['level']} | {c['n_median']:,} | {c['n_max']:,} | "
+                             f"{c['affinity_mib_max']} |")
+        lines += ["", "| variant | crop points | chunk rows | peak RSS MiB | RSS before training MiB | s/step |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for p in mem["probes"]:
+            lines.append(f"| {p['variant']} | {p['crop_points']:,} | {p['chunk_rows'] or 'none'} | {p['rss_peak_mib']} "
+                         f"| {p['rss_before_mib']} | {p['s_per_step']} |")
+        lines.append("")
+    if result.get("notes"):
+        lines += ["## Notes", "", result["notes"].strip(), ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="indoor", choices=list(DATASETS))
+    parser.add_argument("--scenes", type=int, default=15, help="synthetic scenes (12 train / 3 val)")
+    parser.add_argument("--steps", type=int, default=1200, help="optimiser steps of every run")
+    parser.add_argument("--crop-points", type=int, default=10_000)
+    parser.add_argument("--profile", default="tiny")
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--budgets", default="0.01,0.1", help="labelled shares of the voxel-subsampled points")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated of {PARTS}")
+    parser.add_argument("--memory-datasets", default=",".join(DATASETS))
+    parser.add_argument("--memory-probe-dataset", default="semantickitti",
+                        help="dataset of the peak-RSS probes (the largest attach-level counts)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--work", type=Path, default=None, help="data, runs and the result cache")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--notes", type=Path, default=None, help="text appended to the results as '## Notes'")
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--variant", default="dsp", help=argparse.SUPPRESS)
+    parser.add_argument("--chunk-rows", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.probe:
+        return probe(args)
+    torch.set_num_threads(args.threads)
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.budgets = [float(b) for b in args.budgets.split(",")]
+    args.variants = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(args.variants) - set(VARIANTS))
+    if unknown:
+        raise SystemExit(f"bench/dsp.py: unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+    args.memory_datasets = [d for d in args.memory_datasets.split(",") if d]
+    parts = [p for p in args.parts.split(",") if p]
+    work = args.work or Path(tempfile.mkdtemp(prefix="wsseg_dsp_"))
+    started, load_start = time.perf_counter(), os.getloadavg()
+    result: dict[str, Any] = {"parts": parts, "schedule": {
+        "dataset": args.dataset, "scenes": args.scenes, "steps": args.steps, "crop_points": args.crop_points,
+        "profile": args.profile, "lr": args.lr, "batch_scenes": 2, "seeds": args.seeds, "budgets": args.budgets,
+        "label_voxel_m": LABEL_VOXEL_M}}
+    if "ablation" in parts:
+        bench = DATASETS[args.dataset]
+        dataset = bench.make(work / args.dataset / "data", args.scenes, 0)
+        result["raw"] = ablation(dataset, bench, work / args.dataset, args)
+        result["analysis"] = analyse(result["raw"])
+    if "memory" in parts:
+        result["memory"] = memory(work, args)
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    result["machine"] = m = machine(load_start)
+    result["note"] = (
+        f"`{args.profile}` profile, {args.dataset} ({args.scenes} scenes), crops of {args.crop_points:,} points, "
+        f"batches of 2 (one CSFR pair), {args.steps} steps per run (two-stage variants {args.steps // 2} + "
+        f"{args.steps - args.steps // 2}), AdamW lr {args.lr} cosine, seeds {args.seeds}.  Machine: {m['device']}, "
+        f"{m['cores']} cores shared with other jobs (load average {' / '.join(map(str, m['loadavg_1_5_15_start']))} "
+        f"at the start, {' / '.join(map(str, m['loadavg_1_5_15_end']))} at the end: times are upper bounds), torch "
+        f"{m['torch']} with {m['torch_threads']} thread(s); wall {result['wall_s'] / 60:.1f} min.  Command: "
+        f"`bench/methods.py ablation dsp {' '.join(argv if argv is not None else sys.argv[1:])}`.")
+    result["notes"] = args.notes.read_text() if args.notes else ""
+    table = markdown(result)
+    print(table)
+    if not args.no_write:
+        write_results(args.results, "dsp", result, table)
+    summary = {"wall_s": result["wall_s"]}
+    if "analysis" in result:
+        summary["goal"] = {b: e.get("goal") for b, e in result["analysis"]["budgets"].items()}
+        summary["means"] = {b: {v: s["mean"] for v, s in e["table"].items()}
+                            for b, e in result["analysis"]["budgets"].items()}
+    print("RESULT " + json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
