@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -117,8 +118,12 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run_dataset(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """Rows (ratios x {ws3d, sup_only}, full, full_offsets) and, on the ablation dataset, the Tab. 5 cases."""
+def run_dataset(name: str, args: argparse.Namespace, work: Path,
+                progress: Any = None) -> dict[str, Any]:
+    """Rows (ratios x {ws3d, sup_only}, full, full_offsets) and, on the ablation dataset, the Tab. 5 cases.
+
+    progress: called with the dataset's record so far after every run (the caller writes partial results).
+    """
     bench = DATASETS[name]
     dataset = bench.make(work / name / "data", args.scenes, args.seeds[0])
     supervoxels = add_supervoxels(dataset)
@@ -126,6 +131,11 @@ def run_dataset(name: str, args: argparse.Namespace, work: Path) -> dict[str, An
           f"({bench.describe}); super-voxels {supervoxels}", flush=True)
     cases = args.cases if name == args.ablation_dataset else []
     runs: dict[str, list[dict[str, Any]]] = {}
+
+    def record_so_far() -> dict[str, Any]:
+        good = {k: [r for r in v if "error" not in r] for k, v in runs.items()}
+        return {"describe": bench.describe, "supervoxels": supervoxels, "runs": runs,
+                "summary": {k: summarise(v) for k, v in good.items() if v}, "cases": cases}
 
     def record(key: str, seed: int, make: Any, *make_args: Any) -> None:
         try:
@@ -138,6 +148,8 @@ def run_dataset(name: str, args: argparse.Namespace, work: Path) -> dict[str, An
                                         (f", AP@50 {100 * result['ap50']:.1f}" if result.get("ap50") is not None
                                          else ""))
         print(f"  {name} {key} seed {seed}: {shown} ({result.get('train_s', 0):.0f} s)", flush=True)
+        if progress is not None:
+            progress(record_so_far())
 
     for seed in args.seeds:
         folder = work / name / args.name / f"seed{seed}"  # data shared by every results name, runs not
@@ -146,18 +158,21 @@ def run_dataset(name: str, args: argparse.Namespace, work: Path) -> dict[str, An
         if args.full_offsets:
             record("full_offsets", seed, run_ws3d, dataset, bench.features, folder / "full_offsets", 1.0, seed, args,
                    {"unsupervised": False})
+        # the label-efficiency rows first (WS3D and Sup-only at every ratio, in --ratios order), then the other
+        # Tab. 5 cases in --cases order and the variants: an interrupted run keeps the rows that matter most
         for ratio in args.ratios:
-            wanted = {1, 9} | (set(cases) if ratio == args.ablation_ratio else set())
-            for case in sorted(wanted):
+            for case in (1, 9):
                 record(f"{ratio:g}/{case}", seed, run_ws3d, dataset, bench.features, folder / f"r{ratio:g}_c{case}",
                        ratio, seed, args, CASES[case][1])
-            if ratio == args.ablation_ratio and name == args.ablation_dataset:
-                for label, options in args.variants.items():  # other option sets tried beside Tab. 5
-                    record(f"{ratio:g}/{label}", seed, run_ws3d, dataset, bench.features,
-                           folder / f"r{ratio:g}_{label}", ratio, seed, args, options)
-    good = {k: [r for r in v if "error" not in r] for k, v in runs.items()}
-    return {"describe": bench.describe, "supervoxels": supervoxels, "runs": runs,
-            "summary": {k: summarise(v) for k, v in good.items() if v}, "cases": cases}
+        if args.ablation_ratio in args.ratios:
+            ratio = args.ablation_ratio
+            for case in (c for c in cases if c not in (1, 9)):
+                record(f"{ratio:g}/{case}", seed, run_ws3d, dataset, bench.features, folder / f"r{ratio:g}_c{case}",
+                       ratio, seed, args, CASES[case][1])
+            for label, options in args.variants.items() if name == args.ablation_dataset else ():
+                record(f"{ratio:g}/{label}", seed, run_ws3d, dataset, bench.features,
+                       folder / f"r{ratio:g}_{label}", ratio, seed, args, options)
+    return record_so_far()
 
 
 def checks(result: dict[str, Any], args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -234,7 +249,7 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
               "| H share start -> end |", "|---|---|---:|---:|---|---|---|"]
     data = result["datasets"].get(args.ablation_dataset)
     if data:
-        for case in data["cases"]:
+        for case in sorted(data["cases"]):
             key = f"{args.ablation_ratio:g}/{case}"
             row = data["summary"].get(key)
             if row is None:
@@ -270,6 +285,35 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def finish(result: dict[str, Any], args: argparse.Namespace, started: float, load_start: tuple[float, ...],
+           partial: bool) -> str:
+    """Checks, machine, schedule and note into ``result``; writes the json + md (``partial``: runs still to come,
+    said in the note, so an interrupted benchmark keeps what it measured); returns the markdown."""
+    result["checks"] = checks(result, args)
+    result["partial"] = partial
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    result["machine"] = m = machine(load_start)  # type: ignore[arg-type]
+    result["command"] = "bench/ws3d.py " + " ".join(args.argv)
+    result["schedule"] = {"profile": args.profile, "steps": args.steps,
+                          "boundary_steps": args.boundary_steps or max(1, args.steps // 4),
+                          "crop_points": args.crop_points, "lr": args.lr, "scenes": args.scenes, "seeds": args.seeds,
+                          "batch_scenes": 2, "labelled_samples": 2}
+    result["note"] = (
+        ("**PARTIAL: written after each run; the benchmark is still running or was interrupted.**  "
+         if partial else "") +
+        f"`{args.profile}` profile, crops of {args.crop_points:,} points, {args.steps} main steps (WS3D: plus "
+        f"{result['schedule']['boundary_steps']} boundary-network steps; each main step = 2 labelled crops + one "
+        f"group of 2 views), lr {args.lr}, {args.scenes} synthetic scenes per set, seeds {args.seeds}.  Machine: "
+        f"{m['device']}, {m['cores']} cores shared with other jobs (load average "
+        f"{' / '.join(map(str, m['loadavg_1_5_15_start']))} at the start, "
+        f"{' / '.join(map(str, m['loadavg_1_5_15_end']))} at the end: times are upper bounds), torch {m['torch']} "
+        f"with {m['torch_threads']} thread(s); wall {result['wall_s'] / 60:.1f} min.  Command: "
+        f"`{result['command']}`.")
+    table = markdown(result, args)
+    write_results(args.results, args.name, result, table)
+    return table
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="indoor,outdoor")
@@ -294,6 +338,7 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--name", default="ws3d", help="results file name (default %(default)s)")
     args = parser.parse_args()
+    args.argv = sys.argv[1:]
     if args.quick:
         args.scenes, args.steps, args.seeds, args.datasets = 8, 40, "0", "indoor"
     torch.set_num_threads(args.threads)
@@ -313,25 +358,13 @@ def main() -> int:
         if reason:
             result["skipped"][name] = reason
             continue
-        result["datasets"][name] = run_dataset(name, args, work)
-    result["checks"] = checks(result, args)
-    result["wall_s"] = round(time.perf_counter() - started, 1)
-    result["machine"] = m = machine(load_start)
-    result["schedule"] = {"profile": args.profile, "steps": args.steps,
-                          "boundary_steps": args.boundary_steps or max(1, args.steps // 4),
-                          "crop_points": args.crop_points, "lr": args.lr, "scenes": args.scenes, "seeds": args.seeds,
-                          "batch_scenes": 2, "labelled_samples": 2}
-    result["note"] = (
-        f"`{args.profile}` profile, crops of {args.crop_points:,} points, {args.steps} main steps (WS3D: plus "
-        f"{result['schedule']['boundary_steps']} boundary-network steps; each main step = 2 labelled crops + one "
-        f"group of 2 views), lr {args.lr}, {args.scenes} synthetic scenes per set, seeds {args.seeds}.  Machine: "
-        f"{m['device']}, {m['cores']} cores shared with other jobs (load average "
-        f"{' / '.join(map(str, m['loadavg_1_5_15_start']))} at the start, "
-        f"{' / '.join(map(str, m['loadavg_1_5_15_end']))} at the end: times are upper bounds), torch {m['torch']} "
-        f"with {m['torch_threads']} thread(s); wall {result['wall_s'] / 60:.1f} min.")
-    table = markdown(result, args)
+
+        def progress(record: dict[str, Any], name: str = name) -> None:  # partial results after every run
+            result["datasets"][name] = record
+            finish(result, args, started, load_start, partial=True)
+        result["datasets"][name] = run_dataset(name, args, work, progress)
+    table = finish(result, args, started, load_start, partial=False)
     print(table)
-    write_results(args.results, args.name, result, table)
     summary = {n: d["summary"] for n, d in result["datasets"].items()}
     print("RESULT " + json.dumps({"summary": summary, "checks": result["checks"], "wall_s": result["wall_s"]}),
           flush=True)

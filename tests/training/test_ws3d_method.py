@@ -13,14 +13,18 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import torch
+import yaml
 from wsseg_training.checkpoint import load_checkpoint
 from wsseg_training.data.dataset import Dataset, DatasetWriter
 from wsseg_training.engine.config import ConfigError, config_from_dict
 from wsseg_training.engine.loop import Trainer
 from wsseg_training.labels import simulate_labelled_scenes
+from wsseg_training.labels.schema import save_weak_labels
 from wsseg_training.methods import Ws3dMethod, get_method
 from wsseg_training.methods.base import StepContext
 
+from tests.conftest import REPO_ROOT
+from wsseg.cli import main as wsseg_main
 from wsseg.core.classes import IGNORE_INDEX, ClassTable
 from wsseg.core.scene import Scene
 
@@ -158,3 +162,23 @@ def test_ws3d_refuses_bad_options_and_labels(dataset: Dataset) -> None:
             simulate_labelled_scenes(dataset, dataset.scene_names("train"), seed=1, fraction=0.3))
     with pytest.raises(ValueError, match="labelled_scenes"):
         cls(dataset.classes, {})
+
+
+def test_cli_trains_with_the_shipped_config(dataset: Dataset, tmp_path: Path) -> None:
+    """``wsseg train --method ws3d`` with configs/ws3d_cpu.yaml (cut to a few steps of the tiny profile): both
+    stages run, the analysis truth is attached (boundary precision / recall on unlabelled scenes) and the
+    checkpoint holds the offset head."""
+    split = simulate_labelled_scenes(dataset, dataset.scene_names("train"), seed=1, fraction=0.3)
+    labels = save_weak_labels(split, tmp_path / "labelled.json")
+    shipped = yaml.safe_load((REPO_ROOT / "configs" / "ws3d_cpu.yaml").read_text())
+    shipped["data"]["crop_max_points"] = 0
+    shipped["method"].update(boundary_steps=2, instance_classes=["box"], instance_min_points=5)
+    (tmp_path / "ws3d.yaml").write_text(yaml.safe_dump(shipped))
+    code = wsseg_main(["train", "--method", "ws3d", "--data", str(dataset.root), "--labels", str(labels), "--config",
+                       str(tmp_path / "ws3d.yaml"), "--out", str(tmp_path / "run"), "--profile", "tiny", "--steps",
+                       "3", "--device", "cpu", "--no-progress", "--threads", "1"])
+    assert code == 0
+    assert list(load_checkpoint(tmp_path / "run" / "model.pt")["heads"]) == ["instance_offsets"]
+    analysis = json.loads((tmp_path / "run" / "ws3d.json").read_text())
+    assert analysis["boundary_unlabelled"]["scenes"] >= 1  # wsseg train attached the analysis truth
+    assert len(analysis["confident_pair_share"]["share"]) == 3
