@@ -133,7 +133,7 @@ def run_one(dataset: Dataset, bench: Any, weak: SparsePoints | None, run: Path, 
 
 def ablation(dataset: Dataset, bench: Any, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """{"runs": {budget: {variant: [per seed]}}, "dense": {variant: [per seed]}, "labelled_pct": {budget: [...]}}."""
-    out: dict[str, Any] = {"runs": {}, "dense": {"full": [], "dsp_full": []}, "labelled_pct": {}}
+    out: dict[str, Any] = {"runs": {}, "dense": {v: [] for v in args.dense}, "labelled_pct": {}}
     for seed in args.seeds:
         for fraction in args.budgets:
             weak = weak_labels(dataset, work, fraction, seed)
@@ -144,7 +144,7 @@ def ablation(dataset: Dataset, bench: Any, work: Path, args: argparse.Namespace)
                 result = run_one(dataset, bench, weak, work / f"seed{seed}" / f"{fraction:g}" / variant, variant,
                                  seed, args)
                 per.setdefault(variant, []).append({"seed": seed, **result})
-        for variant in ("full", "dsp_full"):
+        for variant in args.dense:
             result = run_one(dataset, bench, None, work / f"seed{seed}" / "dense" / variant, variant, seed, args)
             out["dense"][variant].append({"seed": seed, **result})
     return out
@@ -211,6 +211,27 @@ def analyse(raw: dict[str, Any]) -> dict[str, Any]:
         across[f"gain at {float(keys[0]):.0%} > gain at {float(keys[-1]):.0%}"] = compare(
             {**low, "values": low["per_seed"]}, {**high, "values": high["per_seed"]})
     return {"dense": dense, "budgets": budgets, "across_budgets": across}
+
+
+def method_rows(raw: dict[str, Any], name: str, dataset: Dataset) -> list[dict[str, Any]]:
+    """The DSP rows of ``bench/methods.py``'s label-efficiency table (its ``aggregate``, its entries ``dsp-1%`` /
+    ``dsp-10%`` and ``full``) from this ablation's ``dsp`` and ``full`` runs: the same recipe, labels, dataset and
+    seeds as ``bench/methods.py --methods dsp --datasets NAME --steps STEPS --scenes SCENES`` would train."""
+    from method_entries import FULL, entries
+    from methods import aggregate, dense_fraction
+
+    dense = dense_fraction(dataset)
+    full = [{**r, "backbone_miou": r["miou"], "labelled_points_fraction": dense} for r in raw["dense"].get("full", [])]
+    rows = [aggregate(FULL, name, full, full)] if full else []
+    for entry in entries("dsp"):
+        fraction = next((f for f in raw["runs"] if f"{float(f):.0%}" == entry.labels.budget), None)
+        runs = raw["runs"].get(fraction, {}).get("dsp", []) if fraction is not None else []
+        if not runs:
+            continue
+        shares = raw["labelled_pct"][fraction]
+        rows.append(aggregate(entry, name, [{**r, "backbone_miou": r["miou"], "labelled_points_fraction":
+                                                shares[i] / 100.0} for i, r in enumerate(runs)], full))
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------ memory
@@ -342,6 +363,17 @@ def markdown(result: dict[str, Any]) -> str:
                              f"{', '.join(f'{100 * v:+.1f}' for v in gain['per_seed'])}); above the baseline beyond "
                              f"its std: {yes_no(g['above_baseline_beyond_std'])}")
         lines.append("")
+    if result.get("methods_rows"):
+        lines += ["## The DSP rows of the cross-method table (`bench/methods.py` format)", "",
+                  "The ablation's `dsp` and `full` runs are the runs `bench/methods.py --methods dsp` trains on this "
+                  "schedule (same recipe, labels, dataset, seeds); rows built by its `aggregate`.", "",
+                  "| method | labels | labelled points % | mIoU % | full % | ratio | paper ratio | seeds |",
+                  "|---|---|---:|---:|---:|---:|---:|---|"]
+        for r in result["methods_rows"]:
+            lines.append(f"| {r['method']} | `{r['labels']}` | {r['labelled_points_pct']:.4g} | "
+                         f"{100 * r['miou']:.1f} ± {100 * r['miou_std']:.1f} | {100 * r['full_miou']:.1f} | "
+                         f"{r['ratio']:.3f} | {r['paper_ratio']:.3f} | {','.join(map(str, r['seeds']))} |")
+        lines.append("")
     mem = result.get("memory")
     if mem:
         lines += ["## Memory", "", "| dataset | crop points | attach level | N median | N max | affinity of the "
@@ -372,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--budgets", default="0.01,0.1", help="labelled shares of the voxel-subsampled points")
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--dense", default="full,dsp_full",
+                        help="dense-label runs per seed: full (the reference) and/or dsp_full (fully supervised DSP)")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated of {PARTS}")
     parser.add_argument("--memory-datasets", default=",".join(DATASETS))
     parser.add_argument("--memory-probe-dataset", default="semantickitti",
@@ -396,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.variants) - set(VARIANTS))
     if unknown:
         raise SystemExit(f"bench/dsp.py: unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+    args.dense = [d for d in args.dense.split(",") if d]
+    if set(args.dense) - {"full", "dsp_full"}:
+        raise SystemExit(f"bench/dsp.py: --dense takes full and/or dsp_full, got {args.dense}")
     args.memory_datasets = [d for d in args.memory_datasets.split(",") if d]
     parts = [p for p in args.parts.split(",") if p]
     work = args.work or Path(tempfile.mkdtemp(prefix="wsseg_dsp_"))
@@ -409,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset = bench.make(work / args.dataset / "data", args.scenes, 0)
         result["raw"] = ablation(dataset, bench, work / args.dataset, args)
         result["analysis"] = analyse(result["raw"])
+        result["methods_rows"] = method_rows(result["raw"], args.dataset, dataset)
     if "memory" in parts:
         result["memory"] = memory(work, args)
     result["wall_s"] = round(time.perf_counter() - started, 1)
