@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 from harness import add_supervoxels, machine, miou_of, recipe, run_full, synthetic_dataset, write_results
-from wsseg_training.data.dataset import Dataset
+from wsseg_training.data.dataset import Dataset, DatasetWriter
 from wsseg_training.engine.config import config_from_dict
 from wsseg_training.engine.loop import Trainer
 from wsseg_training.evaluation.evaluate import TorchPredictor
@@ -72,12 +72,40 @@ def thinned(dataset: Dataset, out: Path, keep_every: int) -> Dataset:
     return Dataset(out)
 
 
+def subscene_dataset(dataset: Dataset, out: Path, grid: tuple[int, int, int], min_points: int = 200) -> Dataset:
+    """The "diverse tags" protocol: every training room cut into a ``grid`` (nx, ny, nz) of equal cells of its
+    bounding box, each cell with at least ``min_points`` points a training scene of its own (``ROOM_cIJK``; all
+    fields, super-voxels included, cut with it); the val rooms unchanged.  Scene tags simulated on these scenes
+    vary as an RGB-D frame's or a ScanNet room's do (ceiling and floor no longer in every scene)."""
+    if (out / "dataset.yaml").is_file():
+        return Dataset(out)
+    cells = np.asarray(grid, dtype=np.int64)
+    with DatasetWriter(out, f"{dataset.info.name}-subscenes", dataset.classes, sensor=dataset.info.sensor) as writer:
+        for name in dataset.scene_names():
+            scene = dataset.load(name)
+            if name not in dataset.scene_names("train"):
+                writer.add(name, scene, split="val")
+                continue
+            low, high = scene.xyz.min(axis=0), scene.xyz.max(axis=0)
+            cell = np.floor((scene.xyz - low) / np.maximum(high - low, 1e-6) * cells).astype(np.int64)
+            cell = np.clip(cell, 0, cells - 1)
+            fields = {f.name: getattr(scene, f.name) for f in dataclasses.fields(scene)}
+            for i, j, k in np.ndindex(*grid):
+                mask = (cell == (i, j, k)).all(axis=1)
+                if int(mask.sum()) < min_points:
+                    continue
+                writer.add(f"{name}_c{i}{j}{k}", Scene(**{key: None if v is None else v[mask]
+                                                          for key, v in fields.items()}), split="train")
+    return Dataset(out)
+
+
 def train_densify(dataset: Dataset, tags: SceneTags, run: Path, args: argparse.Namespace,
                   options: dict[str, Any]) -> dict[str, Any]:
     """One Densify run and its val mIoU under every inference mode it has."""
     steps = (args.epochs + int(options.get("bootstrap_epochs", 0))) * args.steps_per_epoch  # bootstrapping after
     config = recipe(args.profile, steps, 10_000, args.seed, args.lr, method={
-        "kmeans_every_epochs": args.kmeans_every, **options}, features=["offset", "rgb"])
+        "kmeans_every_epochs": args.kmeans_every, **options}, features=args.features)
+    config["data"]["batch_scenes"] = args.batch_scenes
     started = time.perf_counter()
     Trainer(config_from_dict(config), DensifyMethod(dataset.classes, config["method"], tags), dataset, run,
             progress=False, provenance={"labels": "scene_tags"}).run()
@@ -91,9 +119,11 @@ def train_densify(dataset: Dataset, tags: SceneTags, run: Path, args: argparse.N
     return out
 
 
-def main_rows(dataset: Dataset, tags: SceneTags, work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    steps = args.epochs * args.steps_per_epoch
-    full = run_full(dataset, work, recipe(args.profile, steps, 10_000, args.seed, args.lr))
+def main_rows(dataset: Dataset, rooms: Dataset, tags: SceneTags, work: Path,
+              args: argparse.Namespace) -> dict[str, Any]:
+    """``full`` on the rooms (``args.epochs`` epochs of 2 rooms per step) and Densify on ``dataset``."""
+    steps = args.epochs * args.room_steps_per_epoch
+    full = run_full(rooms, work, recipe(args.profile, steps, 10_000, args.seed, args.lr, features=args.features))
     print(f"  full: {full}", flush=True)
     ours = train_densify(dataset, tags, work / "densify", args, {"bootstrap_epochs": args.bootstrap_epochs})
     return {"full": full, "densify": ours}
@@ -184,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-every", type=int, default=1,
                         help="train and score on every N-th point of each room (CPU budget; 1 = all)")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated of {PARTS}")
+    parser.add_argument("--features", default="offset,rgb", help="network inputs of every run (e.g. offset,rgb,height)")
+    parser.add_argument("--subscenes", default="", help="NX,NY,NZ: train on sub-scenes of the rooms "
+                                                        "(subscene_dataset; '' = whole rooms)")
+    parser.add_argument("--batch-scenes", type=int, default=2, help="Densify scenes per step")
+    parser.add_argument("--name", default="densify", help="results file name (bench/results/NAME.{json,md})")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -194,21 +229,26 @@ def main(argv: list[str] | None = None) -> int:
     started, load_start = time.perf_counter(), os.getloadavg()
     dataset = synthetic_dataset(work / "data", "indoor", args.scenes, args.seed, args.data)
     supervoxels = add_supervoxels(dataset)
-    dataset = thinned(dataset, work / f"data_every{args.keep_every}", args.keep_every)
+    rooms = dataset = thinned(dataset, work / f"data_every{args.keep_every}", args.keep_every)
+    args.features = [f for f in args.features.split(",") if f]
+    args.room_steps_per_epoch = -(-len(rooms.scene_names("train")) // 2)
+    if args.subscenes:
+        grid = tuple(int(v) for v in args.subscenes.split(","))
+        dataset = subscene_dataset(rooms, work / f"data_every{args.keep_every}_sub{''.join(map(str, grid))}", grid)
     train = dataset.scene_names("train")
-    args.steps_per_epoch = -(-len(train) // 2)
+    args.steps_per_epoch = -(-len(train) // args.batch_scenes)
     tags = simulate_scene_tags(dataset, train, args.seed)
     total_sv = sum(int(np.unique(s[s >= 0]).size) for s in (dataset.load(n).supervoxel for n in train))
     k_auto = auto_primitive_count(total_sv, dataset.classes.num_classes)
     result: dict[str, Any] = {"k_auto": k_auto, "train_supervoxels": total_sv, "supervoxels": supervoxels,
                               "parts": parts}
-    print(f"{len(train)} train rooms, {total_sv} super-voxels, K = {k_auto}", flush=True)
+    print(f"{len(train)} train scenes, {total_sv} super-voxels, K = {k_auto}", flush=True)
     def checkpoint_results() -> None:
         """Write what has been measured so far (a long run that is stopped keeps its finished parts)."""
         finish(result, args, argv, dataset, train, supervoxels, k_auto, started, load_start)
 
     if "main" in parts:
-        result["main"] = main_rows(dataset, tags, work, args)
+        result["main"] = main_rows(dataset, rooms, tags, work, args)
         checkpoint_results()
     if "ablation" in parts:
         result["ablation"] = {}
@@ -246,28 +286,36 @@ def main(argv: list[str] | None = None) -> int:
 def finish(result: dict[str, Any], args: argparse.Namespace, argv: list[str] | None, dataset: Dataset,
            train: list[str], supervoxels: dict[str, float], k_auto: int, started: float,
            load_start: tuple[float, float, float]) -> None:
-    """Orderings, machine record and note; writes bench/results/densify.{json,md}."""
+    """Orderings, machine record and note; writes bench/results/NAME.{json,md} (``--name``)."""
     result["orderings"] = orderings(result)
     result["wall_s"] = round(time.perf_counter() - started, 1)
     result["machine"] = machine(load_start)
     m = result["machine"]
+    if args.subscenes:
+        grid = args.subscenes.replace(",", "x")
+        protocol = (f"scene tags of {len(train)} sub-scenes (each train room cut into a {grid}"
+                    f" grid of its bounding box, `subscene_dataset`; seed {args.seed}); batches of {args.batch_scenes} "
+                    "whole sub-scenes")
+    else:
+        protocol = f"scene tags of the train rooms (seed {args.seed}); batches of {args.batch_scenes} whole rooms"
     result["note"] = (
-        f"Synthetic indoor rooms ({len(train)} train / {len(dataset.scene_names('val'))} val"
+        f"Synthetic indoor rooms ({len(dataset.scene_names('val'))} val rooms"
         f"{f', every {args.keep_every}-th point' if args.keep_every > 1 else ''}, "
-        f"~{supervoxels['mean_per_scene']:.0f} super-voxels per room, the dataset's default super-voxels), scene "
-        f"tags of the train rooms (seed {args.seed}); `{args.profile}` profile, batches of 2 whole rooms, "
+        f"~{supervoxels['mean_per_scene']:.0f} super-voxels per room, the dataset's default super-voxels), "
+        f"{protocol}; network inputs {', '.join(args.features)}; `{args.profile}` profile, "
         f"{args.epochs} epochs ({args.epochs * args.steps_per_epoch} steps; paper proportions: warm-up "
         f"{round(args.epochs * 250 / 400)}, matching from epoch "
         f"{round(args.epochs * 60 / 400)}), K-means every {args.kmeans_every} epochs, K = {k_auto} (auto), "
         f"bootstrapping {args.bootstrap_epochs} more epochs on crops of 10,000 points (\"Ours*\" trains "
-        f"{args.epochs + args.bootstrap_epochs} epochs in all); `full` the {args.epochs * args.steps_per_epoch} "
-        f"steps of Densify on crops of 10,000 points; AdamW lr {args.lr}, cosine.  Machine: {m['device']}, "
+        f"{args.epochs + args.bootstrap_epochs} epochs in all); `full` {args.epochs} epochs of the 12 rooms "
+        f"({args.epochs * args.room_steps_per_epoch} steps of 2 crops of 10,000 points, dense labels); AdamW lr "
+        f"{args.lr}, cosine.  Machine: {m['device']}, "
         f"{m['cores']} cores shared with other jobs (load {' / '.join(map(str, m['loadavg_1_5_15_start']))} at the "
         f"start, "
         f"{' / '.join(map(str, m['loadavg_1_5_15_end']))} at the end: times are upper bounds), torch "
         f"{m['torch_threads']} thread; wall {result['wall_s'] / 60:.1f} min.  Command: `bench/methods.py ablation "
         f"densify {' '.join(argv or sys.argv[1:])}`.")
-    write_results(args.results, "densify", result, markdown(result))
+    write_results(args.results, args.name, result, markdown(result))
 
 
 if __name__ == "__main__":
