@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ from wsseg_training.checkpoint import (
     model_from_checkpoint,
     preprocess_from_checkpoint,
 )
-from wsseg_training.engine.inference import infer
-from wsseg_training.methods.mprm.cams import FeatureTap, grid_passes
+from wsseg_training.engine.inference import Cloud, infer
+from wsseg_training.methods.mprm.cams import FeatureTap, Pass, grid_passes
 from wsseg_training.methods.mprm.options import MprmOptions
 from wsseg_training.methods.mprm.paths import MultiPathModule
 from wsseg_training.methods.mprm.pseudo_labels import PseudoLabeller
@@ -76,6 +77,20 @@ class MprmClassifier:
                 self._cache.popitem(last=False)
         self._cache.move_to_end(key)
         return {k: v.astype(np.int64) for k, v in self._cache[key].items()}
+
+
+    def variant_labels(self, scene: Cloud, passes: Sequence[Pass], variants: Sequence[str],
+                       crf: bool = True) -> dict[str, np.ndarray]:
+        """(N,) int64 labels of every score variant (:data:`~.cams.SCORES` the classifier has) over ``passes`` (the
+        ablation: masked passes on annotated scenes, unmasked on others); with ``crf`` also ``VARIANT+crf``."""
+        available = self.labeller.available(variants)
+        votes = self.labeller.votes(self.infer, scene, passes, available)
+        out: dict[str, np.ndarray] = {}
+        for variant in available:
+            out[variant] = self.labeller.labels(votes, variant, scene, crf=False)
+            if crf:
+                out[f"{variant}+crf"] = self.labeller.labels(votes, variant, scene, crf=True)
+        return out
 
 
 class MprmPredictor:
