@@ -9,8 +9,8 @@ every run the same length (``--steps``; MPRM: half classification, half retraini
 * MPRM with sub-cloud tags and with scene tags (all four paths trained jointly, max fusion, dense CRF, retrained);
 * the PCAM baseline trained alone (``paths: [pcam]``) with sub-cloud tags;
 
-and, from each trained classifier (``RUN/mprm.pt``), the pseudo labels of every variant -- each single path, max and
-sum of the four, each with and without the CRF -- scored (analysis only) on the train scenes (passes masked by the
+and, from each trained classifier (``RUN/mprm.pt``), the pseudo labels of every variant -- each single path, max
+and sum of the four; PCAM and max also after the CRF -- scored (analysis only) on the train scenes (passes masked by the
 run's annotations, exactly what retraining learns from), on the val scenes with val tags simulated the same way (as
 if they were annotated; MPRM Tab. 3's "validation"), and on the val scenes without tags (what ``wsseg eval``'s
 ``-pcam`` / ``-mprm`` / ``-mprm-crf`` report; MPRM Tab. 4's "no retraining").  Orderings checked (METHOD_NOTES
@@ -50,6 +50,8 @@ from wsseg_training.methods.mprm.method import CLASSIFIER_FILE, RECORD_FILE
 from wsseg_training.methods.mprm.predictor import MprmClassifier
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: the variants also scored after the dense CRF (each CRF costs about one inference pass over the scene)
+CRF_VARIANTS = ("pcam", "max")
 #: MPRM Tab. 2-4 (ScanNet; pseudo labels on train / val, segmentation on val)
 PAPER = {"train": {"scene": {"pcam": 22.1, "max": 24.4}, "subcloud": {"pcam": 43.1, "max": 46.6, "max+crf": 47.4}},
          "tab3": {"pcam": (44.3, 39.3), "sa": (44.8, 39.4), "ca": (44.3, 39.3), "psa": (44.7, 39.5),
@@ -72,16 +74,23 @@ def passes_of(weak: SceneTags | SubcloudTags | None, name: str, xyz: np.ndarray,
     return grid_passes(xyz, radius_m, None, tags)
 
 
-def score_variants(classifier: MprmClassifier, dataset: Dataset, split: str, weak: Any, radius_m: float
-                   ) -> dict[str, float]:
-    """mIoU of every pseudo-label variant (single paths, max, sum; each ± CRF) over the scenes of ``split``."""
-    matrices: dict[str, ConfusionMatrix] = {}
+def score_variants(classifier: MprmClassifier, dataset: Dataset, split: str, weak: Any, radius_m: float,
+                   untagged: bool = False) -> dict[str, dict[str, float]]:
+    """mIoU of every pseudo-label variant (single paths, max, sum; PCAM and max ± CRF) over the scenes of ``split``,
+    with the passes masked by ``weak``: {"tagged": {variant: mIoU}}; with ``untagged`` also {"untagged": ...}, the
+    same votes unmasked (the same balls: sub-clouds and the scene-tag grid share the seeding grid, so one
+    inference pass serves both)."""
+    parts = ("tagged", "untagged") if untagged else ("tagged",)
+    matrices: dict[str, dict[str, ConfusionMatrix]] = {part: {} for part in parts}
     for name in dataset.scene_names(split):
         scene = dataset.load(name)
-        labels = classifier.variant_labels(scene, passes_of(weak, name, scene.xyz, radius_m), SCORES)
-        for key, value in labels.items():
-            matrices.setdefault(key, ConfusionMatrix(dataset.classes.num_classes)).add(scene.semantic, value)
-    return {k: round(m.miou(), 4) for k, m in matrices.items()}
+        votes = classifier.variant_votes(scene, passes_of(weak, name, scene.xyz, radius_m), SCORES)
+        for part in parts:
+            if part == "untagged":
+                votes.allowed[:] = True
+            for key, value in classifier.variant_labels(scene, votes, CRF_VARIANTS).items():
+                matrices[part].setdefault(key, ConfusionMatrix(dataset.classes.num_classes)).add(scene.semantic, value)
+    return {part: {k: round(m.miou(), 4) for k, m in found.items()} for part, found in matrices.items()}
 
 
 def run_mprm(dataset: Dataset, kind: str, seed: int, work: Path, args: argparse.Namespace, options: dict[str, Any],
@@ -102,10 +111,10 @@ def run_mprm(dataset: Dataset, kind: str, seed: int, work: Path, args: argparse.
         out["subclouds_per_scene"] = round(float(np.mean([len(v) for v in weak.scenes.values()])), 2)  # type: ignore[union-attr]
     if analyse:
         classifier = MprmClassifier(run / CLASSIFIER_FILE, "cpu")
-        out["train"] = score_variants(classifier, dataset, "train", weak, radius_m)
-        val_weak = weak_labels(kind, dataset, "val", seed, radius_m)
-        out["val_tagged"] = score_variants(classifier, dataset, "val", val_weak, radius_m)
-        out["val"] = score_variants(classifier, dataset, "val", None, radius_m)
+        out["train"] = score_variants(classifier, dataset, "train", weak, radius_m)["tagged"]
+        val = score_variants(classifier, dataset, "val", weak_labels(kind, dataset, "val", seed, radius_m), radius_m,
+                             untagged=True)
+        out["val_tagged"], out["val"] = val["tagged"], val["untagged"]
     print(f"  mprm {kind} {options or ''} r={radius_m}: retrained {100 * out['retrained']:.1f}"
           + (f", train max+crf {100 * out['train']['max+crf']:.1f}, val max+crf {100 * out['val']['max+crf']:.1f}"
              if analyse else "") + f" ({out['train_s']:.0f} s)", flush=True)
@@ -192,7 +201,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = ["# MPRM (multi-path region mining) ablation", "", result["note"], ""]
     for name, data in result["datasets"].items():
         s = data["summary"]
-        lines += [f"## {name}: {data['describe']}", ""]
+        lines += [f"## {name}: {data['describe']}", "", data["note"], ""]
         if data.get("caveat"):
             lines += [data["caveat"], ""]
         lines += ["### Segmentation on val (MPRM Tab. 4)", "",
@@ -211,8 +220,8 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["", f"Paper (ScanNet val, sub-cloud tags): PCAM {PAPER['val']['pcam']}, MPRM {PAPER['val']['max']}, "
                   f"MPRM+CRF {PAPER['val']['max+crf']}, retrained {PAPER['val']['retrained']} vs ≈ 72 fully supervised "
                   "(0.60).", "", "### Pseudo labels by path and fusion (MPRM Tab. 2-3; analysis only)", "",
-                  "| labels | part | " + " | ".join(SCORES) + " | " + " | ".join(f"{v}+crf" for v in SCORES) + " |",
-                  "|---|---|" + "---:|" * (2 * len(SCORES))]
+                  "| labels | part | " + " | ".join((*SCORES, *(f"{v}+crf" for v in CRF_VARIANTS))) + " |",
+                  "|---|---|" + "---:|" * (len(SCORES) + len(CRF_VARIANTS))]
         for kind in ("subcloud", "scene", "pcam_alone", "subcloud_small"):
             e = s.get(kind)
             if e is None:
@@ -220,7 +229,7 @@ def markdown(result: dict[str, Any]) -> str:
             for part, label in (("train", "train (masked)"), ("val_tagged", "val (val tags simulated)"),
                                 ("val", "val (no tags)")):
                 cells = [pm(e[part].get(v), e[f"{part}_std"].get(v)) if v in e[part] else "–"
-                         for v in (*SCORES, *(f"{v}+crf" for v in SCORES))]
+                         for v in (*SCORES, *(f"{v}+crf" for v in CRF_VARIANTS))]
                 lines.append(f"| {data['labels'][kind]} | {label} | " + " | ".join(cells) + " |")
         lines += ["", "Paper (ScanNet, train / val pseudo labels): "
                   + ", ".join(f"{k} {a} / {b}" for k, (a, b) in PAPER["tab3"].items())
@@ -254,6 +263,22 @@ def dataset_part(name: str, dataset: Dataset, args: argparse.Namespace, work: Pa
     return part
 
 
+NOTE = ("Each section states its schedule, machine, load, wall time and command.  mIoU in %, mean ± std over seeds; "
+        "pseudo-label mIoU is analysis only (scored against ground truth training never sees).")
+
+
+def part_note(args: argparse.Namespace, part: dict[str, Any]) -> str:
+    """The schedule / machine / load / wall / command line of one dataset's section."""
+    m = part["machine"]
+    return (f"`{args.profile}` profile, {args.steps} steps per run (MPRM: {args.steps // 2} classification on whole "
+            f"2 m balls + {args.steps - args.steps // 2} retraining on crops of 10,000 points), batches of 2, lr "
+            f"{args.lr}, seeds {args.seeds}.  Machine: {m['device']}, {m['cores']} cores shared with other jobs (load "
+            f"average {' / '.join(map(str, m['loadavg_1_5_15_start']))} at the start, "
+            f"{' / '.join(map(str, m['loadavg_1_5_15_end']))} at the end: times are upper bounds), torch "
+            f"{m['torch']}, {m['torch_threads']} thread(s); wall {part['wall_s'] / 60:.1f} min.  Command: "
+            f"`bench/methods.py ablation mprm {' '.join(sys.argv[1:])}`.")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10 rooms, 200 steps, no PCAM-alone run")
@@ -272,39 +297,37 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--notes", type=Path, default=None)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the datasets of the existing mprm.json that this run does not run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.steps = args.steps or (200 if args.quick else 2000)
     args.scenes = args.scenes or (10 if args.quick else 15)
     work = args.work or Path(tempfile.mkdtemp(prefix="wsseg_mprm_"))
-    started, load_start = time.perf_counter(), os.getloadavg()
-    datasets: dict[str, Any] = {}
-    if not args.skip_indoor:
-        indoor = synthetic_dataset(work / "indoor" / "data", "indoor", args.scenes, 0, data=args.data)
-        datasets["indoor"] = dataset_part("indoor", indoor, args, work / "indoor", mosd=False)
-        datasets["indoor"]["describe"] = f"synthetic RGB-D rooms, {datasets['indoor']['describe']}"
-    if not args.skip_mosd and args.mosd.is_dir():
-        frames = mosd_dataset(work / "mosd" / "data", args.mosd)
-        datasets["mosd"] = dataset_part("mosd", frames, args, work / "mosd", mosd=True)
-        datasets["mosd"]["describe"] = f"real mOSD RGB-D frames, {datasets['mosd']['describe']}"
-    result: dict[str, Any] = {"datasets": datasets, "steps": args.steps, "seeds": args.seeds, "profile": args.profile,
-                              "wall_s": round(time.perf_counter() - started, 1), "machine": machine(load_start)}
-    m = result["machine"]
-    result["note"] = (f"`{args.profile}` profile, {args.steps} steps per run (MPRM: {args.steps // 2} classification "
-                      f"on whole 2 m balls + {args.steps - args.steps // 2} retraining on crops of 10,000 points), "
-                      f"batches of 2, lr {args.lr}, seeds {args.seeds}.  Machine: {m['device']}, {m['cores']} cores "
-                      f"shared with other jobs (load average {' / '.join(map(str, m['loadavg_1_5_15_start']))} at the "
-                      f"start, {' / '.join(map(str, m['loadavg_1_5_15_end']))} at the end: times are upper bounds), "
-                      f"torch {m['torch']}, {m['torch_threads']} thread(s); wall {result['wall_s'] / 60:.1f} min.  "
-                      f"Command: `bench/mprm.py {' '.join(sys.argv[1:])}`.  mIoU in %, mean ± std over seeds.")
-    result["notes"] = args.notes.read_text() if args.notes else ""
-    table = markdown(result)
-    print(table)
-    if not args.no_write:
-        write_results(args.results, "mprm", result, table)
+    saved = args.results / "mprm.json"
+    datasets: dict[str, Any] = json.loads(saved.read_text())["datasets"] if args.merge and saved.is_file() else {}
+    result: dict[str, Any] = {}
+    makers = {"indoor": lambda: synthetic_dataset(work / "indoor" / "data", "indoor", args.scenes, 0, data=args.data),
+              "mosd": lambda: mosd_dataset(work / "mosd" / "data", args.mosd)}
+    wanted = [n for n, skip in (("indoor", args.skip_indoor), ("mosd", args.skip_mosd or not args.mosd.is_dir()))
+              if not skip]
+    for name in wanted:
+        started, load_start = time.perf_counter(), os.getloadavg()
+        part = dataset_part(name, makers[name](), args, work / name, mosd=name == "mosd")
+        kind = "synthetic RGB-D rooms" if name == "indoor" else "real mOSD RGB-D frames"
+        part["describe"] = f"{kind}, {part['describe']}"
+        part.update(steps=args.steps, seeds=args.seeds, profile=args.profile,
+                    wall_s=round(time.perf_counter() - started, 1), machine=machine(load_start))
+        part["note"] = part_note(args, part)
+        datasets[name] = part
+        result = {"datasets": datasets, "note": NOTE, "notes": args.notes.read_text() if args.notes else ""}
+        if not args.no_write:  # after every dataset: a later failure keeps what finished
+            write_results(args.results, "mprm", result, markdown(result))
+    print(markdown(result))
     brief = {name: {k: v for k, v in d["summary"].items() if k != "orderings"} for name, d in datasets.items()}
-    print("RESULT " + json.dumps({"summary": brief, "wall_s": result["wall_s"]}), flush=True)
+    print("RESULT " + json.dumps({"summary": brief, "wall_s": {n: d["wall_s"] for n, d in datasets.items()}}),
+          flush=True)
     return 0
 
 

@@ -25,7 +25,9 @@ from wsseg_training.labels import SubcloudTags, simulate_scene_tags, simulate_su
 from wsseg_training.labels.schema import save_weak_labels
 from wsseg_training.methods import MprmMethod
 from wsseg_training.methods.base import StepContext
+from wsseg_training.methods.mprm.cams import SCORES, grid_passes, subcloud_passes
 from wsseg_training.methods.mprm.method import CLASSIFIER_FILE, RECORD_FILE
+from wsseg_training.methods.mprm.predictor import MprmClassifier
 from wsseg_training.model.unet import SparseUNet
 
 from tests.conftest import REPO_ROOT, make_box_dataset
@@ -159,6 +161,34 @@ def test_outputs_record_and_offline_predictors(boxes: tuple[Dataset, SubcloudTag
         labels = predictor.predict(scene)
         assert labels.shape == (scene.num_points,) and labels.min() >= 0 and labels.max() < 3
         assert np.isfinite(evaluate_split(predictor, dataset, "val", progress=False).confusion.miou())
+
+
+def test_ablation_variants_reproduce_the_methods_own_labels(boxes: tuple[Dataset, SubcloudTags],
+                                                           whole_run: tuple[Path, Trainer, Recording]) -> None:
+    """bench/mprm.py's variants: max + CRF over the annotated sub-clouds is what the retrain stage trained on, every
+    variant keeps to the tags, and the same votes unmasked on a val scene are the offline predictors' labels."""
+    dataset, tags = boxes
+    out, trainer, _ = whole_run
+    classifier = MprmClassifier(out / CLASSIFIER_FILE)
+    scene = dataset.load("s0")
+    votes = classifier.variant_votes(scene, subcloud_passes(tags.scenes["s0"]), SCORES)
+    labels = classifier.variant_labels(scene, votes, ("max", "pcam"))
+    assert set(labels) == {*SCORES, "max+crf", "pcam+crf"}
+    trained = next(s for s in trainer.scenes if s.name == "s0").point_targets["labels"]
+    np.testing.assert_array_equal(np.where(labels["max+crf"] >= 0, labels["max+crf"], IGNORE_INDEX), trained)
+    allowed = np.ones((scene.num_points, 3), bool)
+    for subcloud in tags.scenes["s0"]:
+        allowed[subcloud.mask(scene.xyz)] &= np.isin(np.arange(3), subcloud.classes)
+    assert not allowed.all()  # the tampered sub-cloud allows 'box' only
+    for name, value in labels.items():
+        covered = np.flatnonzero(value >= 0)
+        assert covered.size > 0.9 * scene.num_points and allowed[covered, value[covered]].all(), name
+    val = dataset.load("s3")
+    votes = classifier.variant_votes(val, grid_passes(val.xyz, RADIUS_M), ("pcam", "max"))
+    assert set(votes.sums) == {"pcam", "max"}
+    unmasked, own = classifier.variant_labels(val, votes, ("max",)), classifier.labels(val)
+    for variant, key in (("pcam", "pcam"), ("max", "mprm"), ("max+crf", "mprm_crf")):
+        np.testing.assert_array_equal(unmasked[variant], own[key], err_msg=variant)
 
 
 def test_resume_inside_the_retrain_stage_is_bit_identical(boxes: tuple[Dataset, SubcloudTags],

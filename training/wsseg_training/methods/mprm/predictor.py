@@ -27,7 +27,7 @@ from wsseg_training.checkpoint import (
     preprocess_from_checkpoint,
 )
 from wsseg_training.engine.inference import Cloud, infer
-from wsseg_training.methods.mprm.cams import FeatureTap, Pass, grid_passes
+from wsseg_training.methods.mprm.cams import FeatureTap, Pass, SceneVotes, grid_passes
 from wsseg_training.methods.mprm.options import MprmOptions
 from wsseg_training.methods.mprm.paths import MultiPathModule
 from wsseg_training.methods.mprm.pseudo_labels import PseudoLabeller
@@ -78,17 +78,18 @@ class MprmClassifier:
         self._cache.move_to_end(key)
         return {k: v.astype(np.int64) for k, v in self._cache[key].items()}
 
+    def variant_votes(self, scene: Cloud, passes: Sequence[Pass], variants: Sequence[str]) -> SceneVotes:
+        """Voted scores of every score variant of ``variants`` (:data:`~.cams.SCORES`) the classifier has, over
+        ``passes`` (the ablation: masked passes on annotated scenes, unmasked on others)."""
+        return self.labeller.votes(self.infer, scene, passes, self.labeller.available(variants))
 
-    def variant_labels(self, scene: Cloud, passes: Sequence[Pass], variants: Sequence[str],
-                       crf: bool = True) -> dict[str, np.ndarray]:
-        """(N,) int64 labels of every score variant (:data:`~.cams.SCORES` the classifier has) over ``passes`` (the
-        ablation: masked passes on annotated scenes, unmasked on others); with ``crf`` also ``VARIANT+crf``."""
-        available = self.labeller.available(variants)
-        votes = self.labeller.votes(self.infer, scene, passes, available)
-        out: dict[str, np.ndarray] = {}
-        for variant in available:
-            out[variant] = self.labeller.labels(votes, variant, scene, crf=False)
-            if crf:
+    def variant_labels(self, scene: Cloud, votes: SceneVotes, crf_variants: Sequence[str] = ("max",)
+                       ) -> dict[str, np.ndarray]:
+        """(N,) int64 labels of every voted variant (masked argmax), and ``VARIANT+crf`` for those of
+        ``crf_variants`` that were voted (the dense CRF, as the retrain stage applies it)."""
+        out = {v: self.labeller.labels(votes, v, scene, crf=False) for v in votes.sums}
+        for variant in crf_variants:
+            if variant in votes.sums:
                 out[f"{variant}+crf"] = self.labeller.labels(votes, variant, scene, crf=True)
         return out
 
