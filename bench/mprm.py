@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 from harness import MOSD, machine, miou_of, mosd_dataset, recipe, run_full, synthetic_dataset, write_results
+from method_entries import FULL, entries
+from methods import aggregate, dense_fraction
 from wsseg_training.data.dataset import Dataset
 from wsseg_training.engine.config import config_from_dict
 from wsseg_training.engine.loop import Trainer
@@ -157,6 +159,7 @@ def orderings(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The paper's orderings on the seed means: (claim, left, right, holds, and per seed)."""
     sub, scene = "subcloud", "scene"
     checks = [("sub-cloud >> scene (train pseudo labels, MPRM)", (sub, "train", "max"), (scene, "train", "max")),
+              ("sub-cloud > scene (retrained, val)", (sub, "retrained"), (scene, "retrained")),
               ("MPRM > PCAM (train, sub-cloud)", (sub, "train", "max"), (sub, "train", "pcam")),
               ("MPRM > PCAM (train, scene)", (scene, "train", "max"), (scene, "train", "pcam")),
               ("max > sum (train, sub-cloud)", (sub, "train", "max"), (sub, "train", "sum")),
@@ -241,9 +244,38 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {o['claim']} | {pct(o['left'])} | {pct(o['right'])} | {'yes' if o['holds'] else '**no**'} "
                          f"| {o['seeds_holding']} |")
         lines.append("")
+        if data.get("methods_rows"):
+            lines += ["### The MPRM rows of the cross-method table (`bench/methods.py` format)", "",
+                      "This section's `full`, sub-cloud and scene-tag runs are the runs `bench/methods.py --methods "
+                      "mprm` trains on this schedule (same recipe, labels, dataset, seeds); rows built by its "
+                      "`aggregate`.  Tags label no point (0 %).", "",
+                      "| method | labels | labelled points % | mIoU % | full % | ratio | paper ratio | seeds |",
+                      "|---|---|---:|---:|---:|---:|---:|---|"]
+            for r in data["methods_rows"]:
+                paper = "–" if r["paper_ratio"] is None else f"{r['paper_ratio']:.3f}"
+                lines.append(f"| {r['method']} | `{r['labels']}` | {r['labelled_points_pct']:.4g} | "
+                             f"{pm(r['miou'], r['miou_std'])} | {pct(r['full_miou'])} | {r['ratio']:.3f} | {paper} | "
+                             f"{','.join(map(str, r['seeds']))} |")
+            lines.append("")
     if result.get("notes"):
         lines += ["## Notes", "", result["notes"].strip(), ""]
     return "\n".join(lines)
+
+
+def method_rows(part: dict[str, Any], name: str, dense: float) -> list[dict[str, Any]]:
+    """The rows of ``bench/methods.py``'s table (its ``aggregate``; entries ``full``, ``mprm-subcloud``,
+    ``mprm-scene``) from this dataset's runs; ``dense``: the labelled share of the train points under dense labels."""
+    def runs_of(kind: str, key: str, fraction: float) -> list[dict[str, Any]]:
+        return [{"seed": r["seed"], "miou": r[kind][key], "backbone_miou": r[kind][key], "train_s": r[kind]["train_s"],
+                 "labelled_points_fraction": fraction} for r in part["runs"] if kind in r]
+
+    full = runs_of("full", "miou", dense)
+    rows = [aggregate(FULL, name, full, full)]
+    for entry in entries("mprm"):
+        mine = runs_of({"mprm-subcloud": "subcloud", "mprm-scene": "scene"}[entry.id], "retrained", 0.0)
+        if mine:
+            rows.append(aggregate(entry, name, mine, full))
+    return rows
 
 
 def dataset_part(name: str, dataset: Dataset, args: argparse.Namespace, work: Path, mosd: bool) -> dict[str, Any]:
@@ -279,6 +311,17 @@ def part_note(args: argparse.Namespace, part: dict[str, Any]) -> str:
             f"`bench/methods.py ablation mprm {' '.join(sys.argv[1:])}`.")
 
 
+def load_parts(path: Path) -> dict[str, Any]:
+    """The dataset sections of a saved ``mprm.json``; a file with one note for all (older) gives it to each."""
+    saved = json.loads(path.read_text())
+    for part in saved["datasets"].values():
+        for key in ("note", "steps", "seeds", "profile", "wall_s", "machine"):
+            if key not in part and key in saved:
+                part[key] = saved[key]
+        part["summary"] = summary(part["runs"])
+    return saved["datasets"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10 rooms, 200 steps, no PCAM-alone run")
@@ -297,6 +340,8 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--notes", type=Path, default=None)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--rerender", action="store_true",
+                        help="run nothing: add the methods rows (datasets from --work) and re-write mprm.md")
     parser.add_argument("--merge", action="store_true",
                         help="keep the datasets of the existing mprm.json that this run does not run")
     args = parser.parse_args()
@@ -306,7 +351,16 @@ def main() -> int:
     args.scenes = args.scenes or (10 if args.quick else 15)
     work = args.work or Path(tempfile.mkdtemp(prefix="wsseg_mprm_"))
     saved = args.results / "mprm.json"
-    datasets: dict[str, Any] = json.loads(saved.read_text())["datasets"] if args.merge and saved.is_file() else {}
+    if args.rerender:  # rows from an older run's json (its datasets from --work), tables re-written
+        result = {"datasets": load_parts(saved), "note": NOTE}
+        for name, part in result["datasets"].items():
+            data = work / name / "data"
+            part["methods_rows"] = method_rows(part, name, dense_fraction(Dataset(data)))
+        result["notes"] = args.notes.read_text() if args.notes else result.get("notes", "")
+        write_results(args.results, "mprm", result, markdown(result))
+        print(markdown(result))
+        return 0
+    datasets: dict[str, Any] = load_parts(saved) if args.merge and saved.is_file() else {}
     result: dict[str, Any] = {}
     makers = {"indoor": lambda: synthetic_dataset(work / "indoor" / "data", "indoor", args.scenes, 0, data=args.data),
               "mosd": lambda: mosd_dataset(work / "mosd" / "data", args.mosd)}
@@ -314,12 +368,14 @@ def main() -> int:
               if not skip]
     for name in wanted:
         started, load_start = time.perf_counter(), os.getloadavg()
-        part = dataset_part(name, makers[name](), args, work / name, mosd=name == "mosd")
+        dataset = makers[name]()
+        part = dataset_part(name, dataset, args, work / name, mosd=name == "mosd")
         kind = "synthetic RGB-D rooms" if name == "indoor" else "real mOSD RGB-D frames"
         part["describe"] = f"{kind}, {part['describe']}"
         part.update(steps=args.steps, seeds=args.seeds, profile=args.profile,
                     wall_s=round(time.perf_counter() - started, 1), machine=machine(load_start))
         part["note"] = part_note(args, part)
+        part["methods_rows"] = method_rows(part, name, dense_fraction(dataset))
         datasets[name] = part
         result = {"datasets": datasets, "note": NOTE, "notes": args.notes.read_text() if args.notes else ""}
         if not args.no_write:  # after every dataset: a later failure keeps what finished
