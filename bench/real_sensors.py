@@ -25,6 +25,7 @@ the last line printed is ``RESULT <json>``.  Not a test: never gates CI.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -47,6 +48,7 @@ from wsseg_training.evaluation.metrics import ConfusionMatrix
 from wsseg_training.labels import Clicks, simulate_clicks
 
 from wsseg.core import geometry
+from wsseg.core.refine import SupportRefine
 from wsseg.core.scene import Scene
 from wsseg.core.voxelize import voxelize
 
@@ -158,13 +160,26 @@ def recipe(args: argparse.Namespace, steps: int, method: dict | None = None, che
     return {
         "seed": args.seed, "profile": args.profile, "device": "cpu",
         "data": {"voxel_size_m": args.voxel, "features": list(args.features), "crop_max_points": args.crop_points,
-                 "batch_scenes": 2},
+                 "batch_scenes": 2, "support_scale_m": args.support_scale, "refine": args.refine},
         "optim": {"optimizer": "adamw", "lr": args.lr, "weight_decay": 1e-4, "schedule": "cosine",
                   "warmup_steps": max(1, steps // 20), "grad_clip_norm": 10.0},
         "train": {"steps": steps, "checkpoint_every_steps": checkpoint_every, "keep_checkpoints": keep,
                   "log_every_steps": 50, "amp": False},
         "method": dict(method or {}),
     }
+
+
+def torch_rows(checkpoint: Path, dataset: Dataset, predictor: Any = TorchPredictor) -> dict[str, Any]:
+    """``predictor.from_checkpoint(checkpoint)`` evaluated as trained and with the support-plane refinement
+    toggled (the rule is applied after the network, so one model gives both rows): {"plain", "refined"}."""
+    model = predictor.from_checkpoint(checkpoint)
+    trained = model.preprocess
+    out = {}
+    for key, refine in (("plain", None), ("refined", trained.refine or SupportRefine())):
+        model.preprocess = dataclasses.replace(trained, refine=refine)
+        out[key] = evaluate(model.predict, dataset)
+    model.preprocess = trained
+    return out
 
 
 def exported(run: Path) -> Path:
@@ -216,7 +231,7 @@ def run_full(args: argparse.Namespace, dataset: Dataset, work: Path) -> dict[str
     Trainer(config_from_dict(recipe(args, steps)), FullMethod(dataset.classes), dataset, work / "full",
             progress=False, provenance={"labels": None}).run()
     out: dict[str, Any] = {"train_s": round(time.perf_counter() - start, 1), "labels": "dense"}
-    out["torch"] = evaluate(TorchPredictor.from_checkpoint(work / "full" / "model.pt").predict, dataset)
+    out["torch"] = torch_rows(work / "full" / "model.pt", dataset)
     out["bundle"] = exported(work / "full")
     return out
 
@@ -247,8 +262,9 @@ def run_otoc(args: argparse.Namespace, dataset: Dataset, clicks: Clicks, work: P
             row["dagger_miou"] = evaluate(TorchPredictor.from_checkpoint(checkpoint).predict, dataset)["miou"]
         out["rounds"].append(row)
     last = work / "otoc" / "checkpoints" / f"step_{args.rounds * args.steps:08d}.pt"
-    out["torch"] = evaluate(TorchPredictor.from_checkpoint(work / "otoc" / "model.pt").predict, dataset)
-    out["full_inference"] = evaluate(OtocFullPredictor.from_checkpoint(last).predict, dataset)
+    out["torch"] = torch_rows(work / "otoc" / "model.pt", dataset)
+    out["full_inference_both"] = torch_rows(last, dataset, OtocFullPredictor)
+    out["full_inference"] = out["full_inference_both"]["refined" if args.refine else "plain"]
     out["bundle"] = exported(work / "otoc")
     return out
 
@@ -345,6 +361,10 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=200, help="steps per 1T1C round")
     parser.add_argument("--crop-points", type=int, default=250_000,
                         help="training crops: the points nearest (in x, y) to a random point (frames have <= 210k)")
+    parser.add_argument("--support-scale", type=float, default=0.25,
+                        help="height above the support plane (m) that the support_height feature maps to 1")
+    parser.add_argument("--refine", default="off",
+                        help="support-plane refinement of point labels: off, default (SupportRefine()) or JSON fields")
     parser.add_argument("--lr", type=float, default=0.004)
     parser.add_argument("--threshold", type=float, default=0.9, help="1T1C's T (Eq. 8)")
     parser.add_argument("--otoc", default=None,
@@ -363,6 +383,8 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args.features = tuple(f for f in args.features.split(",") if f)
+    args.refine = (None if args.refine == "off" else SupportRefine().to_dict() if args.refine == "default"
+                   else SupportRefine(**json.loads(args.refine)).to_dict())
     torch.set_num_threads(args.threads)
     rows = set(args.rows.split(","))
     work = args.work or Path(tempfile.mkdtemp(prefix="wsseg_real_"))

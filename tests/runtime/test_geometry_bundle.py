@@ -1,8 +1,12 @@
 """Geometry features end to end: the bundle carries them, training and the node compute them identically,
-and the node refuses a cloud that cannot provide them."""
+and the node refuses a cloud that cannot provide them.  The support-plane refinement likewise: carried by the
+bundle, applied identically by the node (``Segmenter``) and offline evaluation (``TorchPredictor``), and a
+support class outside the class table is refused."""
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +15,21 @@ import yaml
 from std_msgs.msg import Header
 
 from tests.conftest import make_box_scene
-from wsseg.core.bundle import load_bundle
+from wsseg.core.bundle import BundleError, load_bundle
 from wsseg.core.classes import ClassTable
 from wsseg.core.features import FeatureConfig
 from wsseg.core.geometry import NoSupportPlaneError, PlaneParams
+from wsseg.core.preprocess import refine_point_labels
+from wsseg.core.refine import SupportRefine
+from wsseg.core.scene import Scene
 from wsseg.ros.conversions import FrameError, cloud_from_msg, cloud_to_msg
 from wsseg.ros.pipeline import Limits, segment_frame
 from wsseg.runtime.segmenter import Segmenter
 
 FEATURES = ("offset", "rgb", "normal", "support_height", "support_cos")
+# on the 10 cm grid: floor points of non-floor voxels up to 4 cm high become floor; floor-voxel points above 6 cm
+# next to a wall / box voxel take its class
+REFINE = SupportRefine(support_class="floor", below_m=0.04, above_m=0.06)
 
 
 def sensor_frame_box_scene(seed: int = 0, n: int = 6000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -95,3 +105,45 @@ def test_node_refuses_a_cloud_without_a_support_plane(geometry_bundle: Path) -> 
     xyz, rgb, _ = sensor_frame_box_scene(seed=4)  # the next frame, with a floor, is segmented
     frame = segment_frame(segmenter, cloud_from_msg(cloud_to_msg(Header(), xyz, len(xyz), 1, rgb=rgb)), Limits())
     assert frame.valid_points == len(xyz)
+
+
+def with_refine(bundle: Path, root: Path, refine: dict) -> Path:
+    """A copy of ``bundle`` whose model.yaml has ``preprocess.refine = refine`` (the ONNX graph is the same)."""
+    out = root / "bundle_refine"
+    shutil.copytree(bundle, out)
+    meta = yaml.safe_load((out / "model.yaml").read_text())
+    meta["preprocess"]["refine"] = refine
+    (out / "model.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    return out
+
+
+def test_node_and_offline_evaluation_refine_identically(geometry_bundle: Path, tmp_path: Path) -> None:
+    from wsseg_training.checkpoint import load_checkpoint, model_from_checkpoint
+    from wsseg_training.evaluation.evaluate import TorchPredictor
+
+    refined_path = with_refine(geometry_bundle, tmp_path, REFINE.to_dict())
+    bundle = load_bundle(refined_path)
+    assert bundle.meta.preprocess.refine == REFINE  # model.yaml carries it
+    xyz, rgb, _ = sensor_frame_box_scene(seed=3)
+    plain = Segmenter(geometry_bundle, engine="onnxruntime-cpu").run(xyz, rgb)
+    node = Segmenter(bundle, engine="onnxruntime-cpu").run(xyz, rgb)
+    names = bundle.meta.classes.names
+    expected = refine_point_labels(bundle.meta.preprocess, names, xyz, plain.labels.astype(np.int64))
+    changed = expected != plain.labels
+    assert changed.any()  # the rule moved points: the node's labels are not simply its voxels'
+    np.testing.assert_array_equal(node.labels, expected)
+    np.testing.assert_array_equal(node.confidence[~changed], plain.confidence[~changed])
+    assert (node.confidence[changed] < plain.confidence[changed]).all()  # the network's probability of the new label
+    model = model_from_checkpoint(load_checkpoint(geometry_bundle.parent / "model.pt"))
+    scene = Scene(xyz=xyz, rgb=rgb)
+    offline = TorchPredictor(model, bundle.meta.preprocess, classes=bundle.meta.classes).predict(scene)
+    assert np.mean(offline == node.labels) > 0.999  # torch vs ONNX Runtime: the same rule on the same voxels
+    with pytest.raises(ValueError, match="needs the class table"):
+        TorchPredictor(model, bundle.meta.preprocess).predict(scene)
+
+
+def test_a_support_class_outside_the_class_table_is_refused(geometry_bundle: Path, tmp_path: Path) -> None:
+    bad = with_refine(geometry_bundle, tmp_path, dataclasses.replace(REFINE, support_class="table").to_dict())
+    with pytest.raises(BundleError, match=r"model\.yaml: refine support_class 'table' is not a class of the model; "
+                                          r"classes: \['floor', 'wall', 'box'\]"):
+        Segmenter(bad, engine="onnxruntime-cpu")

@@ -88,18 +88,22 @@ def voxel_features(
     rgb: np.ndarray | None = None,
     intensity: np.ndarray | None = None,
     neighbours: np.ndarray | None = None,
+    centroids: np.ndarray | None = None,
+    planes: list[geometry.Plane] | None = None,
 ) -> np.ndarray:
     """Aggregate point attributes into the network's per-voxel input.
 
     xyz: (N, 3) float32, metres.  rgb: (N, 3) uint8 or None.  intensity: (N,)
     float or None.  neighbours: (M, 27) int64 level-0 neighbour map of ``grid`` (built when
-    None and a geometry feature needs it).  Returns (M, config.num_channels) float32.  A feature
-    the config asks for but the cloud lacks raises ``ValueError``
-    (:class:`~wsseg.core.geometry.NoSupportPlaneError` for the support features).
+    None and a geometry feature needs it).  centroids: (M, 3) :func:`~wsseg.core.geometry.voxel_centroids`
+    and planes: :func:`support_planes_of` of the grid, when the caller has them already (computed when None).
+    Returns (M, config.num_channels) float32.  A feature the config asks for but the cloud lacks raises
+    ``ValueError`` (:class:`~wsseg.core.geometry.NoSupportPlaneError` for the support features).
     """
     names = config.ordered_names
     geometric = [n for n in names if n in ("normal", *SUPPORT_FEATURES)]
-    centroids = geometry.voxel_centroids(grid, xyz) if geometric else np.zeros((0, 3))
+    if centroids is None:
+        centroids = geometry.voxel_centroids(grid, xyz) if geometric else np.zeros((0, 3))
     normal = plane_normal = plane_offset = None
     if "normal" in names or "support_cos" in names:
         if neighbours is None:
@@ -109,8 +113,9 @@ def voxel_features(
         normal = geometry.voxel_normals(centroids, neighbours, batch=grid.coords[:, 0])
     if any(n in names for n in SUPPORT_FEATURES):
         batch = grid.coords[:, 0].astype(np.int64)
-        plane_normal, plane_offset = geometry.plane_frame(geometry.support_planes(centroids, batch, config.plane),
-                                                          batch)
+        if planes is None:
+            planes = support_planes_of(grid, centroids, config)
+        plane_normal, plane_offset = geometry.plane_frame(planes, batch)
     averaged = _point_means(grid, names, config, xyz, rgb, intensity)
     parts = []
     for name in names:
@@ -124,6 +129,13 @@ def voxel_features(
         elif name == "support_cos":
             parts.append(np.einsum("ij,ij->i", normal, plane_normal)[:, None])
     return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def support_planes_of(grid: VoxelGrid, centroids: np.ndarray, config: FeatureConfig) -> list[geometry.Plane]:
+    """The support plane of every scene of ``grid`` (batch order), fitted on its voxel centroids (M, 3) with the
+    config's RANSAC settings: the one plane the support features and the point refinement
+    (:mod:`wsseg.core.refine`) use."""
+    return geometry.support_planes(centroids, grid.coords[:, 0].astype(np.int64), config.plane)
 
 
 def _point_means(

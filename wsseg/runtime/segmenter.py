@@ -12,7 +12,7 @@ from wsseg.core.backend import compiled
 from wsseg.core.bundle import BundleError, ModelBundle, load_bundle
 from wsseg.core.classes import UNLABELLED_ID, ClassTable
 from wsseg.core.instances import INSTANCE_OFFSETS, instance_config_of, segment_instances
-from wsseg.core.preprocess import prepare_cloud
+from wsseg.core.preprocess import NetworkInput, prepare_cloud, refine_point_labels
 from wsseg.core.voxelize import indexable_mask
 from wsseg.runtime.engines import OnnxRuntimeEngine
 
@@ -21,9 +21,11 @@ from wsseg.runtime.engines import OnnxRuntimeEngine
 class SegmentationResult:
     """labels: (N,) uint16 class ids, ``UNLABELLED_ID`` for invalid points (non-finite, or too far out for
     the voxel grid: :func:`wsseg.core.voxelize.indexable_mask`).
-    confidence: (N,) float32 softmax probability of the label, 0 for invalid points.
+    confidence: (N,) float32 softmax probability of the label, 0 for invalid points.  With the bundle's
+    support-plane refinement (``preprocess.refine``, :mod:`wsseg.core.refine`) a refined point's confidence
+    is still the network's probability of the published label in its voxel (low where the plane overruled it).
     timings_ms: per-stage wall time: ``pre`` (voxelize, features, kernel maps),
-    ``inference`` (the engine), ``post`` (softmax, devoxelize), ``total``.
+    ``inference`` (the engine), ``post`` (softmax, devoxelize, refinement), ``total``.
     outputs: the bundle's extra outputs (model.yaml ``extra_outputs``, e.g. ``instance_offsets``) per point,
     (N, K) float32 each, NaN rows for invalid points; empty for a bundle without any.
     instance: (N,) uint32 instance id per point (1, 2, ... by proposal score; 0 = no instance or invalid), only
@@ -40,11 +42,15 @@ class SegmentationResult:
 
 def softmax_max(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """logits: (M, C) float32 -> (argmax (M,) int64, max probability (M,) float32)."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
     labels = logits.argmax(axis=1)
-    confidence = 1.0 / exp.sum(axis=1)  # exp(max - max) = 1 over the partition function
-    return labels, confidence.astype(np.float32)
+    return labels, class_probability(logits, np.arange(logits.shape[0]), labels)
+
+
+def class_probability(logits: np.ndarray, rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Softmax probability of class ``labels[i]`` in voxel ``rows[i]``: logits (M, C) float32, rows and labels
+    (K,) int -> (K,) float32."""
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (exp[rows, labels] / exp.sum(axis=1)[rows]).astype(np.float32)
 
 
 class Segmenter:
@@ -59,8 +65,11 @@ class Segmenter:
         self.bundle = bundle if isinstance(bundle, ModelBundle) else load_bundle(bundle)
         try:
             self.instances = instance_config_of(self.bundle.meta.extra_outputs, str(self.bundle.path / "model.yaml"))
+            refine = self.bundle.meta.preprocess.refine
+            if refine is not None:
+                refine.support_id(self.bundle.meta.classes.names)
         except ValueError as exc:
-            raise BundleError(str(exc)) from None
+            raise BundleError(f"{self.bundle.path / 'model.yaml'}: {exc}") from None
         self.engine = OnnxRuntimeEngine(self.bundle, engine=engine, num_threads=num_threads, precision=precision)
 
     @property
@@ -162,6 +171,8 @@ class Segmenter:
             confidence = np.zeros((n,), dtype=np.float32)
             labels[valid] = voxel_labels[net_input.grid.inverse]
             confidence[valid] = voxel_conf[net_input.grid.inverse]
+        if self.bundle.meta.preprocess.refine is not None:
+            self._refine(labels, confidence, valid, pick(xyz), logits, voxel_labels, net_input)
         outputs = {}
         for name, values in extra.items():
             per_point = np.full((n, values.shape[1]), np.nan, dtype=np.float32)
@@ -182,3 +193,13 @@ class Segmenter:
         if instance is not None:
             timings["instances"] = instances_ms
         return SegmentationResult(labels, confidence, timings, outputs, instance)
+
+    def _refine(self, labels: np.ndarray, confidence: np.ndarray, valid: np.ndarray, xyz: np.ndarray,
+                logits: np.ndarray, voxel_labels: np.ndarray, net_input: NetworkInput) -> None:
+        """The bundle's support-plane refinement of the valid points, in place: labels (N,) uint16 and
+        confidence (N,) float32 (the network's probability of the refined label in the point's voxel)."""
+        inverse = net_input.grid.inverse
+        refined = refine_point_labels(self.bundle.meta.preprocess, self.classes.names, xyz,
+                                      voxel_labels[inverse], net_input)
+        labels[valid] = refined
+        confidence[valid] = class_probability(logits, inverse, refined.astype(np.int64))

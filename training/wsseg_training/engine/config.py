@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from wsseg.core.features import FEATURE_CHANNELS
+from wsseg.core.refine import SupportRefine
 from wsseg_training.model.profiles import PROFILES
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -91,7 +92,9 @@ class DataConfig:
     voxel_size_m: voxel edge, metres (None = chosen from the data with ``profile: auto``, else the profile's).
     features: input features (``wsseg.core.features.FEATURE_CHANNELS`` names; None = chosen from the data,
         see :mod:`wsseg_training.data.sensor_defaults`).
-    intensity_scale / height_scale_m: feature normalisation (see ``FeatureConfig``).
+    intensity_scale / height_scale_m / support_scale_m: feature normalisation (see ``FeatureConfig``).
+    refine: the support-plane refinement of point labels at devoxelization (``{support_class, below_m,
+        above_m}``, :class:`wsseg.core.refine.SupportRefine`; null = off), part of the exported model.
     crop_max_points: scenes with more points are cropped to the this many points nearest (in x, y) to a random
         point; 0 disables.  batch_scenes: scenes per optimiser step over all processes (the global batch).
     num_workers: DataLoader worker processes preparing batches (0 = in the training process).
@@ -101,6 +104,8 @@ class DataConfig:
     features: tuple[str, ...] | None = None
     intensity_scale: float = 1.0
     height_scale_m: float = 3.0
+    support_scale_m: float = 0.25
+    refine: SupportRefine | None = None
     crop_max_points: int = 250_000
     batch_scenes: int = 2
     num_workers: int = 0
@@ -119,6 +124,8 @@ class DataConfig:
             raise _fail("data", "batch_scenes", self.batch_scenes, ">= 1")
         if self.num_workers < 0:
             raise _fail("data", "num_workers", self.num_workers, ">= 0")
+        if not self.support_scale_m > 0:
+            raise _fail("data", "support_scale_m", self.support_scale_m, "> 0")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -282,6 +289,8 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         if str(exc).startswith(f"{source}: "):
             raise
         raise ConfigError(f"{source}: {exc}") from None
+    except ValueError as exc:  # a core dataclass's own check (e.g. wsseg.core.refine.SupportRefine)
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def build_dataclass(cls: type, data: dict[str, Any], where: str) -> Any:

@@ -14,6 +14,7 @@ checkpoint therefore produces the same parameters as the uninterrupted run (bit-
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -104,8 +105,9 @@ def preprocess_for(config: TrainConfig) -> PreprocessConfig:
     if config.profile not in PROFILES:
         raise ConfigError(f"profile {config.profile!r} must be resolved first (apply_sensor_defaults)")
     features = FeatureConfig(names=data.features or ("offset", "rgb"), intensity_scale=data.intensity_scale,
-                             height_scale_m=data.height_scale_m)
-    return preprocess_config_for(config.profile, features, voxel_size_m=data.voxel_size_m)
+                             height_scale_m=data.height_scale_m, support_scale_m=data.support_scale_m)
+    return dataclasses.replace(preprocess_config_for(config.profile, features, voxel_size_m=data.voxel_size_m),
+                               refine=data.refine)
 
 
 def _config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
@@ -152,6 +154,11 @@ class Trainer:
         if self.sensor_defaults.warning:
             log.warning("%s", self.sensor_defaults.warning)
         self.preprocess = preprocess_for(config)
+        if self.preprocess.refine is not None:
+            try:
+                self.preprocess.refine.support_id(dataset.classes.names)
+            except ValueError as exc:
+                raise ConfigError(f"data.refine: {exc} (dataset {dataset.root})") from None
         self.runner = NetworkRunner(self.backend)
         self.scenes: list[TrainScene] = []
         self.state: TrainState | None = None
@@ -418,7 +425,8 @@ class Trainer:
 
         if "val" not in self.dataset.info.splits or not self.dist.is_main:
             return
-        predictor = TorchPredictor(self._state().model, self.preprocess, self.device, backend=self.backend)
+        predictor = TorchPredictor(self._state().model, self.preprocess, self.device, self.dataset.classes,
+                                    backend=self.backend)
         matrix = evaluate_split(predictor, self.dataset, "val", progress=False).confusion
         monitor.scalars(step, {"val/miou": matrix.miou(), "val/overall_accuracy": matrix.overall_accuracy()})
         log.info("step %d: val mIoU %.4f", step, matrix.miou())

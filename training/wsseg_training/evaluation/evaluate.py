@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from wsseg.core.classes import ClassTable
-from wsseg.core.preprocess import PreprocessConfig
+from wsseg.core.preprocess import PreprocessConfig, refine_point_labels
 from wsseg.core.scene import Scene
 from wsseg_training.checkpoint import (
     classes_from_checkpoint,
@@ -73,8 +73,16 @@ class TorchPredictor:
         return cls(model, preprocess_from_checkpoint(checkpoint), device, classes_from_checkpoint(checkpoint))
 
     def predict(self, scene: Scene) -> np.ndarray:
-        return infer([scene], self.model, self.preprocess, self.device, backend=self.backend, tta=self.tta,
-                     reduce=_argmax)[0]
+        """(N,) int64: the argmax per point, then the preprocessing's support-plane refinement when it has one
+        (:func:`wsseg.core.preprocess.refine_point_labels`, as the robot's ``Segmenter`` applies it)."""
+        labels = infer([scene], self.model, self.preprocess, self.device, backend=self.backend, tta=self.tta,
+                       reduce=_argmax)[0]
+        if self.preprocess.refine is None:
+            return labels
+        if self.classes is None:
+            raise ValueError("TorchPredictor: the model's support-plane refinement needs the class table "
+                             "(construct it with classes=...)")
+        return refine_point_labels(self.preprocess, self.classes.names, scene.xyz, labels)
 
 
 def _argmax(index: int, outputs: dict[str, torch.Tensor]) -> np.ndarray:

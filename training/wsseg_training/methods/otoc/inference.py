@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from wsseg.core.classes import ClassTable
-from wsseg.core.preprocess import PreprocessConfig
+from wsseg.core.preprocess import PreprocessConfig, refine_point_labels
 from wsseg.core.scene import Scene
 from wsseg_training.checkpoint import (
     CheckpointError,
@@ -170,4 +170,5 @@ class OtocFullPredictor:
         # the ``unet`` variant has no graph and no R: this is then Θ's unary pooled per super-voxel (Eq. 2)
         prop = propagate_outputs(outputs, scene.supervoxel, scene.xyz, scene.rgb, self.config,
                                  prototypes_of(self.modules))
-        return prop.point_predictions(outputs.prob.argmax(dim=1)).cpu().numpy().astype(np.int64)
+        labels = prop.point_predictions(outputs.prob.argmax(dim=1)).cpu().numpy().astype(np.int64)
+        return refine_point_labels(self.preprocess, self.classes.names, scene.xyz, labels)  # the model's, if any
