@@ -26,12 +26,16 @@ over Sup-only; instance AP@50 above Sup-only's.
 
 CPU-sized defaults (one torch thread): ``tiny`` profile, crops of 10,000 points, 15 scenes, 600 main steps, seeds
 0 and 1.  ``--quick``: 8 scenes, 40 steps, seed 0, indoor only (smoke-sized).  Writes ``bench/results/ws3d.json``
-and ``.md``; the last line printed is ``RESULT <json>``.  Not a test.
+and ``.md`` after every run (marked PARTIAL until the last), so an interrupted benchmark keeps what it
+measured; ``--include EARLIER.json`` adds an earlier invocation's runs (same schedule, data and ``--work``; e.g.
+more seeds later: ``--seeds 1 --include bench/results/ws3d.json``).  The label-efficiency rows run first, then
+the other Tab. 5 cases.  The last line printed is ``RESULT <json>``.  Not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -125,12 +129,12 @@ def run_dataset(name: str, args: argparse.Namespace, work: Path,
     progress: called with the dataset's record so far after every run (the caller writes partial results).
     """
     bench = DATASETS[name]
-    dataset = bench.make(work / name / "data", args.scenes, args.seeds[0])
+    dataset = bench.make(work / name / "data", args.scenes, args.data_seed)
     supervoxels = add_supervoxels(dataset)
     print(f"{name}: {len(dataset.scene_names('train'))} train / {len(dataset.scene_names('val'))} val "
           f"({bench.describe}); super-voxels {supervoxels}", flush=True)
     cases = args.cases if name == args.ablation_dataset else []
-    runs: dict[str, list[dict[str, Any]]] = {}
+    runs: dict[str, list[dict[str, Any]]] = copy.deepcopy(args.included_runs.get(name, {}))
 
     def record_so_far() -> dict[str, Any]:
         good = {k: [r for r in v if "error" not in r] for k, v in runs.items()}
@@ -285,6 +289,12 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _included_note(record: dict[str, Any]) -> str:
+    load = record["machine"] or {}
+    return (f"; runs of `{record['command']}` included (wall {(record['wall_s'] or 0) / 60:.1f} min, load "
+            f"{load.get('loadavg_1_5_15_start', ['?'])[0]} -> {load.get('loadavg_1_5_15_end', ['?'])[0]})")
+
+
 def finish(result: dict[str, Any], args: argparse.Namespace, started: float, load_start: tuple[float, ...],
            partial: bool) -> str:
     """Checks, machine, schedule and note into ``result``; writes the json + md (``partial``: runs still to come,
@@ -294,24 +304,55 @@ def finish(result: dict[str, Any], args: argparse.Namespace, started: float, loa
     result["wall_s"] = round(time.perf_counter() - started, 1)
     result["machine"] = m = machine(load_start)  # type: ignore[arg-type]
     result["command"] = "bench/ws3d.py " + " ".join(args.argv)
+    seeds = sorted(set(args.seeds) | set(args.included_seeds))
+    result["included"] = args.included_records  # earlier invocations whose runs are in this record
     result["schedule"] = {"profile": args.profile, "steps": args.steps,
                           "boundary_steps": args.boundary_steps or max(1, args.steps // 4),
-                          "crop_points": args.crop_points, "lr": args.lr, "scenes": args.scenes, "seeds": args.seeds,
-                          "batch_scenes": 2, "labelled_samples": 2}
+                          "crop_points": args.crop_points, "lr": args.lr, "scenes": args.scenes, "seeds": seeds,
+                          "data_seed": args.data_seed, "batch_scenes": 2, "labelled_samples": 2}
     result["note"] = (
         ("**PARTIAL: written after each run; the benchmark is still running or was interrupted.**  "
          if partial else "") +
         f"`{args.profile}` profile, crops of {args.crop_points:,} points, {args.steps} main steps (WS3D: plus "
         f"{result['schedule']['boundary_steps']} boundary-network steps; each main step = 2 labelled crops + one "
-        f"group of 2 views), lr {args.lr}, {args.scenes} synthetic scenes per set, seeds {args.seeds}.  Machine: "
+        f"group of 2 views), lr {args.lr}, {args.scenes} synthetic scenes per set, seeds {seeds}.  Machine: "
         f"{m['device']}, {m['cores']} cores shared with other jobs (load average "
         f"{' / '.join(map(str, m['loadavg_1_5_15_start']))} at the start, "
         f"{' / '.join(map(str, m['loadavg_1_5_15_end']))} at the end: times are upper bounds), torch {m['torch']} "
         f"with {m['torch_threads']} thread(s); wall {result['wall_s'] / 60:.1f} min.  Command: "
-        f"`{result['command']}`.")
+        f"`{result['command']}`" + "".join(map(_included_note, args.included_records)) + ".")
     table = markdown(result, args)
     write_results(args.results, args.name, result, table)
     return table
+
+
+def include_runs(args: argparse.Namespace) -> None:
+    """``args.included_runs`` {dataset: {key: runs}}, ``included_seeds`` and ``included_commands`` from the
+    ``--include`` files; ``SystemExit`` when one was measured on another schedule or data."""
+    args.included_runs, args.included_seeds, args.included_commands, args.included_records = {}, [], [], []
+    earlier = [json.loads(path.read_text()) for path in args.include]
+    if args.data_seed is None:  # the data of the included runs, else the first seed's
+        first = earlier[0]["schedule"] if earlier else {"seeds": args.seeds}
+        args.data_seed = first.get("data_seed", first["seeds"][0])
+    mine = {"profile": args.profile, "steps": args.steps,
+            "boundary_steps": args.boundary_steps or max(1, args.steps // 4), "crop_points": args.crop_points,
+            "lr": args.lr, "scenes": args.scenes, "data_seed": args.data_seed}
+    for path, result in zip(args.include, earlier, strict=True):
+        schedule = result["schedule"]
+        theirs = {k: schedule.get(k, schedule["seeds"][0] if k == "data_seed" else None) for k in mine}
+        if theirs != mine:
+            raise SystemExit(f"bench/ws3d.py: --include {path}: schedule {theirs} is not this run's {mine}")
+        for name, data in result["datasets"].items():
+            for key, runs in data["runs"].items():
+                args.included_runs.setdefault(name, {}).setdefault(key, []).extend(runs)
+        args.included_seeds += schedule["seeds"]
+        args.included_commands.append(result.get("command", str(path)))
+        args.included_records += result.get("included", [])  # and what that one included
+        args.included_records.append({"command": args.included_commands[-1], "wall_s": result.get("wall_s"),
+                                      "machine": result.get("machine"), "seeds": schedule["seeds"]})
+    clash = sorted(set(args.seeds) & set(args.included_seeds))
+    if clash:
+        raise SystemExit(f"bench/ws3d.py: seeds {clash} are already in the --include files")
 
 
 def main() -> int:
@@ -333,6 +374,10 @@ def main() -> int:
                         help='JSON {"label": {ws3d options}}: more runs at the ablation ratio, e.g. '
                              '\'{"interface": {"boundary_pairs": "interface"}}\'')
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data-seed", type=int, default=None, help="synthetic data seed (default: the first seed)")
+    parser.add_argument("--include", type=Path, action="append", default=[],
+                        help="a results json of an earlier run with the same schedule and data (same --work): its "
+                             "runs join this one's (e.g. more seeds later); repeatable")
     parser.add_argument("--quick", action="store_true", help="8 scenes, 40 steps, seed 0, indoor only")
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -346,6 +391,7 @@ def main() -> int:
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.cases = [int(c) for c in args.cases.split(",") if c]
     args.variants = json.loads(args.variants)
+    include_runs(args)
     unknown = [c for c in args.cases if c not in CASES]
     if unknown:
         raise SystemExit(f"bench/ws3d.py: unknown Tab. 5 case(s) {unknown}; known {list(CASES)}")
