@@ -42,18 +42,27 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing multiplier (2^64 / 
 
 @njit(cache=True, nogil=True)
 def point_bounds(xyz: np.ndarray, voxel_size_m: float) -> tuple[np.ndarray, np.ndarray, bool]:
-    """xyz (N, 3) float -> (min (3,), max (3,) int64 of ``floor(float64(xyz) / voxel_size_m)``, all finite)."""
-    low = np.full(3, np.iinfo(np.int64).max, dtype=np.int64)
-    high = np.full(3, np.iinfo(np.int64).min, dtype=np.int64)
+    """xyz (N, 3) float -> (min (3,), max (3,) int64 of ``floor(float64(xyz) / voxel_size_m)``, all finite).
+
+    One branch-free pass: the bounds are taken over the float64 floors (floor and the int64 conversion are
+    monotone, so converting the extremes equals the extremes of the converted values); (0, 0, 0) bounds when
+    a value is not finite or there are no points.
+    """
+    lx = ly = lz = np.inf
+    hx = hy = hz = -np.inf
+    finite = True
     for i in range(xyz.shape[0]):
-        for a in range(3):
-            v = np.float64(xyz[i, a])
-            if not np.isfinite(v):
-                return low, high, False
-            g = np.int64(np.floor(v / voxel_size_m))
-            low[a] = min(low[a], g)
-            high[a] = max(high[a], g)
-    return low, high, True
+        x, y, z = np.float64(xyz[i, 0]), np.float64(xyz[i, 1]), np.float64(xyz[i, 2])
+        finite &= np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
+        gx, gy, gz = np.floor(x / voxel_size_m), np.floor(y / voxel_size_m), np.floor(z / voxel_size_m)
+        lx, ly, lz = min(lx, gx), min(ly, gy), min(lz, gz)
+        hx, hy, hz = max(hx, gx), max(hy, gy), max(hz, gz)
+    low = np.zeros(3, dtype=np.int64)
+    high = np.zeros(3, dtype=np.int64)
+    if finite and xyz.shape[0] > 0:
+        low[0], low[1], low[2] = np.int64(lx), np.int64(ly), np.int64(lz)
+        high[0], high[1], high[2] = np.int64(hx), np.int64(hy), np.int64(hz)
+    return low, high, finite
 
 
 @njit(cache=True, nogil=True)
@@ -228,20 +237,18 @@ def _sorted_runs(tagged: np.ndarray, index_bits: int) -> tuple[np.ndarray, np.nd
     n = tagged.shape[0]
     mask = (np.int64(1) << index_bits) - 1
     unique = np.empty(n, dtype=np.int64)
-    counts = np.empty(n, dtype=np.int64)
+    counts = np.zeros(n, dtype=np.int64)
     inverse = np.empty(n, dtype=np.int64)
     m = -1
-    previous = np.int64(0)
-    for s in range(n):
+    previous = (tagged[0] >> index_bits) - 1 if n else np.int64(0)  # the first key starts a run
+    for s in range(n):  # no data-dependent branch: half the keys start a run on a LiDAR scan
         value = tagged[s]
         key = value >> index_bits
-        if m < 0 or key != previous:
-            m += 1
-            unique[m] = key
-            counts[m] = 0
-            previous = key
+        m += key != previous
+        unique[m] = key
         counts[m] += 1
         inverse[value & mask] = m
+        previous = key
     return unique[:m + 1], inverse, counts[:m + 1]
 
 

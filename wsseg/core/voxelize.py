@@ -206,15 +206,12 @@ def _voxelize_compiled(kernels: object, xyz: np.ndarray, voxel_size_m: float, ba
         xyz = xyz.astype(np.float64)
     xyz = np.ascontiguousarray(xyz)
     n = xyz.shape[0]
-    b = _batch_indices(batch, n)
+    batch_column = _batch_indices(batch, n) if batch is not None else np.zeros(0, dtype=np.int64)
     low, high, finite = kernels.point_bounds(xyz, float(voxel_size_m))  # type: ignore[attr-defined]
     if not finite:
         raise ValueError("xyz contains NaN or inf; drop invalid points before voxelizing")
-    if n == 0:
-        low = high = np.zeros(3, dtype=np.int64)
-    b_low, b_high = (int(b.min()), int(b.max())) if n else (0, 0)
+    b_low, b_high = (int(batch_column.min()), int(batch_column.max())) if batch_column.size else (0, 0)
     packer = CoordinateKeys.from_bounds(np.array([b_low, *low]), np.array([b_high, *high]))
-    batch_column = b if batch is not None else b[:0]
     tag = kernels.index_bits(n)  # type: ignore[attr-defined]
     if int(packer.bits.sum()) + tag <= 63:
         tagged = kernels.point_keys(xyz, float(voxel_size_m), batch_column, packer.low, packer.shifts, tag)  # type: ignore[attr-defined]
