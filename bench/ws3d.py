@@ -27,8 +27,9 @@ over Sup-only; instance AP@50 above Sup-only's.
 CPU-sized defaults (one torch thread): ``tiny`` profile, crops of 10,000 points, 15 scenes, 600 main steps, seeds
 0 and 1.  ``--quick``: 8 scenes, 40 steps, seed 0, indoor only (smoke-sized).  Writes ``bench/results/ws3d.json``
 and ``.md`` after every run (marked PARTIAL until the last), so an interrupted benchmark keeps what it
-measured; ``--include EARLIER.json`` adds an earlier invocation's runs (same schedule, data and ``--work``; e.g.
-more seeds later: ``--seeds 1 --include bench/results/ws3d.json``).  The label-efficiency rows run first, then
+measured; ``--include EARLIER.json`` adds an earlier invocation's runs (same schedule, data and ``--work``; a run
+measured there is kept, not repeated; e.g. more seeds or variants later: ``--seeds 0,1 --cases 1,9 --include
+bench/results/ws3d.json``).  The label-efficiency rows run first, then
 the other Tab. 5 cases.  The last line printed is ``RESULT <json>``.  Not a test.
 """
 
@@ -134,6 +135,8 @@ def run_dataset(name: str, args: argparse.Namespace, work: Path,
     print(f"{name}: {len(dataset.scene_names('train'))} train / {len(dataset.scene_names('val'))} val "
           f"({bench.describe}); super-voxels {supervoxels}", flush=True)
     cases = args.cases if name == args.ablation_dataset else []
+    # the table also shows the Tab. 5 cases only an --include file measured
+    cases = cases + [c for c in args.included_cases.get(name, []) if c not in cases]
     runs: dict[str, list[dict[str, Any]]] = copy.deepcopy(args.included_runs.get(name, {}))
 
     def record_so_far() -> dict[str, Any]:
@@ -142,6 +145,10 @@ def run_dataset(name: str, args: argparse.Namespace, work: Path,
                 "summary": {k: summarise(v) for k, v in good.items() if v}, "cases": cases}
 
     def record(key: str, seed: int, make: Any, *make_args: Any) -> None:
+        if any(r["seed"] == seed and "error" not in r for r in runs.get(key, [])):
+            print(f"  {name} {key} seed {seed}: measured in an --include file, kept", flush=True)
+            return
+        runs[key] = [r for r in runs.get(key, []) if r["seed"] != seed]  # an included failure is run again
         try:
             result = make(*make_args)
         except Exception as exc:  # a failed run is reported, the others go on
@@ -179,47 +186,66 @@ def run_dataset(name: str, args: argparse.Namespace, work: Path,
     return record_so_far()
 
 
+def paired_means(runs: dict[str, list[dict[str, Any]]], keys: tuple[str, ...],
+                 field: str = "miou") -> tuple[list[float], list[int]] | None:
+    """Means of ``field`` for each of ``keys`` over the seeds all of them measured (None: no common seed), and
+    those seeds: a comparison never mixes seed sets."""
+    by_key = [{r["seed"]: r[field] for r in runs.get(k, []) if "error" not in r and r.get(field) is not None}
+              for k in keys]
+    common = sorted(set.intersection(*(set(b) for b in by_key))) if by_key else []
+    if not common:
+        return None
+    return [float(np.mean([b[seed] for seed in common])) for b in by_key], common
+
+
 def checks(result: dict[str, Any], args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Orderings and goals, each with its margin (points of mIoU / AP) and whether it holds."""
+    """Orderings and goals, each with its margin (points of mIoU / AP), whether it holds and the seeds compared
+    (the seeds every compared row has)."""
     out = []
-
-    def add(what: str, a: float | None, b: float | None, dataset: str) -> None:
-        if a is None or b is None:
-            return
-        out.append({"dataset": dataset, "check": what, "margin_points": round(100 * (a - b), 2), "holds": a > b})
-
     for name, data in result["datasets"].items():
-        summary = data["summary"]
+        runs = data["runs"]
 
-        def get(key: str, field: str = "miou", summary: dict[str, Any] = summary) -> float | None:
-            return summary.get(key, {}).get(field)
+        def add(what: str, a: str, b: str, field: str = "miou", name: str = name, runs: dict = runs) -> None:
+            pair = paired_means(runs, (a, b), field)
+            if pair is not None:
+                (x, y), seeds = pair
+                out.append({"dataset": name, "check": what, "margin_points": round(100 * (x - y), 2),
+                            "holds": x > y, "seeds": seeds})
         r = f"{args.ablation_ratio:g}"
         if data["cases"]:
-            add("full > -w (mIoU)", get(f"{r}/1"), get(f"{r}/2"), name)
-            add("-w > -pairwise (mIoU)", get(f"{r}/2"), get(f"{r}/3"), name)
-            add("full > single-stage (mIoU)", get(f"{r}/1"), get(f"{r}/6"), name)
-            add("single-stage > no contrast (mIoU)", get(f"{r}/6"), get(f"{r}/7"), name)
-            for case in data["cases"]:
-                if case not in (9,):
-                    add(f"No. {case} > supervised only (mIoU)", get(f"{r}/{case}"), get(f"{r}/9"), name)
+            add("full > -w (mIoU)", f"{r}/1", f"{r}/2")
+            add("-w > -pairwise (mIoU)", f"{r}/2", f"{r}/3")
+            add("full > single-stage (mIoU)", f"{r}/1", f"{r}/6")
+            add("single-stage > no contrast (mIoU)", f"{r}/6", f"{r}/7")
+            for case in sorted(data["cases"]):
+                if case != 9:
+                    add(f"No. {case} > supervised only (mIoU)", f"{r}/{case}", f"{r}/9")
         ratios = sorted(args.ratios)
-        gains = [(get(f"{x:g}/1"), get(f"{x:g}/9")) for x in ratios]
-        if len(ratios) > 1 and all(a is not None and b is not None for a, b in gains):
-            small, large = gains[0][0] - gains[0][1], gains[-1][0] - gains[-1][1]  # type: ignore[operator]
-            out.append({"dataset": name, "check": f"gain over Sup-only larger at {ratios[0]:g} than at {ratios[-1]:g}",
-                        "margin_points": round(100 * (small - large), 2), "holds": small > large})
-        five = "0.05"
-        full = get("full")
-        if get(f"{five}/1") is not None and full:
-            ratio = get(f"{five}/1") / full  # type: ignore[operator]
+        if len(ratios) > 1:
+            keys = (f"{ratios[0]:g}/1", f"{ratios[0]:g}/9", f"{ratios[-1]:g}/1", f"{ratios[-1]:g}/9")
+            four = paired_means(runs, keys)
+            if four is not None:
+                (a, b, c, d), seeds = four
+                out.append({"dataset": name, "check": f"gain over Sup-only larger at {ratios[0]:g} than at "
+                            f"{ratios[-1]:g}", "margin_points": round(100 * ((a - b) - (c - d)), 2),
+                            "holds": a - b > c - d, "seeds": seeds})
+        with_full = paired_means(runs, ("0.05/1", "full"))
+        if with_full is not None:
+            (ws3d, full), seeds = with_full
+            ratio = ws3d / full if full else float("nan")
             out.append({"dataset": name, "check": "goal: WS3D at 5 % >= 75 % of full mIoU",
-                        "margin_points": round(100 * (ratio - 0.75), 2), "holds": ratio >= 0.75,
-                        "value": round(ratio, 3)})
-        if get(f"{five}/1") is not None and get(f"{five}/9") is not None:
-            gain = get(f"{five}/1") - get(f"{five}/9")  # type: ignore[operator]
+                        "margin_points": round(100 * (ratio - 0.75), 2), "holds": bool(ratio >= 0.75),
+                        "value": round(ratio, 3), "seeds": seeds})
+        gain = paired_means(runs, ("0.05/1", "0.05/9"))
+        if gain is not None:
+            (ws3d, sup), seeds = gain
             out.append({"dataset": name, "check": "goal: WS3D at 5 % >= +6 points over Sup-only (mIoU)",
-                        "margin_points": round(100 * gain - 6, 2), "holds": 100 * gain >= 6})
-            add("goal: WS3D AP@50 above Sup-only's at 5 %", get(f"{five}/1", "ap50"), get(f"{five}/9", "ap50"), name)
+                        "margin_points": round(100 * (ws3d - sup) - 6, 2), "holds": 100 * (ws3d - sup) >= 6,
+                        "seeds": seeds})
+        add("goal: WS3D AP@50 above Sup-only's at 5 %", "0.05/1", "0.05/9", "ap50")
+        for label in args.variants if name == args.ablation_dataset else ():
+            add(f"variant {label} > full WS3D (mIoU)", f"{r}/{label}", f"{r}/1")
+            add(f"variant {label} > supervised only (mIoU)", f"{r}/{label}", f"{r}/9")
     return out
 
 
@@ -280,9 +306,11 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
                 else f"{analysis['pairs']['precision']:.2f} / {analysis['pairs']['recall']:.2f}"
             lines.append(f"| {label} | `{json.dumps(options)}` | {with_std(row, 'miou')} | {with_std(row, 'ap50')} | "
                          f"{pairs} |")
-    lines += ["", "## Orderings and goals", "", "| dataset | check | margin (points) | holds |", "|---|---|---:|---|"]
+    lines += ["", "## Orderings and goals", "", "Each on the seeds every compared row has.", "",
+              "| dataset | check | margin (points) | holds | seeds |", "|---|---|---:|---|---|"]
     for c in result["checks"]:
-        lines.append(f"| {c['dataset']} | {c['check']} | {c['margin_points']:+.2f} | {'yes' if c['holds'] else 'NO'} |")
+        lines.append(f"| {c['dataset']} | {c['check']} | {c['margin_points']:+.2f} | {'yes' if c['holds'] else 'NO'} "
+                     f"| {','.join(map(str, c.get('seeds', [])))} |")
     errors = [(n, k, r["error"]) for n, d in result["datasets"].items() for k, v in d["runs"].items() for r in v
               if "error" in r]
     lines += [f"- **{n} {k} failed**: {e}" for n, k, e in errors]
@@ -330,6 +358,7 @@ def include_runs(args: argparse.Namespace) -> None:
     """``args.included_runs`` {dataset: {key: runs}}, ``included_seeds`` and ``included_commands`` from the
     ``--include`` files; ``SystemExit`` when one was measured on another schedule or data."""
     args.included_runs, args.included_seeds, args.included_commands, args.included_records = {}, [], [], []
+    args.included_cases = {}
     earlier = [json.loads(path.read_text()) for path in args.include]
     if args.data_seed is None:  # the data of the included runs, else the first seed's
         first = earlier[0]["schedule"] if earlier else {"seeds": args.seeds}
@@ -343,6 +372,8 @@ def include_runs(args: argparse.Namespace) -> None:
         if theirs != mine:
             raise SystemExit(f"bench/ws3d.py: --include {path}: schedule {theirs} is not this run's {mine}")
         for name, data in result["datasets"].items():
+            args.included_cases.setdefault(name, []).extend(c for c in data["cases"]
+                                                            if c not in args.included_cases[name])
             for key, runs in data["runs"].items():
                 args.included_runs.setdefault(name, {}).setdefault(key, []).extend(runs)
         args.included_seeds += schedule["seeds"]
@@ -350,9 +381,6 @@ def include_runs(args: argparse.Namespace) -> None:
         args.included_records += result.get("included", [])  # and what that one included
         args.included_records.append({"command": args.included_commands[-1], "wall_s": result.get("wall_s"),
                                       "machine": result.get("machine"), "seeds": schedule["seeds"]})
-    clash = sorted(set(args.seeds) & set(args.included_seeds))
-    if clash:
-        raise SystemExit(f"bench/ws3d.py: seeds {clash} are already in the --include files")
 
 
 def main() -> int:
