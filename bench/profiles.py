@@ -1,4 +1,4 @@
-"""Profile benchmark: accuracy of the real-time profiles beside ``cpu`` on real sensor data.
+"""Profile benchmark: accuracy of the real-time profiles beside ``cpu`` on real and synthetic data.
 
 For each frame kind it trains each profile with full supervision for the same number of steps
 (one thread, same seed, :func:`wsseg_training.fit.fit`) and reports validation mIoU and the
@@ -8,8 +8,10 @@ network's ONNX Runtime time on one validation frame:
   intensity; ``cpu`` at its 8 cm grid, ``lidar_rt`` at 10 cm);
 * ``mosd``: the real mOSD Kinect frames (every third frame validates; offset + rgb; 2 cm).
 
-Real data only (``../shared/data``); the synthetic outdoor / indoor scenes are not run here (time on the
-shared 2-core machine).  A short CPU schedule: the numbers rank the profiles, they are not converged.
+With ``--synthetic-scenes N`` also the synthetic benchmarks of ``bench/harness.py`` (``outdoor``: ``cpu`` /
+``lidar_rt``; ``indoor``: ``cpu`` / ``rgbd_rt``; each profile at its own voxel, the trainer's ``full`` recipe
+on 10k-point crops).  ``--skip-real`` + ``--include EARLIER.json`` add cases to an earlier run's table.
+A short CPU schedule: the numbers rank the profiles, they are not converged.
 Writes ``bench/results/profiles.json`` + ``.md``; last line ``RESULT <json>``.  Not a test.
 """
 
@@ -27,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from harness import DATASETS, recipe, run_full
 from wsseg_export.onnx_export import export_bundle
-from wsseg_training.checkpoint import make_checkpoint, save_checkpoint
+from wsseg_training.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from wsseg_training.data.readers.mosd import read_frame
 from wsseg_training.data.readers.semantickitti import read_scan
 from wsseg_training.evaluation.metrics import ConfusionMatrix
@@ -101,56 +104,100 @@ def run_case(kind: str, profile: str, train: list[Scene], val: list[Scene], clas
             **{f"{k}_ms": round(statistics.median(t[k] for t in times), 1) for k in ("pre", "inference", "total")}}
 
 
+def synthetic_case(kind: str, profile: str, scenes: int, steps: int, work: Path) -> dict:
+    """``full`` with ``profile`` on the synthetic ``indoor`` / ``outdoor`` benchmark of ``bench/harness.py``
+    (the profile's own voxel; 10k-point crops, 2 per step): val mIoU, no ORT timing."""
+    bench_data = DATASETS[kind]
+    dataset = bench_data.make(work / kind, scenes, 0)
+    config = recipe(profile, steps, crop_points=10_000, seed=0, lr=0.01, features=list(bench_data.features),
+                    device="cpu")
+    run = run_full(dataset, work / f"{kind}_{profile}", config)
+    voxel = load_checkpoint(work / f"{kind}_{profile}" / "full" / "model.pt")["preprocess"]["voxel_size_m"]
+    return {"kind": kind, "profile": profile, "voxel_size_m": voxel, "steps": steps, "train_s": run["train_s"],
+            "val_miou": run["miou"], "val_accuracy": None, "val_frames": len(dataset.scene_names("val")),
+            "train_frames": len(dataset.scene_names("train")), "pre_ms": None, "inference_ms": None,
+            "total_ms": None}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--mosd-frames", type=int, default=15)
     parser.add_argument("--kitti-range-m", type=float, default=None,
                         help="keep only KITTI points within this ground-plane range (a smaller, faster run)")
+    parser.add_argument("--synthetic-scenes", type=int, default=0,
+                        help="also the synthetic outdoor (cpu / lidar_rt) and indoor (cpu / rgbd_rt) benchmarks "
+                             "with this many generated scenes each (0 = skip)")
+    parser.add_argument("--skip-real", action="store_true", help="skip the real KITTI / mOSD cases")
+    parser.add_argument("--include", type=Path, default=None,
+                        help="an earlier profiles.json whose rows come first (its command, wall, load kept)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    if not (SHARED / "semantickitti").is_dir() or not (SHARED / "mosd").is_dir():
+    if not args.skip_real and not ((SHARED / "semantickitti").is_dir() and (SHARED / "mosd").is_dir()):
         raise SystemExit(f"bench/profiles.py needs the real samples in {SHARED}")
     started = time.perf_counter()
-    kitti_train, kitti_val = kitti_scenes(args.kitti_range_m)
-    mosd_train, mosd_val = mosd_scenes(args.mosd_frames)
-    cases = [("kitti", "cpu", 0.08), ("kitti", "lidar_rt", 0.10), ("mosd", "cpu", 0.02), ("mosd", "rgbd_rt", 0.02)]
+    included = json.loads(args.include.read_text()) if args.include else None
+    kitti_train, kitti_val = kitti_scenes(args.kitti_range_m) if not args.skip_real else ([], [])
+    mosd_train, mosd_val = mosd_scenes(args.mosd_frames) if not args.skip_real else ([], [])
+    cases = [] if args.skip_real else [("kitti", "cpu", 0.08), ("kitti", "lidar_rt", 0.10), ("mosd", "cpu", 0.02),
+                                       ("mosd", "rgbd_rt", 0.02)]
     data = {"kitti": (kitti_train, kitti_val, SEMANTIC_KITTI19, FeatureConfig(names=("offset", "intensity"))),
             "mosd": (mosd_train, mosd_val, MOSD, FeatureConfig(names=("offset", "rgb")))}
     load = [os.getloadavg()[0]]
-    rows = []
+    rows = list(included["rows"]) if included else []
     with tempfile.TemporaryDirectory() as tmp:
         for kind, profile, voxel in cases:
             print(f"[bench] {kind} / {profile} ...", file=sys.stderr, flush=True)
             train, val, classes, features = data[kind]
             rows.append(run_case(kind, profile, train, val, classes, features, voxel, args.steps, Path(tmp)))
             print(f"[bench]   {rows[-1]}", file=sys.stderr, flush=True)
+        synthetic = [("outdoor", "cpu"), ("outdoor", "lidar_rt"), ("indoor", "cpu"), ("indoor", "rgbd_rt")]
+        for kind, profile in synthetic if args.synthetic_scenes > 0 else []:
+            print(f"[bench] synthetic {kind} / {profile} ...", file=sys.stderr, flush=True)
+            rows.append(synthetic_case(kind, profile, args.synthetic_scenes, args.steps, Path(tmp)))
+            print(f"[bench]   {rows[-1]}", file=sys.stderr, flush=True)
     load.append(os.getloadavg()[0])
-    command = f"nice -n 5 .venv/bin/python bench/profiles.py --steps {args.steps} --mosd-frames {args.mosd_frames}"
+    command = f"nice -n 5 .venv/bin/python bench/profiles.py --steps {args.steps}"
+    command += f" --mosd-frames {args.mosd_frames}" if not args.skip_real else ""
     command += f" --kitti-range-m {args.kitti_range_m:g}" if args.kitti_range_m is not None else ""
+    command += f" --synthetic-scenes {args.synthetic_scenes}" if args.synthetic_scenes else ""
+    command += " --skip-real" if args.skip_real else ""
+    command += f" --include {args.include}" if args.include else ""
     wall_s = time.perf_counter() - started
-    kitti_points = [s.num_points for s in kitti_train + kitti_val]
-    results = {"machine": f"{platform.node()}: {platform.machine()}, {os.cpu_count()} CPUs",
-               "load_average_start_end": load, "wall_s": round(wall_s, 1), "rows": rows, "command": command,
-               "kitti_range_m": args.kitti_range_m, "kitti_points": kitti_points}
-    lines = ["# Profiles: accuracy and speed of the real-time profiles beside `cpu` (real data)", "",
-             f"Full supervision, {args.steps} Adam steps, 1 torch thread, seed 0 (short CPU schedule: ranks the "
-             f"profiles, not converged). Load average {load[0]:.1f} -> {load[1]:.1f} on a shared 2-core VM: the "
-             "times are upper bounds.", "",
-             f"KITTI: {'all points' if args.kitti_range_m is None else f'points within {args.kitti_range_m:g} m'}"
-             f" ({min(kitti_points)}-{max(kitti_points)} points per scan); one validation scan (08/000000), so "
-             "the KITTI mIoU is over the classes present in it or predicted, and noisy. Machine: "
-             f"{results['machine']}; wall {wall_s / 60:.1f} min.", "",
-             "| data | profile | voxel | train / val frames | val mIoU | val accuracy | pre ms | inference ms "
-             "| total ms |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    machine = f"{platform.node()}: {platform.machine()}, {os.cpu_count()} CPUs"
+    runs = ([{k: included[k] for k in ("command", "wall_s", "load_average_start_end", "machine")}]
+            if included else []) + [{"command": command, "wall_s": round(wall_s, 1), "load_average_start_end": load,
+                                     "machine": machine}]
+    kitti_points = [s.num_points for s in kitti_train + kitti_val] or (included or {}).get("kitti_points", [])
+    kitti_range = args.kitti_range_m if not args.skip_real else (included or {}).get("kitti_range_m")
+    results = {"machine": machine, "load_average_start_end": load, "wall_s": round(wall_s, 1), "rows": rows,
+               "command": command, "kitti_range_m": kitti_range, "kitti_points": kitti_points, "runs": runs}
+
+    def cell(value: float | None, percent: bool = False) -> str:
+        return "—" if value is None else f"{value * 100:.1f} %" if percent else f"{value}"
+
+    lines = ["# Profiles: accuracy and speed of the real-time profiles beside `cpu`", "",
+             "Full supervision, 1 torch thread, seed 0, a short CPU schedule (steps column; ranks the profiles, "
+             "not converged). Real data (kitti, mosd): `wsseg_training.fit`, one whole frame per Adam step, ORT "
+             "times on one validation frame; synthetic data (outdoor, indoor; `bench/harness.py`): the trainer's "
+             "`full` recipe, two 10k-point crops per step, the profile's own voxel, no ORT timing. Shared 2-core "
+             "VM: every time is an upper bound.", ""]
+    if kitti_points:
+        lines += [f"KITTI: {'all points' if kitti_range is None else f'points within {kitti_range:g} m'} "
+                  f"({min(kitti_points)}-{max(kitti_points)} points per scan); one validation scan (08/000000), so "
+                  "the KITTI mIoU is over the classes present in it or predicted, and noisy.", ""]
+    lines += ["| data | profile | voxel | train / val frames | steps | val mIoU | val accuracy | pre ms | "
+              "inference ms | total ms | train s |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['kind']} | {r['profile']} | {r['voxel_size_m']} | {r['train_frames']} / "
-                     f"{r['val_frames']} | {r['val_miou'] * 100:.1f} % | "
-                     f"{r['val_accuracy'] * 100:.1f} % | {r['pre_ms']} | {r['inference_ms']} | "
-                     f"{r['total_ms']} |")
-    lines += ["", f"Command: `{command}`"]
+                     f"{r['val_frames']} | {r['steps']} | {cell(r['val_miou'], True)} | "
+                     f"{cell(r['val_accuracy'], True)} | {cell(r['pre_ms'])} | {cell(r['inference_ms'])} | "
+                     f"{cell(r['total_ms'])} | {r['train_s']} |")
+    lines += ["", "Runs:"] + [f"* `{run['command']}` -- {run['machine']}, wall {run['wall_s'] / 60:.1f} min, load "
+                               f"average {run['load_average_start_end'][0]:.1f} -> "
+                               f"{run['load_average_start_end'][1]:.1f}" for run in runs]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "profiles.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "profiles.md").write_text("\n".join(lines) + "\n")
