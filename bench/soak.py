@@ -127,15 +127,18 @@ class Feed:
     answered: dict[int, float] = field(default_factory=dict)  # stamp -> receive time
     faulty_sent: int = 0
     faults: list[tuple[float, str, str]] = field(default_factory=list)  # (t, fault, outcome)
+    env: dict[str, str] = field(default_factory=dict)  # added to the node process's environment
+    params: dict[str, str] = field(default_factory=dict)  # node parameters over config/segment.yaml
     rss: list[tuple[float, int]] = field(default_factory=list)
+    rss_parts: list[tuple[float, int, int, int]] = field(default_factory=list)  # (t, anon, file, shmem) bytes
     offset_ns: int = 0  # stamp offset (clock faults)
     alternate: Path | None = None  # a copy of the bundle: good reloads switch between the two
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self, log: Path, input_qos: str) -> None:
-        params = {"input_mode": self.mode, "input_qos": input_qos, "diagnostics_period_s": 1.0}
+        params = {"input_mode": self.mode, "input_qos": input_qos, "diagnostics_period_s": 1.0, **self.params}
         self.process = start_segment_node(self.bundle, PARAMS, self.domain, params, log_path=log,
-                                          fastdds_profile=FASTDDS_PROFILE)
+                                          fastdds_profile=FASTDDS_PROFILE, env=self.env)
         self.client = NodeClient(self.domain, mode=self.mode, input_qos=input_qos, keep_outputs=False,
                                  fastdds_profile=FASTDDS_PROFILE)
         out_qos = make_qos("sensor_data", depth=10)
@@ -192,6 +195,16 @@ class Feed:
             values = {kv.key: kv.value for kv in self.client.diagnostics[-1].values}
         return int(values.get("frames_processed", 0)) + int(values.get("frames_rejected", 0))
 
+    def rejected(self, cause: str) -> int:
+        """Frames the node has rejected for ``cause`` (its last diagnostics report, ``rejected_by_cause``)."""
+        with self.client.lock:
+            if not self.client.diagnostics:
+                return 0
+            values = {kv.key: kv.value for kv in self.client.diagnostics[-1].values}
+        counts = dict(item.strip().split("=", 1) for item in values.get("rejected_by_cause", "").split(",")
+                      if "=" in item)
+        return int(counts.get(cause, 0))
+
     def wait_handled(self, before: int, timeout_s: float = 30.0) -> None:
         """Wait until the node has handled a frame more than ``before``, and as long again as its last frame took
         (it may have been finishing a valid frame), so that the frame just published was taken."""
@@ -207,8 +220,11 @@ class Feed:
             text = Path(f"/proc/{self.process.process.pid}/status").read_text()
         except OSError:
             return
-        kb = next(int(line.split()[1]) for line in text.splitlines() if line.startswith("VmRSS:"))
-        self.rss.append((now, kb * 1024))
+        kb = {line.split(":")[0]: int(line.split()[1]) for line in text.splitlines()
+              if line.startswith(("VmRSS:", "RssAnon:", "RssFile:", "RssShmem:"))}
+        self.rss.append((now, kb["VmRSS"] * 1024))
+        self.rss_parts.append((now, kb.get("RssAnon", 0) * 1024, kb.get("RssFile", 0) * 1024,
+                               kb.get("RssShmem", 0) * 1024))
 
     def diagnostics(self) -> dict[str, str]:
         with self.client.lock:
@@ -257,10 +273,12 @@ def inject(feed: Feed, fault: str, t: float, rng: np.random.Generator) -> None:
             msg = {"depth": make_image(header, depth_to_millimetres(depth), "16UC1"),
                    "color": make_image(header, np.zeros((h, w, 3), np.uint8), "rgb8"),
                    "camera_info": make_camera_info(header, k, w, h)}
-        before = feed.handled()
+        before, capped = feed.handled(), feed.rejected("max_points")
         feed.publish(msg, now_ns, valid=False)
-        feed.wait_handled(before)  # no valid frame right behind it: KEEP_LAST(1) would replace it in transport
-        outcome = "2,000,000 points"
+        feed.wait_handled(before, timeout_s=60.0)  # no valid frame right behind it: KEEP_LAST(1) would replace it
+        time.sleep(1.5)  # the next diagnostics report
+        taken = feed.rejected("max_points") > capped
+        outcome = f"2,000,000 points: {'rejected by max_points' if taken else 'NOT rejected (not delivered?)'}"
     elif fault == "publisher_restart":
         feed.restart_publishers()
         outcome = "input publishers destroyed and created again"
@@ -316,7 +334,24 @@ def stalls(feed: Feed, stall_s: float, end: float) -> list[tuple[float, float]]:
     return out
 
 
-def summarise(feed: Feed, start: float, end: float, warmup_s: float, stall_s: float) -> dict[str, Any]:
+def window_medians(series: list[tuple[float, int]], start: float, end: float, warmup_s: float,
+                   window_s: float) -> list[float]:
+    """Median of ``series`` ((monotonic time, bytes) samples) in each ``window_s`` window after the warm-up
+    (windows with fewer than 10 samples are left out)."""
+    out = []
+    for lo in np.arange(warmup_s, end - start, window_s):
+        values = [r for t, r in series if lo <= t - start < lo + window_s]
+        if len(values) >= 10:
+            out.append(float(np.median(values)))
+    return out
+
+
+def growth_pct(values: list[float]) -> float | None:
+    return round(100.0 * (values[-1] - values[0]) / values[0], 2) if values and values[0] else None
+
+
+def summarise(feed: Feed, start: float, end: float, warmup_s: float, stall_s: float,
+              window_s: float) -> dict[str, Any]:
     with feed.lock:
         sent = dict(feed.sent)
         answered = {s: t for s, t in feed.answered.items() if s in sent}
@@ -327,9 +362,9 @@ def summarise(feed: Feed, start: float, end: float, warmup_s: float, stall_s: fl
     after = [r for t, r in feed.rss if t - start >= warmup_s] or [r for _, r in feed.rss]
     rss0, rss1 = float(np.median(after[:5])), float(np.median(after[-5:]))  # medians of 5 samples (25 s)
     gaps = np.diff(sorted([*answered.values(), end]))
-    windows = [float(np.median([r for t, r in feed.rss if lo <= t - start < lo + 300.0]))
-               for lo in np.arange(warmup_s, end - start, 300.0)
-               if sum(1 for t, _ in feed.rss if lo <= t - start < lo + 300.0) >= 10]
+    windows = window_medians(feed.rss, start, end, warmup_s, window_s)
+    parts = {name: window_medians([(row[0], row[k]) for row in feed.rss_parts], start, end, warmup_s, window_s)
+             for k, name in ((1, "anon"), (2, "file"), (3, "shmem"))}
     return {
         "node": feed.name, "mode": feed.mode,
         "frames_in_valid": len(sent), "frames_in_faulty": feed.faulty_sent, "answered": len(answered),
@@ -349,9 +384,16 @@ def summarise(feed: Feed, start: float, end: float, warmup_s: float, stall_s: fl
         "rss_mb_start": round(rss0 / 2**20, 1), "rss_mb_end": round(rss1 / 2**20, 1),
         "rss_mb_max": round(max(r for _, r in feed.rss) / 2**20, 1),
         "rss_growth_pct_after_warmup": round(100.0 * (rss1 - rss0) / rss0, 2),
+        "rss_window_s": window_s,
         "rss_mb_5min_medians": [round(w / 2**20, 1) for w in windows],
-        "rss_growth_pct_5min_windows": round(100.0 * (windows[-1] - windows[0]) / windows[0], 2) if windows else None,
+        "rss_growth_pct_5min_windows": growth_pct(windows),
+        "rss_parts_mb_window_medians": {k: [round(w / 2**20, 1) for w in v] for k, v in parts.items()},
+        "rss_parts_growth_mb": {k: round((v[-1] - v[0]) / 2**20, 1) if v else None for k, v in parts.items()},
         "rss_mb_series": [(round(t - start, 1), round(r / 2**20, 1)) for t, r in feed.rss],
+        "rss_parts_mb_series": [(round(t - start, 1), *(round(b / 2**20, 1) for b in row))
+                                for t, *row in feed.rss_parts],
+        "env": feed.env, "params": feed.params,
+        "memory_trims": diag.get("memory_trims"), "memory_trim_last_ms": diag.get("memory_trim_last_ms"),
         "stalls": [(round(a - start, 1), round(length, 1)) for a, length in stalls(feed, stall_s, end)],
         "longest_stall_s_node": diag.get("longest_stall_s"),
         "faults": feed.faults,
@@ -359,17 +401,27 @@ def summarise(feed: Feed, start: float, end: float, warmup_s: float, stall_s: fl
     }
 
 
+def column_title(node: dict[str, Any]) -> str:
+    title = "LiDAR (SemanticKITTI, PointCloud2)" if node["mode"] == "points" else "RGB-D (mOSD 640x480 depth + colour)"
+    env = " ".join([*(f"{k}={v}" for k, v in node.get("env", {}).items()),
+                    *(f"{k}:={v}" for k, v in node.get("params", {}).items())])
+    return f"`{node['node']}`: {title}" + (f", `{env}`" if env else "")
+
+
 def markdown(results: dict[str, Any]) -> str:
+    window_min = results["nodes"][0].get("rss_window_s", 300.0) / 60
     lines = [f"# segment_node soak ({results['duration_s'] / 60:.0f} min, {results['machine']})", "",
-             f"Two real node processes (Fast DDS shared memory, input QoS `{results.get('input_qos', 'sensor_data')}`, "
+             f"{len(results['nodes'])} real node processes (Fast DDS shared memory, input QoS "
+             f"`{results.get('input_qos', 'sensor_data')}`, "
              f"ONNX Runtime CPU, `{results['profile']}` profile, "
              f"random weights, `config/segment.yaml` defaults), real frames published at {results['rate_hz']:g} Hz "
-             f"each, a fault every {results['cycle_s']:g} s per node (in turn: {', '.join(FAULTS)}). "
+             f"each, a fault every {results['cycle_s']:g} s per node "
+             f"(in turn: {', '.join(results.get('faults', FAULTS))}). "
              f"Run with `nice -n 5` on a {os.cpu_count()}-core VM shared with other jobs: load average "
              f"{results['load_average']['start']:.1f} at start, {results['load_average']['mean']:.1f} mean, "
              f"{results['load_average']['end']:.1f} at end, so latencies are upper bounds.", "",
-             "| | LiDAR (SemanticKITTI, PointCloud2) | RGB-D (mOSD 640x480 depth + colour) |", "|---|---:|---:|"]
-    lidar, rgbd = results["nodes"]
+             "| | " + " | ".join(column_title(n) for n in results["nodes"]) + " |",
+             "|---|" + "---:|" * len(results["nodes"])]
     rows = [
         ("frames in: valid / faulty", lambda r: f"{r['frames_in_valid']} / {r['frames_in_faulty']}"),
         ("answered (labelled cloud received)", lambda r: f"{r['answered']}"),
@@ -383,16 +435,21 @@ def markdown(results: dict[str, Any]) -> str:
          f"{r['node_total_ms_p95']}"),
         ("longest gap between answers, s; gaps >= 10 s", lambda r: f"{r['longest_gap_s']}; {r['gaps_over_10s']}"),
         ("RSS MB after warm-up / end / max", lambda r: f"{r['rss_mb_start']} / {r['rss_mb_end']} / {r['rss_mb_max']}"),
-        ("RSS growth after warm-up (5 samples / 5-min medians)",
+        (f"RSS growth after warm-up (5 samples / {window_min:g}-min medians)",
          lambda r: f"{r['rss_growth_pct_after_warmup']:+.2f} % / {r.get('rss_growth_pct_5min_windows')} %"),
+        (f"RSS {window_min:g}-min medians, MB", lambda r: ", ".join(f"{v:.0f}" for v in r["rss_mb_5min_medians"])),
+        ("RSS change by kind, first -> last window, MB (anon / file / shmem)",
+         lambda r: " / ".join(f"{r['rss_parts_growth_mb'].get(k)}" for k in ("anon", "file", "shmem"))),
         (f"stalls (valid frames, no answer >= {results['stall_s']:g} s)", lambda r: f"{len(r['stalls'])}"
          + (f" {r['stalls'][:5]}" if r["stalls"] else "")),
         ("faults injected", lambda r: f"{len(r['faults'])}"),
         ("exit code on SIGINT", lambda r: f"{r['exit_code']}"),
     ]
-    lines += [f"| {label} | {cell(lidar)} | {cell(rgbd)} |" for label, cell in rows]
+    lines += [f"| {label} | " + " | ".join(str(cell(n)) for n in results["nodes"]) + " |" for label, cell in rows]
     lines += ["", f"RSS growth: median of the last 5 samples (every 5 s) against the median of the first 5 after a "
-              f"warm-up of {results['warmup_s']:g} s. Fast DDS shared-memory "
+              f"warm-up of {results['warmup_s']:g} s; "
+              f"by kind: the node's RssAnon (heap, arenas, ONNX Runtime), RssFile (libraries), RssShmem (Fast DDS "
+              f"shared-memory segments it has touched). Fast DDS shared-memory "
               f"files in /dev/shm (machine-wide, other jobs' included) before / after: "
               f"{results['shm_files']['before']} / {results['shm_files']['after']}.",
               "", f"Command: `{results['command']}`; wall {results['wall_s'] / 60:.1f} min.", ""]
@@ -404,6 +461,35 @@ def shm_files() -> int:
         return sum(1 for p in Path("/dev/shm").iterdir() if "fastrtps" in p.name or "fastdds" in p.name)
     except OSError:
         return -1
+
+
+def per_node(option: str, items: list[str], names: list[str]) -> dict[str, dict[str, str]]:
+    """``NAME:KEY=VALUE`` items -> {name: {key: value}} for every name in ``names``."""
+    out: dict[str, dict[str, str]] = {name: {} for name in names}
+    for item in items:
+        name, _, assignment = item.partition(":")
+        key, eq, value = assignment.partition("=")
+        if name not in out or not key or not eq:
+            raise SystemExit(f"{option} {item!r}: expected NAME:KEY=VALUE with NAME one of {names}")
+        out[name][key] = value
+    return out
+
+
+def make_feeds(names: list[str], env_items: list[str], param_items: list[str], domain: int,
+               lidar: tuple[Path, list[dict[str, Any]]], rgbd: tuple[Path, list[dict[str, Any]]]) -> list[Feed]:
+    """One :class:`Feed` per name (``lidar*`` or ``rgbd*``), each on its own ROS domain, with its ``--node-env``
+    and ``--node-param``."""
+    env = per_node("--node-env", env_items, names)
+    params = per_node("--node-param", param_items, names)
+    feeds = []
+    for i, name in enumerate(names):
+        if not name.startswith(("lidar", "rgbd")) or names.count(name) > 1:
+            raise SystemExit(f"--nodes: {name!r} must be unique and start with 'lidar' or 'rgbd'")
+        bundle, messages = lidar if name.startswith("lidar") else rgbd
+        mode = "points" if name.startswith("lidar") else "rgbd"
+        feeds.append(Feed(name, mode, bundle, 1 + (domain + 37 * i) % 100, messages, env=env[name],
+                          params=params[name]))
+    return feeds
 
 
 def main() -> int:
@@ -419,6 +505,17 @@ def main() -> int:
     parser.add_argument("--input-qos", default="reliable", choices=("reliable", "sensor_data"),
                         help="input QoS of both nodes (sensor_data: Fast DDS drops the 32 MB 2M-point frame before "
                              "the node sees it)")
+    parser.add_argument("--nodes", nargs="+", default=["lidar", "rgbd"],
+                        help="node processes to feed, each named lidar* (PointCloud2) or rgbd* (depth + colour); "
+                             "e.g. `rgbd rgbd_b --node-env rgbd_b:MALLOC_ARENA_MAX=2` for a controlled comparison")
+    parser.add_argument("--node-env", action="append", default=[], metavar="NAME:KEY=VALUE",
+                        help="an environment variable for one node process (repeatable)")
+    parser.add_argument("--node-param", action="append", default=[], metavar="NAME:PARAM=VALUE",
+                        help="a node parameter for one node process, over config/segment.yaml (repeatable)")
+    parser.add_argument("--faults", nargs="+", default=list(FAULTS), choices=FAULTS,
+                        help="the faults to cycle through (default: all)")
+    parser.add_argument("--rss-window-s", type=float, default=300.0,
+                        help="width of the RSS median windows (default %(default)s s)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--name", default="soak", help="results file stem")
     args = parser.parse_args()
@@ -438,20 +535,28 @@ def main() -> int:
         header = Header(frame_id="sensor")
         lidar_msgs = [frame_messages(f, "points", header) for s in scans for f in load_frames(s)]
         rgbd_msgs = [frame_messages(load_frames(p)[0].as_rgbd(), "rgbd", header) for p in pcds]
-        domain = free_domain_id()
-        feeds = [Feed("lidar", "points", lidar_bundle, domain, lidar_msgs),
-                 Feed("rgbd", "rgbd", rgbd_bundle, 1 + domain % 100, rgbd_msgs)]
-        for feed in feeds:
-            feed.alternate = feed.bundle.with_name(feed.bundle.name + "_copy")
-            shutil.copytree(feed.bundle, feed.alternate)
-            feed.start(workdir / f"{feed.name}.log", args.input_qos)
+        feeds = make_feeds(args.nodes, args.node_env, args.node_param, free_domain_id(), (lidar_bundle, lidar_msgs),
+                           (rgbd_bundle, rgbd_msgs))
+        try:
+            for feed in feeds:  # two copies per node: good reloads switch between them
+                original = feed.bundle
+                feed.bundle, feed.alternate = workdir / feed.name / "a", workdir / feed.name / "b"
+                shutil.copytree(original, feed.bundle)
+                shutil.copytree(original, feed.alternate)
+                feed.start(workdir / f"{feed.name}.log", args.input_qos)
+        except BaseException:
+            for feed in feeds:
+                if feed.process is not None:
+                    feed.process.stop()
+            raise
         cycles = int(args.duration_s // args.cycle_s)
         stop = threading.Event()
         fault_log: list[str] = []
         start = time.monotonic()
         threads = []
-        for shift, feed in zip((0.0, args.cycle_s / 2), feeds, strict=True):  # the two nodes' faults interleave
-            schedule = [(args.cycle_s * (k + 1) - shift, FAULTS[k % len(FAULTS)]) for k in range(cycles)]
+        for i, feed in enumerate(feeds):  # the nodes' faults interleave
+            shift = args.cycle_s * i / len(feeds)
+            schedule = [(args.cycle_s * (k + 1) - shift, args.faults[k % len(args.faults)]) for k in range(cycles)]
             threads.append(threading.Thread(target=play, daemon=True,
                                             args=(feed, args.rate_hz, stop, schedule, start, fault_log)))
         for thread in threads:
@@ -477,7 +582,7 @@ def main() -> int:
             thread.join(timeout=30.0)
         time.sleep(3.0)  # the last answers and a diagnostics report
         end = time.monotonic()
-        nodes = [summarise(feed, start, end, warmup, args.stall_s) for feed in feeds]
+        nodes = [summarise(feed, start, end, warmup, args.stall_s, args.rss_window_s) for feed in feeds]
         for feed, summary in zip(feeds, nodes, strict=True):
             feed.client.close()
             summary["exit_code"] = feed.process.stop()
@@ -486,6 +591,7 @@ def main() -> int:
         "machine": f"{platform.node() or 'host'}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "duration_s": args.duration_s, "rate_hz": args.rate_hz, "cycle_s": args.cycle_s, "warmup_s": warmup,
         "stall_s": args.stall_s, "profile": args.profile, "input_qos": args.input_qos, "command": command,
+        "faults": args.faults,
         "wall_s": round(end - start, 1),
         "load_average": {"start": load[0], "end": load[-1], "mean": float(np.mean(load)), "max": float(max(load))},
         "shm_files": {"before": shm_before, "after": shm_files()}, "nodes": nodes,
@@ -498,7 +604,7 @@ def main() -> int:
     print(table)
     result = {f"{n['node']}_{k}": n[k] for n in nodes for k in (
         "frames_in_valid", "answered", "node_frames_rejected", "latency_ms_median", "latency_ms_p95",
-        "rss_growth_pct_after_warmup", "exit_code")}
+        "rss_growth_pct_after_warmup", "rss_growth_pct_5min_windows", "exit_code")}
     result.update({f"{n['node']}_stalls": len(n["stalls"]) for n in nodes})
     print(f"wrote {args.out / (args.name + '.json')} and {args.name}.md")
     print("RESULT " + json.dumps(result))

@@ -47,9 +47,10 @@ def free_domain_id() -> int:
     return 1 + (os.getpid() * 7 + int(time.monotonic() * 1000)) % 100
 
 
-def ros_env(domain_id: int, fastdds_profile: Path | None = None) -> dict[str, str]:
-    """Environment of a node process on ``domain_id`` with discovery kept on this host."""
-    env = dict(os.environ)
+def ros_env(domain_id: int, fastdds_profile: Path | None = None,
+            extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of a node process on ``domain_id`` with discovery kept on this host (plus ``extra``)."""
+    env = {**os.environ, **(extra or {})}
     if fastdds_profile is not None:
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(fastdds_profile)
     env.update({"ROS_DOMAIN_ID": str(domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
@@ -59,14 +60,18 @@ def ros_env(domain_id: int, fastdds_profile: Path | None = None) -> dict[str, st
 
 
 class NodeProcess:
-    """``python -m wsseg.ros.<module> --ros-args ...`` in a child process; ``stop()`` sends SIGINT."""
+    """``python -m wsseg.ros.<module> --ros-args ...`` in a child process; ``stop()`` sends SIGINT.
+
+    ``env``: variables added to this process's environment for the child (e.g. ``MALLOC_ARENA_MAX``).
+    """
 
     def __init__(self, module: str, ros_args: Sequence[str], domain_id: int, log_path: Path | None = None,
-                 fastdds_profile: Path | None = None) -> None:
+                 fastdds_profile: Path | None = None, env: dict[str, str] | None = None) -> None:
         self.command = [sys.executable, "-m", f"wsseg.ros.{module}", "--ros-args", *ros_args]
         self.log_path = log_path
         self._log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(self.command, env=ros_env(domain_id, fastdds_profile), stdout=self._log,
+        self.process = subprocess.Popen(self.command, env=ros_env(domain_id, fastdds_profile, env),
+                                        stdout=self._log,
                                         stderr=subprocess.STDOUT)
 
     def alive(self) -> bool:
@@ -96,12 +101,12 @@ class NodeProcess:
 
 def start_segment_node(bundle: str | Path, params_file: str | Path, domain_id: int,
                        extra_params: dict[str, Any] | None = None, log_path: Path | None = None,
-                       fastdds_profile: Path | None = None) -> NodeProcess:
+                       fastdds_profile: Path | None = None, env: dict[str, str] | None = None) -> NodeProcess:
     """The node as ``segment.launch.py`` starts it: the params file, then ``model`` (and overrides)."""
     args = ["--params-file", str(params_file), "-p", f"model:={bundle}"]
     for name, value in (extra_params or {}).items():
         args += ["-p", f"{name}:={str(value).lower() if isinstance(value, bool) else value}"]
-    return NodeProcess("segment_node", args, domain_id, log_path, fastdds_profile)
+    return NodeProcess("segment_node", args, domain_id, log_path, fastdds_profile, env)
 
 
 class NodeClient:

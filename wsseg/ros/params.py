@@ -86,6 +86,10 @@ PARAMS: tuple[ParamSpec, ...] = (
               "and radians (fixed-axis roll-pitch-yaw, as URDF): points are moved by it before segmentation, "
               "outputs stay in the input frame. E.g. a camera optical frame -> a z-up base frame for a model "
               "trained on z-up scenes. All zeros = none.", read_only=False),
+    ParamSpec("memory_trim_period_s", 10.0, "After a frame, at most once per this many seconds, hand the memory "
+              "freed since back to the system (glibc malloc_trim), so that the resident size stays flat instead of "
+              "keeping every frame's freed buffers; 0 = never. Costs a few ms every period (docs/runtime.md).",
+              read_only=False, min_value=0.0, max_value=3600.0),
     ParamSpec("diagnostics_period_s", 1.0, "Period of the /diagnostics status, seconds.",
               min_value=0.05, max_value=60.0),
 )
@@ -122,6 +126,7 @@ class NodeConfig:
     stall_warn_s: float
     stall_error_s: float
     model_frame_transform: tuple[float, ...]
+    memory_trim_period_s: float
     diagnostics_period_s: float
 
 

@@ -62,6 +62,7 @@ from wsseg.ros.conversions import (
     make_pointcloud2,
 )
 from wsseg.ros.diagnostics import NodeStats
+from wsseg.ros.memory import MemoryTrace, MemoryTrimmer, NoTrace
 from wsseg.ros.params import (
     PARAMS,
     PARAMS_BY_NAME,
@@ -72,6 +73,7 @@ from wsseg.ros.params import (
     max_points_for,
 )
 from wsseg.ros.pipeline import (
+    FrameResult,
     Limits,
     classes_payload,
     output_fields,
@@ -137,6 +139,9 @@ class SegmentNode(Node):
         self.slot: KeepLatestSlot[tuple[str, Any, float]] = KeepLatestSlot()
         self._last_log: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
+        trace = MemoryTrace.from_environment()  # WSSEG_MEMORY_TRACE=PATH: a debugging trace, off by default
+        self._memory: MemoryTrace | NoTrace = trace or NoTrace()
+        self._trimmer = MemoryTrimmer(self.config.memory_trim_period_s)
 
         out_qos = make_qos(self.config.output_qos)
         self.pub_points = self.create_publisher(PointCloud2, "~/output/points", out_qos)
@@ -220,6 +225,8 @@ class SegmentNode(Node):
             self.segmenter = segmenter
             self.pub_classes.publish(String(data=json.dumps(classes_payload(segmenter.classes))))
             self.get_logger().info(f"loaded model {config.model} (engine {self._engine_info['active']})")
+        if config.memory_trim_period_s != self.config.memory_trim_period_s:
+            self._trimmer = MemoryTrimmer(config.memory_trim_period_s)
         self.config = replace(config)
         return SetParametersResult(successful=True)
 
@@ -262,6 +269,9 @@ class SegmentNode(Node):
                 self._reject(exc.cause, str(exc))
             except Exception as exc:  # keep running whatever a frame does; the log names it
                 self._reject(type(exc).__name__, f"unexpected {type(exc).__name__} while processing a frame: {exc}")
+            finally:
+                del item  # the frame's buffers go before the trim, not after the next frame
+                self._trimmer.after_frame()  # between frames: give the memory freed since back to the system
 
     def _reject(self, cause: str, message: str) -> None:
         self.stats.record_rejected(cause, message)
@@ -300,23 +310,17 @@ class SegmentNode(Node):
     def _process(self, kind: str, payload: Any, arrival: float) -> None:
         start = time.perf_counter()
         segmenter = self.segmenter  # a reload swaps it between frames, never during one
-        header, cloud = self._decode(kind, payload, segmenter)
+        with self._memory.stage("decode"):
+            header, cloud = self._decode(kind, payload, segmenter)
         decoded = time.perf_counter()
         config = self.config
         limits = Limits(config.min_range_m, config.max_range_m, max_points_for(config, segmenter.bundle.meta.sensor))
-        result = segment_frame(segmenter, cloud, limits, where=f"frame {stamp_ns(header)}",
-                               to_model=_model_pose(config.model_frame_transform))
+        with self._memory.stage("segment"):
+            result = segment_frame(segmenter, cloud, limits, where=f"frame {stamp_ns(header)}",
+                                   to_model=_model_pose(config.model_frame_transform))
         segmented = time.perf_counter()
-        if self.pub_points.get_subscription_count():
-            fields = output_fields(cloud.xyz, result.labels, result.confidence, result.instance)
-            self.pub_points.publish(make_pointcloud2(header, fields, cloud.width, cloud.height))
-        if self.pub_vis.get_subscription_count():
-            self.pub_vis.publish(make_pointcloud2(
-                header, visualization_fields(cloud.xyz, result.labels, segmenter.classes),
-                cloud.width, cloud.height))
-        if self.pub_label_image is not None and self.pub_label_image.get_subscription_count():
-            self.pub_label_image.publish(make_image(
-                header, label_image(result.labels, cloud.width, cloud.height), "mono16"))
+        with self._memory.stage("publish"):
+            self._publish(header, cloud, result, segmenter)
         done = time.perf_counter()
         seg = result.timings_ms
         timings = {
@@ -335,11 +339,25 @@ class SegmentNode(Node):
                                       hardware_id=self._engine_info["active"], values=values)
             self.pub_timing.publish(DiagnosticArray(header=header, status=[status]))
 
+    def _publish(self, header: Any, cloud: CloudArrays, result: FrameResult, segmenter: Segmenter) -> None:
+        """The labelled cloud, the visualization cloud and the label image, each only when subscribed."""
+        if self.pub_points.get_subscription_count():
+            fields = output_fields(cloud.xyz, result.labels, result.confidence, result.instance)
+            self.pub_points.publish(make_pointcloud2(header, fields, cloud.width, cloud.height))
+        if self.pub_vis.get_subscription_count():
+            self.pub_vis.publish(make_pointcloud2(
+                header, visualization_fields(cloud.xyz, result.labels, segmenter.classes),
+                cloud.width, cloud.height))
+        if self.pub_label_image is not None and self.pub_label_image.get_subscription_count():
+            self.pub_label_image.publish(make_image(
+                header, label_image(result.labels, cloud.width, cloud.height), "mono16"))
+
     # ------------------------------------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
         config = self.config
         extra = {"max_points": str(max_points_for(config, self.segmenter.bundle.meta.sensor)),
-                 "model": config.model}
+                 "model": config.model, "memory_trims": str(self._trimmer.trims),
+                 "memory_trim_last_ms": f"{self._trimmer.last_ms:.1f}"}
         if config.input_mode == "rgbd":
             extra.update({"sync_matched": str(self.sync.matched), "sync_unmatched": str(self.sync.unmatched),
                           "sync_expired": str(self.sync.expired), "sync_resets": str(self.sync.resets)})
@@ -352,6 +370,16 @@ class SegmentNode(Node):
         array = DiagnosticArray(status=[message])
         array.header.stamp = self.get_clock().now().to_msg()
         self.pub_diagnostics.publish(array)
+        self._memory.maybe_report(self._held_inputs)
+
+    def _held_inputs(self) -> dict[str, Any]:
+        """What the node holds of its input for the memory trace: the keep-latest slot, the sync queues (bytes)."""
+        held: dict[str, Any] = {"frames_processed": self.stats.processed, "slot_full": self.slot.full}
+        if self.config.input_mode == "rgbd":
+            held["sync_queued"] = {s: [len(self.sync.queues[s]), sum(len(getattr(e.msg, "data", b""))
+                                                                     for e in list(self.sync.queues[s]))]
+                                   for s in STREAMS}
+        return held
 
     def close(self, timeout_s: float = 120.0) -> bool:
         """Stop the worker after its current frame; True when it has stopped.

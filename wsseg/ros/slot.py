@@ -47,3 +47,8 @@ class KeepLatestSlot(Generic[T]):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def full(self) -> bool:
+        """An item is waiting to be taken."""
+        return self._full
