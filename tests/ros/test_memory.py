@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ from wsseg.ros.memory import (
     MemoryTrimmer,
     _libc,
     malloc_stats,
+    pin_mmap_threshold,
     process_memory,
 )
 
@@ -132,3 +134,55 @@ def test_the_trimmer_waits_for_its_period() -> None:
     assert not trimmer.after_frame() and trimmer.trims == 0
     assert not MemoryTrimmer(0.0).active and not MemoryTrimmer(0.0).after_frame()
     assert process_memory() == {} or process_memory()["total"] > 0
+
+
+#: a fresh process: free a 24 MB mmap-served block (what an engine reload does with ONNX Runtime's regions),
+#: then use and free 10 MB blocks next to a small long-lived one; prints the resident growth they leave
+_RATCHET = textwrap.dedent("""
+    import ctypes, json, sys
+    from wsseg.ros.memory import malloc_stats, pin_mmap_threshold, process_memory
+    policy = pin_mmap_threshold(int(sys.argv[1]), {})
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    old = libc.malloc(24 * 2**20)
+    ctypes.memset(old, 1, 24 * 2**20)
+    libc.free(old)
+    base = process_memory()["anon"]
+    pins = []
+    for _ in range(4):
+        block = libc.malloc(10 * 2**20)
+        ctypes.memset(block, 1, 10 * 2**20)
+        mmapped = malloc_stats()["mmapped"]
+        pins.append(libc.malloc(64))
+        libc.free(block)
+    print(json.dumps({"policy": policy, "kept": process_memory()["anon"] - base, "mmapped_in_use": mmapped}))
+""")
+
+
+def _ratchet(threshold_mb: int) -> dict:
+    done = subprocess.run([sys.executable, "-c", _RATCHET, str(threshold_mb)], capture_output=True, text=True,
+                          timeout=60, check=True)
+    return json.loads(done.stdout)
+
+
+@linux_glibc
+def test_a_pinned_mmap_threshold_stops_the_reload_ratchet() -> None:
+    if malloc_stats() is None:
+        pytest.skip("glibc < 2.33: no mallinfo2")
+    dynamic = _ratchet(0)  # glibc's default: the freed 24 MB block raised the threshold above 10 MB
+    assert "dynamic" in dynamic["policy"]
+    assert dynamic["mmapped_in_use"] < 10 * 2**20, dynamic  # the 10 MB blocks came from the heap ...
+    assert dynamic["kept"] > 8 * 2**20, dynamic  # ... which keeps them resident after free
+    pinned = _ratchet(8)
+    assert pinned["policy"].startswith("mmap threshold pinned at 8 MiB"), pinned
+    assert pinned["mmapped_in_use"] >= 10 * 2**20, pinned  # own mappings ...
+    assert pinned["kept"] < 2 * 2**20, pinned  # ... handed back on free
+
+
+def test_the_mmap_threshold_is_checked_and_the_environment_wins() -> None:
+    with pytest.raises(ValueError, match=re.escape("malloc_mmap_threshold_mb 33: expected 0 (off) or 1..32")):
+        pin_mmap_threshold(33, {})
+    assert "environment" in pin_mmap_threshold(4, {"MALLOC_MMAP_THRESHOLD_": "65536"})
+    assert "environment" in pin_mmap_threshold(4, {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"})
+    assert "dynamic" in pin_mmap_threshold(0, {})

@@ -88,8 +88,13 @@ PARAMS: tuple[ParamSpec, ...] = (
               "trained on z-up scenes. All zeros = none.", read_only=False),
     ParamSpec("memory_trim_period_s", 10.0, "After a frame, at most once per this many seconds, hand the memory "
               "freed since back to the system (glibc malloc_trim), so that the resident size stays flat instead of "
-              "keeping every frame's freed buffers; 0 = never. Costs a few ms every period (docs/runtime.md).",
+              "keeping every frame's freed buffers; 0 = never. Costs a few ms every period (wsseg/ros/memory.py).",
               read_only=False, min_value=0.0, max_value=3600.0),
+    ParamSpec("malloc_mmap_threshold_mb", 8, "Fix glibc's mmap threshold at this many MiB when the node starts "
+              "(0 = glibc's dynamic threshold, which each engine reload ratchets up, growing the heap for good): "
+              "smaller buffers are reused from the heap, larger ones (ONNX Runtime's regions, huge frames) are "
+              "returned on free. A MALLOC_MMAP_THRESHOLD_ in the environment wins (wsseg/ros/memory.py).",
+              min_value=0, max_value=32),
     ParamSpec("diagnostics_period_s", 1.0, "Period of the /diagnostics status, seconds.",
               min_value=0.05, max_value=60.0),
 )
@@ -127,6 +132,7 @@ class NodeConfig:
     stall_error_s: float
     model_frame_transform: tuple[float, ...]
     memory_trim_period_s: float
+    malloc_mmap_threshold_mb: int
     diagnostics_period_s: float
 
 

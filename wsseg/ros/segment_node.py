@@ -62,7 +62,7 @@ from wsseg.ros.conversions import (
     make_pointcloud2,
 )
 from wsseg.ros.diagnostics import NodeStats
-from wsseg.ros.memory import MemoryTrace, MemoryTrimmer, NoTrace
+from wsseg.ros.memory import MemoryTrace, MemoryTrimmer, NoTrace, pin_mmap_threshold
 from wsseg.ros.params import (
     PARAMS,
     PARAMS_BY_NAME,
@@ -132,6 +132,8 @@ class SegmentNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self.config = self._declare_parameters()
+        self._malloc_policy = pin_mmap_threshold(self.config.malloc_mmap_threshold_mb)  # before the engine loads
+        self.get_logger().info(self._malloc_policy)
         self.segmenter = self._load_segmenter(self.config)
         self.stats = (NodeStats(primary="depth", streams=STREAMS) if self.config.input_mode == "rgbd"
                       else NodeStats(primary="points"))
@@ -357,7 +359,7 @@ class SegmentNode(Node):
         config = self.config
         extra = {"max_points": str(max_points_for(config, self.segmenter.bundle.meta.sensor)),
                  "model": config.model, "memory_trims": str(self._trimmer.trims),
-                 "memory_trim_last_ms": f"{self._trimmer.last_ms:.1f}"}
+                 "memory_trim_last_ms": f"{self._trimmer.last_ms:.1f}", "malloc_policy": self._malloc_policy}
         if config.input_mode == "rgbd":
             extra.update({"sync_matched": str(self.sync.matched), "sync_unmatched": str(self.sync.unmatched),
                           "sync_expired": str(self.sync.expired), "sync_resets": str(self.sync.resets)})
