@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
+import os
 import subprocess
 import sys
 import textwrap
@@ -20,7 +20,6 @@ from wsseg.ros.memory import (
     MemoryTrimmer,
     _libc,
     malloc_stats,
-    pin_mmap_threshold,
     process_memory,
 )
 
@@ -140,8 +139,9 @@ def test_the_trimmer_waits_for_its_period() -> None:
 #: then use and free 10 MB blocks next to a small long-lived one; prints the resident growth they leave
 _RATCHET = textwrap.dedent("""
     import ctypes, json, sys
-    from wsseg.ros.memory import malloc_stats, pin_mmap_threshold, process_memory
-    policy = pin_mmap_threshold(int(sys.argv[1]), {})
+    from wsseg.ros.memory import malloc_stats, process_memory
+    from wsseg.runtime.heap import keep_freed_memory
+    fixed = int(sys.argv[1]) > 0 and keep_freed_memory(mmap_threshold_bytes=int(sys.argv[1]) * 2**20)
     libc = ctypes.CDLL("libc.so.6")
     libc.malloc.restype = ctypes.c_void_p
     libc.free.argtypes = [ctypes.c_void_p]
@@ -156,13 +156,14 @@ _RATCHET = textwrap.dedent("""
         mmapped = malloc_stats()["mmapped"]
         pins.append(libc.malloc(64))
         libc.free(block)
-    print(json.dumps({"policy": policy, "kept": process_memory()["anon"] - base, "mmapped_in_use": mmapped}))
+    print(json.dumps({"fixed": fixed, "kept": process_memory()["anon"] - base, "mmapped_in_use": mmapped}))
 """)
 
 
 def _ratchet(threshold_mb: int) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "WSSEG_KEEP", "GLIBC_TUNABLES"))}
     done = subprocess.run([sys.executable, "-c", _RATCHET, str(threshold_mb)], capture_output=True, text=True,
-                          timeout=60, check=True)
+                          timeout=60, check=True, env=env)
     return json.loads(done.stdout)
 
 
@@ -171,18 +172,17 @@ def test_a_pinned_mmap_threshold_stops_the_reload_ratchet() -> None:
     if malloc_stats() is None:
         pytest.skip("glibc < 2.33: no mallinfo2")
     dynamic = _ratchet(0)  # glibc's default: the freed 24 MB block raised the threshold above 10 MB
-    assert "dynamic" in dynamic["policy"]
+    assert dynamic["fixed"] is False
     assert dynamic["mmapped_in_use"] < 10 * 2**20, dynamic  # the 10 MB blocks came from the heap ...
     assert dynamic["kept"] > 8 * 2**20, dynamic  # ... which keeps them resident after free
     pinned = _ratchet(8)
-    assert pinned["policy"].startswith("mmap threshold pinned at 8 MiB"), pinned
+    assert pinned["fixed"] is True
     assert pinned["mmapped_in_use"] >= 10 * 2**20, pinned  # own mappings ...
     assert pinned["kept"] < 2 * 2**20, pinned  # ... handed back on free
 
 
-def test_the_mmap_threshold_is_checked_and_the_environment_wins() -> None:
-    with pytest.raises(ValueError, match=re.escape("malloc_mmap_threshold_mb 33: expected 0 (off) or 1..32")):
-        pin_mmap_threshold(33, {})
-    assert "environment" in pin_mmap_threshold(4, {"MALLOC_MMAP_THRESHOLD_": "65536"})
-    assert "environment" in pin_mmap_threshold(4, {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"})
-    assert "dynamic" in pin_mmap_threshold(0, {})
+def test_the_mmap_threshold_is_checked() -> None:
+    from wsseg.runtime.heap import keep_freed_memory
+
+    with pytest.raises(ValueError, match="mmap_threshold_bytes"):
+        keep_freed_memory(mmap_threshold_bytes=33 * 2**20)

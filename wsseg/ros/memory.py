@@ -31,13 +31,11 @@ threshold up and moves the next session's regions and the larger frame buffers i
 they fragment what is there and the heaps grow by tens of megabytes for good -- in use stays flat, the
 resident size does not.  Two measures keep it flat:
 
-* :func:`pin_mmap_threshold` (the node's ``malloc_mmap_threshold_mb``, at start): a fixed threshold
-  (``mallopt(M_MMAP_THRESHOLD)``; the trim threshold at twice that, as glibc's own rule) stops the
-  ratchet: frame buffers below it stay in the heaps (reused, no page faults), ONNX Runtime's large
-  regions and huge frames keep their own mappings and go back on free.  (A *low* fixed threshold
-  returns every buffer at once but makes each frame fault its buffers in afresh: several times the CPU
-  per RGB-D frame.)  A ``MALLOC_MMAP_THRESHOLD_`` / ``GLIBC_TUNABLES`` mmap threshold set in the
-  environment wins;
+* a fixed mmap threshold (:func:`wsseg.runtime.heap.keep_freed_memory` with the node's
+  ``malloc_mmap_threshold_mb``, at start) stops the ratchet: frame buffers below it stay in the heaps
+  (reused, no page faults; the heap top is not trimmed below 512 MiB free), ONNX Runtime's large regions
+  and huge frames keep their own mappings and go back on free.  ``WSSEG_KEEP_HEAP=0`` leaves glibc's
+  dynamic default;
 * :class:`MemoryTrimmer` (``memory_trim_period_s``): after a frame, once every period,
   ``malloc_trim(0)`` hands the free pages of every arena back; the next frame faults a few back in.
 
@@ -102,31 +100,6 @@ def malloc_stats() -> dict[str, int] | None:
     info = libc.mallinfo2()
     return {"in_use": int(info.uordblks), "free": int(info.fordblks), "mmapped": int(info.hblkhd),
             "arena": int(info.arena)}
-
-
-#: mallopt parameters (glibc malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-#: glibc's largest mmap threshold on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX)
-MAX_MMAP_THRESHOLD_MB = 32
-
-
-def pin_mmap_threshold(threshold_mb: int, environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
-    """Fix glibc's mmap threshold at ``threshold_mb`` MiB (1..32; 0 = leave glibc's dynamic threshold) and
-    its trim threshold at twice that; returns what was done, for the log."""
-    if threshold_mb == 0:
-        return "mmap threshold: glibc's dynamic default (malloc_mmap_threshold_mb 0)"
-    if not 0 < threshold_mb <= MAX_MMAP_THRESHOLD_MB:
-        raise ValueError(f"malloc_mmap_threshold_mb {threshold_mb}: expected 0 (off) or 1..{MAX_MMAP_THRESHOLD_MB}")
-    if "MALLOC_MMAP_THRESHOLD_" in environ or "mmap_threshold" in environ.get("GLIBC_TUNABLES", ""):
-        return "mmap threshold: left as the environment sets it (MALLOC_MMAP_THRESHOLD_ / GLIBC_TUNABLES)"
-    libc = _libc()
-    if libc is None:
-        return "mmap threshold: not glibc, nothing pinned"
-    size = threshold_mb * 2**20
-    if not (libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(size))
-            and libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(2 * size))):
-        raise OSError(f"mallopt refused an mmap threshold of {threshold_mb} MiB")
-    return f"mmap threshold pinned at {threshold_mb} MiB, trim threshold {2 * threshold_mb} MiB"
 
 
 class MemoryTrimmer:

@@ -90,11 +90,11 @@ PARAMS: tuple[ParamSpec, ...] = (
               "freed since back to the system (glibc malloc_trim), so that the resident size stays flat instead of "
               "keeping every frame's freed buffers; 0 = never. Costs a few ms every period (wsseg/ros/memory.py).",
               read_only=False, min_value=0.0, max_value=3600.0),
-    ParamSpec("malloc_mmap_threshold_mb", 8, "Fix glibc's mmap threshold at this many MiB when the node starts "
-              "(0 = glibc's dynamic threshold, which each engine reload ratchets up, growing the heap for good): "
-              "smaller buffers are reused from the heap, larger ones (ONNX Runtime's regions, huge frames) are "
-              "returned on free. A MALLOC_MMAP_THRESHOLD_ in the environment wins (wsseg/ros/memory.py).",
-              min_value=0, max_value=32),
+    ParamSpec("malloc_mmap_threshold_mb", 8, "glibc's mmap threshold, fixed when the node starts, MiB: smaller "
+              "buffers are reused from the heap, larger ones (ONNX Runtime's regions, huge frames) get their own "
+              "mappings, returned on free. A fixed threshold stops glibc's dynamic one, which every engine reload "
+              "ratchets up, from growing the heap for good. WSSEG_KEEP_HEAP=0 leaves glibc's default "
+              "(wsseg/runtime/heap.py).", min_value=1, max_value=32),
     ParamSpec("diagnostics_period_s", 1.0, "Period of the /diagnostics status, seconds.",
               min_value=0.05, max_value=60.0),
 )

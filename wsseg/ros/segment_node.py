@@ -62,7 +62,7 @@ from wsseg.ros.conversions import (
     make_pointcloud2,
 )
 from wsseg.ros.diagnostics import NodeStats
-from wsseg.ros.memory import MemoryTrace, MemoryTrimmer, NoTrace, pin_mmap_threshold
+from wsseg.ros.memory import MemoryTrace, MemoryTrimmer, NoTrace
 from wsseg.ros.params import (
     PARAMS,
     PARAMS_BY_NAME,
@@ -132,8 +132,9 @@ class SegmentNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self.config = self._declare_parameters()
-        self._malloc_policy = pin_mmap_threshold(self.config.malloc_mmap_threshold_mb)  # before the engine loads
-        self.get_logger().info(self._malloc_policy)
+        mmap_mb = self.config.malloc_mmap_threshold_mb  # before the engine loads: a fixed threshold, no ratchet
+        self._malloc_policy = (f"mmap threshold fixed at {mmap_mb} MiB" if keep_freed_memory(
+            mmap_threshold_bytes=mmap_mb * 2**20) else "glibc default (WSSEG_KEEP_HEAP=0 or not glibc)")
         self.segmenter = self._load_segmenter(self.config)
         self.stats = (NodeStats(primary="depth", streams=STREAMS) if self.config.input_mode == "rgbd"
                       else NodeStats(primary="points"))

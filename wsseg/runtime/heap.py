@@ -32,8 +32,14 @@ MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
 DEFAULT_TRIM_THRESHOLD = 512 * 1024 * 1024
 
 
-def keep_freed_memory(trim_threshold_bytes: int = DEFAULT_TRIM_THRESHOLD) -> bool:
-    """Set glibc's mmap threshold to its maximum and its trim threshold to ``trim_threshold_bytes``.
+def keep_freed_memory(trim_threshold_bytes: int = DEFAULT_TRIM_THRESHOLD,
+                      mmap_threshold_bytes: int = MMAP_THRESHOLD_MAX) -> bool:
+    """Fix glibc's mmap threshold at ``mmap_threshold_bytes`` (default its maximum) and its trim threshold
+    at ``trim_threshold_bytes``.
+
+    A fixed mmap threshold also stops glibc's dynamic one from ratcheting up each time a large mmap-served
+    block is freed (``segment_node``: every engine reload), after which such blocks land in the heap and
+    grow it for good; the node passes its ``malloc_mmap_threshold_mb`` (``wsseg.ros.memory``).
 
     Returns True when both settings were applied; False when ``WSSEG_KEEP_HEAP=0`` or the C library has
     no ``mallopt`` (not glibc) or refused a value.  Process-wide; call once at start-up.
@@ -42,13 +48,15 @@ def keep_freed_memory(trim_threshold_bytes: int = DEFAULT_TRIM_THRESHOLD) -> boo
         return False
     if trim_threshold_bytes < 0 or trim_threshold_bytes > 2**31 - 1:
         raise ValueError(f"trim_threshold_bytes must be in [0, 2^31 - 1], got {trim_threshold_bytes}")
+    if not 0 < mmap_threshold_bytes <= MMAP_THRESHOLD_MAX:
+        raise ValueError(f"mmap_threshold_bytes must be in (0, {MMAP_THRESHOLD_MAX}], got {mmap_threshold_bytes}")
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         log.debug("no mallopt in this C library: allocator settings unchanged")
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    applied = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) == 1
+    applied = mallopt(M_MMAP_THRESHOLD, int(mmap_threshold_bytes)) == 1
     applied &= mallopt(M_TRIM_THRESHOLD, int(trim_threshold_bytes)) == 1
     if not applied:
         log.warning("mallopt refused the heap settings: frames may keep paying page faults")
