@@ -36,13 +36,17 @@ from typing import Any
 import numpy as np
 import torch
 from harness import add_supervoxels, machine, miou_of, recipe, run_full, synthetic_dataset, write_results
+from wsseg_training.checkpoint import load_checkpoint, model_from_checkpoint, preprocess_from_checkpoint
 from wsseg_training.data.dataset import Dataset, DatasetWriter
 from wsseg_training.engine.config import config_from_dict
+from wsseg_training.engine.inference import infer
 from wsseg_training.engine.loop import Trainer
 from wsseg_training.evaluation.evaluate import TorchPredictor
 from wsseg_training.labels import SceneTags, simulate_scene_tags
 from wsseg_training.methods import DensifyMethod
+from wsseg_training.methods.densify.losses import match_loss
 from wsseg_training.methods.densify.primitive_count import auto_primitive_count
+from wsseg_training.methods.densify.primitives import Primitives, supervoxel_nodes
 
 from wsseg.core.scene import Scene, save_scene
 
@@ -99,6 +103,41 @@ def subscene_dataset(dataset: Dataset, out: Path, grid: tuple[int, int, int], mi
     return Dataset(out)
 
 
+def match_quality(dataset: Dataset, tags: SceneTags, run: Path, options: dict[str, Any]) -> dict[str, float]:
+    """How right the last K-means period's matching is on the training scenes (analysis only, reads ground truth).
+
+    With the Densify network (``densify.pt``, else ``model.pt``) and the primitives of ``checkpoints/last.pt``,
+    ℓ_match's own matching (:func:`~wsseg_training.methods.densify.losses.match_loss`, the run's mode and filtering
+    groups) is run on every training scene; returns ``matched_correct``: the share of the points of matched
+    (scene, primitive) nodes whose majority ground-truth class is the matched class, ``matched_points``: the share
+    of all points in matched nodes, ``purity``: the share of points carrying their node's majority class.
+    """
+    checkpoint = load_checkpoint(run / "densify.pt" if (run / "densify.pt").is_file() else run / "model.pt")
+    model, preprocess = model_from_checkpoint(checkpoint).eval(), preprocess_from_checkpoint(checkpoint)
+    primitives = Primitives.from_state(load_checkpoint(run / "checkpoints" / "last.pt")["training"]["method"]
+                                       ["primitives"])
+    names, classes = dataset.scene_names("train"), dataset.classes.num_classes
+    correct = matched = pure = total = 0
+    for i, name in enumerate(names):
+        scene = dataset.load(name)
+        node, _ = supervoxel_nodes(scene.supervoxel, int(options.get("min_supervoxel_points", 10)))
+        primitive = torch.from_numpy(primitives.point_primitives(i, node))
+        features = infer([scene], model, preprocess, "cpu", head=lambda v: {"f": v.output.point_features})[0]["f"]
+        with torch.no_grad():
+            result = match_loss(features, primitive, torch.zeros_like(primitive),
+                                torch.from_numpy(tags.multi_hot(name, classes))[None], model.head, primitives.k,
+                                options.get("match", "hungarian"), primitives.groups)
+        for k, label in zip(result.primitive, result.label, strict=True):
+            truth = np.bincount(scene.semantic[primitive.numpy() == k], minlength=classes)
+            pure, total = pure + int(truth.max()), total + int(truth.sum())
+            if label >= 0:
+                matched += int(truth.sum())
+                correct += int(truth.sum()) if int(truth.argmax()) == int(label) else 0
+        total += int((primitive < 0).sum())
+    return {"matched_correct": round(correct / max(1, matched), 4), "matched_points": round(matched / max(1, total), 4),
+            "purity": round(pure / max(1, total), 4)}
+
+
 def train_densify(dataset: Dataset, tags: SceneTags, run: Path, args: argparse.Namespace,
                   options: dict[str, Any]) -> dict[str, Any]:
     """One Densify run and its val mIoU under every inference mode it has."""
@@ -115,6 +154,7 @@ def train_densify(dataset: Dataset, tags: SceneTags, run: Path, args: argparse.N
                                                               torch.device("cpu")).items():
         out[suffix.lstrip("-")] = miou_of(predictor, dataset)
     out["ours"] = out.get("no-bootstrap", out["exported"])  # the Densify network's classifier
+    out["match"] = match_quality(dataset, tags, run, options)
     print(f"  {run.name}: {json.dumps(out)}", flush=True)
     return out
 
