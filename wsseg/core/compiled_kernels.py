@@ -41,43 +41,49 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing multiplier (2^64 / 
 
 
 @njit(cache=True, nogil=True)
-def point_bounds(xyz: np.ndarray, voxel_size_m: float) -> tuple[np.ndarray, np.ndarray, bool]:
-    """xyz (N, 3) float -> (min (3,), max (3,) int64 of ``floor(float64(xyz) / voxel_size_m)``, all finite).
+def point_grid(xyz: np.ndarray, voxel_size_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """xyz (N, 3) float -> (grid (N, 3) int64 ``floor(float64(xyz) / voxel_size_m)``, its column min (3,) and
+    max (3,) int64, all finite).
 
-    One branch-free pass: the bounds are taken over the float64 floors (floor and the int64 conversion are
-    monotone, so converting the extremes equals the extremes of the converted values); (0, 0, 0) bounds when
-    a value is not finite or there are no points.
+    One branch-free pass (one division per value; measured faster than dividing again when packing): the
+    bounds are taken over the float64 floors (floor and the int64 conversion are monotone, so converting the
+    extremes equals the extremes of the converted values); grid rows after a non-finite value and the bounds
+    are 0 then, and when there are no points.
     """
+    n = xyz.shape[0]
+    grid = np.empty((n, 3), dtype=np.int64)
     lx = ly = lz = np.inf
     hx = hy = hz = -np.inf
     finite = True
-    for i in range(xyz.shape[0]):
+    for i in range(n):
         x, y, z = np.float64(xyz[i, 0]), np.float64(xyz[i, 1]), np.float64(xyz[i, 2])
         finite &= np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
         gx, gy, gz = np.floor(x / voxel_size_m), np.floor(y / voxel_size_m), np.floor(z / voxel_size_m)
         lx, ly, lz = min(lx, gx), min(ly, gy), min(lz, gz)
         hx, hy, hz = max(hx, gx), max(hy, gy), max(hz, gz)
+        grid[i, 0] = np.int64(gx) if finite else 0  # no conversion of NaN / inf (undefined in LLVM)
+        grid[i, 1] = np.int64(gy) if finite else 0
+        grid[i, 2] = np.int64(gz) if finite else 0
     low = np.zeros(3, dtype=np.int64)
     high = np.zeros(3, dtype=np.int64)
-    if finite and xyz.shape[0] > 0:
+    if finite and n > 0:
         low[0], low[1], low[2] = np.int64(lx), np.int64(ly), np.int64(lz)
         high[0], high[1], high[2] = np.int64(hx), np.int64(hy), np.int64(hz)
-    return low, high, finite
+    return grid, low, high, finite
 
 
 @njit(cache=True, nogil=True)
-def point_keys(xyz: np.ndarray, voxel_size_m: float, batch: np.ndarray, low: np.ndarray, shift: np.ndarray,
-               index_bits: int) -> np.ndarray:
-    """(N,) int64 keys of the rows ``[batch, floor(xyz / voxel_size_m)]`` as :meth:`CoordinateKeys.pack` forms
-    them, tagged ``key << index_bits | i`` when ``index_bits`` > 0; empty ``batch`` = all 0."""
-    n = xyz.shape[0]
+def grid_keys(grid: np.ndarray, batch: np.ndarray, low: np.ndarray, shift: np.ndarray, index_bits: int) -> np.ndarray:
+    """(N,) int64 keys of the rows ``[batch, grid]`` as :meth:`CoordinateKeys.pack` forms them, tagged
+    ``key << index_bits | i`` when ``index_bits`` > 0; empty ``batch`` = all 0."""
+    n = grid.shape[0]
     keys = np.empty(n, dtype=np.int64)
     has_batch = batch.shape[0] == n
     for i in range(n):
         b = batch[i] if has_batch else 0
         key = (b - low[0]) << shift[0]
         for a in range(3):
-            key += (np.int64(np.floor(np.float64(xyz[i, a]) / voxel_size_m)) - low[a + 1]) << shift[a + 1]
+            key += (grid[i, a] - low[a + 1]) << shift[a + 1]
         keys[i] = (key << index_bits) | i if index_bits > 0 else key
     return keys
 

@@ -194,7 +194,7 @@ def _batch_indices(batch: np.ndarray | None, n: int) -> np.ndarray:
 def _voxelize_compiled(kernels: object, xyz: np.ndarray, voxel_size_m: float, batch: np.ndarray | None) -> VoxelGrid:
     """:func:`voxelize` through the compiled kernels: same checks, bit-identical result.
 
-    Two passes over the points (grid bounds, then keys tagged with the point index), one sort of the tagged
+    Two passes over the points (grid and its bounds, then keys tagged with the point index), one sort of the tagged
     keys and one pass over its runs; the hash-table unique when key and tag do not fit in 63 bits.
     """
     if not voxel_size_m > 0:
@@ -207,17 +207,17 @@ def _voxelize_compiled(kernels: object, xyz: np.ndarray, voxel_size_m: float, ba
     xyz = np.ascontiguousarray(xyz)
     n = xyz.shape[0]
     batch_column = _batch_indices(batch, n) if batch is not None else np.zeros(0, dtype=np.int64)
-    low, high, finite = kernels.point_bounds(xyz, float(voxel_size_m))  # type: ignore[attr-defined]
+    grid, low, high, finite = kernels.point_grid(xyz, float(voxel_size_m))  # type: ignore[attr-defined]
     if not finite:
         raise ValueError("xyz contains NaN or inf; drop invalid points before voxelizing")
     b_low, b_high = (int(batch_column.min()), int(batch_column.max())) if batch_column.size else (0, 0)
     packer = CoordinateKeys.from_bounds(np.array([b_low, *low]), np.array([b_high, *high]))
     tag = kernels.index_bits(n)  # type: ignore[attr-defined]
     if int(packer.bits.sum()) + tag <= 63:
-        tagged = kernels.point_keys(xyz, float(voxel_size_m), batch_column, packer.low, packer.shifts, tag)  # type: ignore[attr-defined]
+        tagged = kernels.grid_keys(grid, batch_column, packer.low, packer.shifts, tag)  # type: ignore[attr-defined]
         unique_keys, inverse, counts = kernels.unique_tagged(tagged, tag)  # type: ignore[attr-defined]
     else:
-        keys = kernels.point_keys(xyz, float(voxel_size_m), batch_column, packer.low, packer.shifts, 0)  # type: ignore[attr-defined]
+        keys = kernels.grid_keys(grid, batch_column, packer.low, packer.shifts, 0)  # type: ignore[attr-defined]
         unique_keys, inverse, counts = kernels.unique_inverse(keys)  # type: ignore[attr-defined]
     return VoxelGrid(coords=packer.unpack(unique_keys), inverse=inverse, counts=counts,
                      voxel_size_m=float(voxel_size_m))
