@@ -83,9 +83,14 @@ def point_heights(grid: VoxelGrid, xyz: np.ndarray, planes: list[geometry.Plane]
     xyz: (N, 3) float32 metres, the points ``grid`` was built from (``grid.inverse`` rows); planes: one per
     scene of the grid, in batch order (``coords[:, 0]``).
     """
-    batch = grid.coords[grid.inverse, 0].astype(np.int64)
-    normals, offsets = geometry.plane_frame(planes, batch)
-    return np.einsum("ij,ij->i", np.asarray(xyz, dtype=np.float64), normals) + offsets
+    xyz = np.asarray(xyz, dtype=np.float64)
+    if len(planes) == 1:  # one scene (the node, offline evaluation): no per-point plane gather
+        normals, offsets = planes[0].normal, planes[0].offset_m
+    else:
+        normals, offsets = geometry.plane_frame(planes, grid.coords[grid.inverse, 0].astype(np.int64))
+        normals = normals.T
+    # column by column: no BLAS call (a threaded matmul of (N, 3) by (3,) is slower than this on a busy CPU)
+    return xyz[:, 0] * normals[0] + xyz[:, 1] * normals[1] + xyz[:, 2] * normals[2] + offsets
 
 
 def voxel_majority(grid: VoxelGrid, labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -128,13 +133,12 @@ def refine_labels(labels: np.ndarray, xyz: np.ndarray, grid: VoxelGrid, neighbou
     """
     labels = np.asarray(labels)
     height = point_heights(grid, xyz, planes)
-    as_int = labels.astype(np.int64)
-    valid = (as_int >= 0) & (as_int < num_classes)
-    down = valid & (as_int != support_id) & (height <= config.below_m)
+    as_int = labels.astype(np.int64, copy=False)
+    is_support = as_int == support_id
+    down = (height <= config.below_m) & ~is_support & (as_int >= 0) & (as_int < num_classes)
     near = neighbour_label(voxel_majority(grid, as_int, num_classes), neighbours, support_id, num_classes)
-    near_of_point = near[grid.inverse]
-    up = valid & (as_int == support_id) & (height > config.above_m) & (near_of_point >= 0)
+    up = is_support & (height > config.above_m) & (near >= 0)[grid.inverse]
     out = labels.copy()
     out[down] = support_id
-    out[up] = near_of_point[up]
+    out[up] = near[grid.inverse[up]]
     return out, down | up
