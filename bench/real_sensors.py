@@ -228,8 +228,9 @@ def run_full(args: argparse.Namespace, dataset: Dataset, work: Path) -> dict[str
 
     steps = args.rounds * args.steps
     start = time.perf_counter()
-    Trainer(config_from_dict(recipe(args, steps)), FullMethod(dataset.classes), dataset, work / "full",
-            progress=False, provenance={"labels": None}).run()
+    if not (args.reuse and (work / "full" / "model.pt").exists()):
+        Trainer(config_from_dict(recipe(args, steps)), FullMethod(dataset.classes), dataset, work / "full",
+                progress=False, provenance={"labels": None}).run()
     out: dict[str, Any] = {"train_s": round(time.perf_counter() - start, 1), "labels": "dense"}
     out["torch"] = torch_rows(work / "full" / "model.pt", dataset)
     out["bundle"] = exported(work / "full")
@@ -380,6 +381,8 @@ def main() -> int:
     parser.add_argument("--name", default="real_sensors", help="results file stem")
     parser.add_argument("--notes", type=Path, default=None, help="text appended as '## Notes'")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--reuse", action="store_true",
+                        help="skip training `full` when WORK/runs_foldK/full/model.pt exists (a resumed benchmark)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args.features = tuple(f for f in args.features.split(",") if f)
@@ -402,7 +405,8 @@ def main() -> int:
         if "full" in rows:
             out["full"] = run_full(args, dataset, runs)
             out["full"]["onnx"] = bundle_rows(out["full"].pop("bundle"), dataset)
-            print(f"  full: torch {out['full']['torch']['miou']}, onnx {out['full']['onnx']}", flush=True)
+            print(f"  full: torch {({k: v['miou'] for k, v in out['full']['torch'].items()})}, "
+                  f"onnx {out['full']['onnx']}", flush=True)
         if "otoc" in rows:
             from otoc import label_fractions  # bench/otoc.py: Y_0's share of the points and accuracy
 
