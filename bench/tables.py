@@ -137,8 +137,9 @@ def main() -> int:
              f"shared VM ({machine}; wall {wall_s:.0f} s): wall times are upper bounds, CPU time is the process's "
              "own (less affected by the load, still inflated by shared caches). \"builders\" = voxelize + kernel "
              "maps of every level (the issue's 10x target); features = the per-voxel input features. CPU time = "
-             "user + system: heap `default` = glibc's allocator as it comes (every frame faults fresh pages in: "
-             "system time), `kept` = after `wsseg.runtime.heap.keep_freed_memory()` (what `segment_node` does). "
+             "user + system: heap `default` = glibc's allocator as it comes (its dynamic mmap threshold follows "
+             "the allocation history, so frames may or may not fault fresh pages in: system time; this row varies "
+             "between runs), `kept` = after `wsseg.runtime.heap.keep_freed_memory()` (what `segment_node` does). "
              "Stage columns repeat one stage at a time; prepare_cloud is the whole frame.", "",
              "| heap | voxel | voxels | CPU ms voxelize numpy -> compiled | CPU ms kernel maps (all levels) | builders "
              "speed-up CPU / wall | CPU ms features | prepare_cloud CPU ms | prepare_cloud speed-up CPU / wall | "
