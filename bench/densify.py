@@ -259,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                                                         "(subscene_dataset; '' = whole rooms)")
     parser.add_argument("--batch-scenes", type=int, default=2, help="Densify scenes per step")
     parser.add_argument("--name", default="densify", help="results file name (bench/results/NAME.{json,md})")
+    parser.add_argument("--match-quality", type=Path, default=None, metavar="RUN",
+                        help="only print match_quality of an existing Densify run directory on these data and tags")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -283,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"k_auto": k_auto, "train_supervoxels": total_sv, "supervoxels": supervoxels,
                               "parts": parts}
     print(f"{len(train)} train scenes, {total_sv} super-voxels, K = {k_auto}", flush=True)
+    if args.match_quality is not None:
+        print("RESULT " + json.dumps(match_quality(dataset, tags, args.match_quality, {})), flush=True)
+        return 0
     def checkpoint_results() -> None:
         """Write what has been measured so far (a long run that is stopped keeps its finished parts)."""
         finish(result, args, argv, dataset, train, supervoxels, k_auto, started, load_start)
