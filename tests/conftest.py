@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,18 @@ def make_box_scene(seed: int = 0, n: int = 6000) -> tuple[np.ndarray, np.ndarray
     rgb = np.clip(base[semantic] + rng.normal(0, 12, (n, 3)), 0, 255).astype(np.uint8)
     return xyz, rgb, semantic
 
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for the tests of a module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``):
+    small trainings run faster and reproducibly so; the previous count comes back after the module."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 def make_box_dataset(root: Path, train: int = 3, val: int = 1, points: int = 3000, supervoxels: bool = False) -> Any:
     """A dataset of box scenes (``make_box_scene`` seeds 0..train+val-1; the last ``val`` are the val split),

@@ -2,17 +2,15 @@
 and height.  Tags -> ℓ_cam -> K-means primitives -> Hungarian matching -> the exported classifier -> the
 evaluation's confusion matrix: a class-index slip anywhere on that path (tags, CAM outputs, matching, predictor,
 eval mapping) drops the accuracy to chance or below.  (The synthetic-room benchmark, where 7 of 13 classes are
-tagged in every room, cannot tell such a slip from the ill-posed tags; this test can.)  ~10 s on one thread."""
+tagged in every room, cannot tell such a slip from the ill-posed tags; this test can.)  ~10 s CPU, one thread."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from wsseg_training.data.dataset import Dataset, DatasetWriter
 from wsseg_training.engine.config import config_from_dict
 from wsseg_training.engine.loop import Trainer
@@ -24,6 +22,7 @@ from wsseg.core.classes import ClassTable
 from wsseg.core.scene import Scene
 
 COLOURS = np.array([[220, 30, 30], [30, 200, 30], [30, 30, 220], [220, 220, 30]], dtype=np.float64)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CLASSES = ClassTable("toy", ("red", "green", "blue", "yellow"), tuple(tuple(int(v) for v in c) for c in COLOURS))
 
 
@@ -39,14 +38,6 @@ def toy_scene(seed: int, present: tuple[int, ...], points: int = 300) -> Scene:
     key = semantic.astype(np.int64) * 10**6 + cell[:, 0] * 10**4 + cell[:, 1] * 100 + cell[:, 2]
     supervoxel = np.unique(key, return_inverse=True)[1].astype(np.int32)
     return Scene(xyz=xyz, rgb=rgb, semantic=semantic, instance=semantic.astype(np.int32), supervoxel=supervoxel)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
