@@ -99,11 +99,14 @@ def partners(dataset: Dataset, weak: SparsePoints | None) -> list[Partner]:
 
 
 def run_one(dataset: Dataset, bench: Any, weak: SparsePoints | None, run: Path, variant: str, seed: int,
-            args: argparse.Namespace) -> dict[str, Any]:
-    """Train one variant (``full``: FullMethod on dense labels) and score it; cached in ``run/result.json``."""
+            args: argparse.Namespace) -> dict[str, Any] | None:
+    """Train one variant (``full``: FullMethod on dense labels) and score it; cached in ``run/result.json``
+    (``--cached-only``: None when it is not)."""
     cached = run / "result.json"
     if cached.is_file():
         return json.loads(cached.read_text())
+    if args.cached_only:
+        return None
     options = {} if variant == "full" else VARIANTS.get(variant, VARIANTS["dsp"])
     config = recipe(args.profile, args.steps, args.crop_points, seed, args.lr, method=options,
                     features=list(bench.features), device=args.device)
@@ -143,10 +146,12 @@ def ablation(dataset: Dataset, bench: Any, work: Path, args: argparse.Namespace)
             for variant in args.variants:
                 result = run_one(dataset, bench, weak, work / f"seed{seed}" / f"{fraction:g}" / variant, variant,
                                  seed, args)
-                per.setdefault(variant, []).append({"seed": seed, **result})
+                if result is not None:
+                    per.setdefault(variant, []).append({"seed": seed, **result})
         for variant in args.dense:
             result = run_one(dataset, bench, None, work / f"seed{seed}" / "dense" / variant, variant, seed, args)
-            out["dense"][variant].append({"seed": seed, **result})
+            if result is not None:
+                out["dense"][variant].append({"seed": seed, **result})
     return out
 
 
@@ -195,7 +200,8 @@ def analyse(raw: dict[str, Any]) -> dict[str, Any]:
         entry: dict[str, Any] = {"table": table, "branches": branches, "orderings": orderings(table, branches),
                                  "labelled_pct": raw["labelled_pct"].get(fraction)}
         if "dsp" in table and "baseline" in table:
-            gains = [d["miou"] - b["miou"] for d, b in zip(per["dsp"], per["baseline"], strict=True)]
+            base = {r["seed"]: r["miou"] for r in per["baseline"]}
+            gains = [d["miou"] - base[d["seed"]] for d in per["dsp"] if d["seed"] in base]
             entry["gain"] = {"mean": round(float(np.mean(gains)), 4), "std": round(float(np.std(gains)), 4),
                              "per_seed": [round(g, 4) for g in gains]}
         if "dsp" in table and "full" in dense:
@@ -282,7 +288,13 @@ def attach_voxels(dataset: Dataset, args: argparse.Namespace, crop_points: int, 
 
 
 def memory(work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {"datasets": {}, "probes": []}
+    """Attach-level voxel counts per dataset and the peak-RSS probes; cached in ``WORK/memory.json``."""
+    cached = work / "memory.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    if args.cached_only:
+        return {}
+    out: dict[str, Any] = {"datasets": {}, "probes": [], "loadavg_start": [round(v, 1) for v in os.getloadavg()]}
     for name in args.memory_datasets:
         bench = DATASETS[name]
         if bench.missing():
@@ -304,6 +316,8 @@ def memory(work: Path, args: argparse.Namespace) -> dict[str, Any]:
                   **json.loads(done.stdout.strip().splitlines()[-1])}
         out["probes"].append(record)
         print(f"  probe {record}", flush=True)
+    out["loadavg_end"] = [round(v, 1) for v in os.getloadavg()]
+    cached.write_text(json.dumps(out))
     return out
 
 
@@ -410,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-datasets", default=",".join(DATASETS))
     parser.add_argument("--memory-probe-dataset", default="semantickitti",
                         help="dataset of the peak-RSS probes (the largest attach-level counts)")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="train nothing: report the runs already cached in --work (combine earlier passes)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=None, help="data, runs and the result cache")
