@@ -52,6 +52,8 @@ from wsseg_training.model.profiles import get_profile
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = ("ablation", "memory")
+#: training steps of each peak-memory probe
+PROBE_STEPS = 3
 #: the grid whose points the labels are drawn from: the bench's network input (the ``tiny`` profile's voxels)
 LABEL_VOXEL_M = get_profile("tiny").voxel_size_m
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -243,8 +245,20 @@ def method_rows(raw: dict[str, Any], name: str, dataset: Dataset) -> list[dict[s
 # ------------------------------------------------------------------------------------------------ memory
 
 
+def resident_mib(field: str) -> float:
+    """``VmRSS`` / ``VmHWM`` of this process (MiB) from /proc/self/status."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
 def probe(args: argparse.Namespace) -> int:
-    """(internal, one fresh process) peak RSS of ``--steps`` training steps of one DSP variant: JSON on stdout."""
+    """(internal, one fresh process) peak RSS of ``--steps`` training steps of one DSP variant: JSON on stdout.
+
+    The peak is reset (``/proc/self/clear_refs`` = 5, Linux) after the data and the trainer are set up, so
+    ``train_peak_mib`` - ``rss_start_mib`` is what the training steps add; ``rss_peak_mib`` is the process's
+    lifetime peak (it includes the label simulation and the data loading)."""
     torch.set_num_threads(1)
     bench = DATASETS[args.dataset]
     dataset = Dataset(args.data)
@@ -252,14 +266,19 @@ def probe(args: argparse.Namespace) -> int:
     options = {**VARIANTS[args.variant], "chunk_rows": args.chunk_rows}
     config = recipe(args.profile, args.steps, args.crop_points, 0, 0.01, method=options,
                     features=list(bench.features), device="cpu")
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        Trainer(config_from_dict(config), DspMethod(dataset.classes, options, weak), dataset, Path(tmp) / "run",
-                progress=False).run()
+        trainer = Trainer(config_from_dict(config), DspMethod(dataset.classes, options, weak), dataset,
+                          Path(tmp) / "run", progress=False)
+        Path("/proc/self/clear_refs").write_text("5")
+        start = resident_mib("VmRSS")
+        started = time.perf_counter()
+        trainer.run()
+        seconds = time.perf_counter() - started
+        train_peak = resident_mib("VmHWM")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rss_before_mib": round(before, 1), "rss_peak_mib": round(peak, 1),
-                      "s_per_step": round((time.perf_counter() - started) / args.steps, 3)}))
+    print(json.dumps({"rss_start_mib": round(start, 1), "train_peak_mib": round(train_peak, 1),
+                      "train_extra_mib": round(train_peak - start, 1), "rss_peak_mib": round(peak, 1),
+                      "s_per_step": round(seconds / args.steps, 3)}))
     return 0
 
 
@@ -288,36 +307,44 @@ def attach_voxels(dataset: Dataset, args: argparse.Namespace, crop_points: int, 
 
 
 def memory(work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Attach-level voxel counts per dataset and the peak-RSS probes; cached in ``WORK/memory.json``."""
-    cached = work / "memory.json"
-    if cached.is_file():
-        return json.loads(cached.read_text())
-    if args.cached_only:
+    """Attach-level voxel counts per dataset (cached in ``WORK/memory.json``) and the peak-RSS probes (cached in
+    ``WORK/memory_probes.json``)."""
+    counts_cache, probes_cache = work / "memory.json", work / "memory_probes.json"
+    if counts_cache.is_file():
+        out: dict[str, Any] = json.loads(counts_cache.read_text())
+    elif args.cached_only:
         return {}
-    out: dict[str, Any] = {"datasets": {}, "probes": [], "loadavg_start": [round(v, 1) for v in os.getloadavg()]}
-    for name in args.memory_datasets:
-        bench = DATASETS[name]
-        if bench.missing():
-            out["datasets"][name] = {"skipped": bench.missing()}
-            continue
-        dataset = bench.make(work / name / "data", args.scenes, 0)
-        args.dataset_name = name
-        out["datasets"][name] = {"crops": [attach_voxels(dataset, args, c) for c in (args.crop_points, 50_000)]}
-        print(f"  memory {name}: {out['datasets'][name]}", flush=True)
+    else:
+        out = {"datasets": {}, "probe_dataset": args.memory_probe_dataset,
+               "loadavg_start": [round(v, 1) for v in os.getloadavg()]}
+        for name in args.memory_datasets:
+            bench = DATASETS[name]
+            if bench.missing():
+                out["datasets"][name] = {"skipped": bench.missing()}
+                continue
+            dataset = bench.make(work / name / "data", args.scenes, 0)
+            args.dataset_name = name
+            out["datasets"][name] = {"crops": [attach_voxels(dataset, args, c) for c in (args.crop_points, 50_000)]}
+            print(f"  memory {name}: {out['datasets'][name]}", flush=True)
+        out["loadavg_end"] = [round(v, 1) for v in os.getloadavg()]
+        counts_cache.write_text(json.dumps({k: v for k, v in out.items() if k != "probes"}))
+    out["probes"] = json.loads(probes_cache.read_text()) if probes_cache.is_file() else []
+    if out["probes"] or args.cached_only:
+        return out
+    out["probe_loadavg_start"] = [round(v, 1) for v in os.getloadavg()]
     data = work / args.memory_probe_dataset / "data"
     for variant, crop, chunk in [("baseline", args.crop_points, 0), ("csfr", args.crop_points, 0),
                                  ("isfr", args.crop_points, 0), ("joint", args.crop_points, 0),
                                  ("baseline", 50_000, 0), ("joint", 50_000, 0), ("joint", 50_000, 512)]:
         command = [sys.executable, __file__, "--probe", "--dataset", args.memory_probe_dataset, "--data", str(data),
-                   "--variant", variant, "--crop-points", str(crop), "--chunk-rows", str(chunk), "--steps", "3",
-                   "--profile", args.profile]
+                   "--variant", variant, "--crop-points", str(crop), "--chunk-rows", str(chunk),
+                   "--steps", str(PROBE_STEPS), "--profile", args.profile]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         record = {"variant": variant, "crop_points": crop, "chunk_rows": chunk,
                   **json.loads(done.stdout.strip().splitlines()[-1])}
         out["probes"].append(record)
         print(f"  probe {record}", flush=True)
-    out["loadavg_end"] = [round(v, 1) for v in os.getloadavg()]
-    cached.write_text(json.dumps(out))
+    probes_cache.write_text(json.dumps(out["probes"]))
     return out
 
 
@@ -396,11 +423,15 @@ def markdown(result: dict[str, Any]) -> str:
             for c in entry.get("crops", []):
                 lines.append(f"| {name} | {c['crop_points']:,} | {c['level']} | {c['n_median']:,} | {c['n_max']:,} | "
                              f"{c['affinity_mib_max']} |")
-        lines += ["", "| variant | crop points | chunk rows | peak RSS MiB | RSS before training MiB | s/step |",
-                  "|---|---:|---:|---:|---:|---:|"]
+        lines += ["", f"Peak memory of {PROBE_STEPS} training steps on `{mem.get('probe_dataset', 'semantickitti')}` "
+                  "(a fresh process each; the peak RSS is reset after the data and trainer are set up, so 'training "
+                  "adds' is the steps' own memory; s/step at the load shown above, an upper bound):", "",
+                  "| variant | crop points | chunk rows | RSS at start MiB | peak during training MiB | training adds "
+                  "MiB | s/step |", "|---|---:|---:|---:|---:|---:|---:|"]
         for p in mem["probes"]:
-            lines.append(f"| {p['variant']} | {p['crop_points']:,} | {p['chunk_rows'] or 'none'} | {p['rss_peak_mib']} "
-                         f"| {p['rss_before_mib']} | {p['s_per_step']} |")
+            lines.append(f"| {p['variant']} | {p['crop_points']:,} | {p['chunk_rows'] or 'none'} | "
+                         f"{p.get('rss_start_mib', '–')} | {p.get('train_peak_mib', p['rss_peak_mib'])} | "
+                         f"{p.get('train_extra_mib', '–')} | {p['s_per_step']} |")
         lines.append("")
     if result.get("notes"):
         lines += ["## Notes", "", result["notes"].strip(), ""]
