@@ -322,6 +322,20 @@ def load_parts(path: Path) -> dict[str, Any]:
     return saved["datasets"]
 
 
+def add_earlier_seeds(part: dict[str, Any], old: dict[str, Any] | None) -> None:
+    """With ``--merge``: the runs of other seeds in ``old`` (the same dataset, steps and profile) join ``part``'s
+    (summary recomputed over all; the note keeps the earlier run's schedule, machine, load and command)."""
+    if not old or old.get("steps") != part["steps"] or old.get("profile") != part["profile"]:
+        return
+    kept = [r for r in old["runs"] if r["seed"] not in part["seeds"]]
+    if not kept:
+        return
+    part["runs"] = sorted(kept + part["runs"], key=lambda r: r["seed"])
+    part["seeds"] = [r["seed"] for r in part["runs"]]
+    part["summary"] = summary(part["runs"])
+    part["note"] += f"  Seeds {[r['seed'] for r in kept]} from an earlier run: {old['note']}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10 rooms, 200 steps, no PCAM-alone run")
@@ -375,6 +389,7 @@ def main() -> int:
         part.update(steps=args.steps, seeds=args.seeds, profile=args.profile,
                     wall_s=round(time.perf_counter() - started, 1), machine=machine(load_start))
         part["note"] = part_note(args, part)
+        add_earlier_seeds(part, datasets.get(name))
         part["methods_rows"] = method_rows(part, name, dense_fraction(dataset))
         datasets[name] = part
         result = {"datasets": datasets, "note": NOTE, "notes": args.notes.read_text() if args.notes else ""}
