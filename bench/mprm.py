@@ -171,12 +171,15 @@ def orderings(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
               ("PCAM path of MPRM >= PCAM alone (train)", (sub, "train", "pcam"), ("pcam_alone", "train", "pcam"))]
     out = []
     for claim, left, right in checks:
-        a, b = mean_of(runs, *left), mean_of(runs, *right)
-        if a is None or b is None:
+        both = [r for r in runs if mean_of([r], *left) is not None and mean_of([r], *right) is not None]
+        if not both:
             continue
-        per_seed = [(mean_of([r], *left) or 0) > (mean_of([r], *right) or 0) for r in runs]
-        out.append({"claim": claim, "left": a, "right": b, "holds": a > b if ">" in claim else a >= b,
-                    "seeds_holding": f"{sum(per_seed)}/{len(per_seed)}"})
+        a, b = mean_of(both, *left), mean_of(both, *right)
+        strict = ">=" not in claim
+        per_seed = [(x > y) if strict else (x >= y) for x, y in ((mean_of([r], *left), mean_of([r], *right))
+                                                                for r in both)]
+        out.append({"claim": claim, "left": a, "right": b, "holds": a > b if strict else a >= b,  # type: ignore[operator]
+                    "seeds_holding": f"{sum(per_seed)}/{len(per_seed)}", "seeds": [r["seed"] for r in both]})
     return out
 
 
