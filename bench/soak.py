@@ -1,4 +1,4 @@
-"""Reliability soak: two real ``segment_node`` processes fed real frames at 10 Hz, with scheduled faults.
+"""Reliability soak: real ``segment_node`` processes fed real frames at 10 Hz, with scheduled faults.
 
 * LiDAR node (``input_mode points``): the SemanticKITTI scans of ``../shared/data/semantickitti`` as
   PointCloud2 (x, y, z, intensity; features offset + intensity, 0.05 m voxels, sensor lidar);
@@ -17,7 +17,15 @@ a reload of the good bundle.
 Measured per node: frames in (valid / faulty), answered, dropped by the node's keep-latest slot and
 sync, rejected by cause (the node's own diagnostics counts), end-to-end latency (publish -> labelled
 cloud received) median / p95, RSS at start (after ``--warmup-s``), end and max, stalls (valid frames
-published but none answered for ``--stall-s``), exit code on SIGINT, and the machine's load average.
+published but none answered for ``--stall-s``), exit code on SIGINT, and the machine's load average;
+RSS also as medians of ``--rss-window-s`` windows and by kind (RssAnon / RssFile / RssShmem).
+
+``--nodes`` picks the node processes (default ``lidar rgbd``; any name starting ``lidar`` or ``rgbd``),
+``--node-env NAME:KEY=VALUE`` / ``--node-param NAME:PARAM=VALUE`` give one of them an environment
+variable or parameter: a controlled comparison in one run, e.g. ``--nodes lidar rgbd rgbd_glibc
+--node-env rgbd_glibc:WSSEG_KEEP_HEAP=0 --node-param rgbd_glibc:memory_trim_period_s=0.0`` (glibc's
+allocator defaults beside the shipped ones).  Input QoS defaults to reliable, so that the 2M-point frame
+is delivered (best effort drops it in transport); after it the feed pauses until the node has taken it.
 Writes ``bench/results/soak.json`` and ``soak.md`` and prints ``RESULT <json>`` last.  Not a test.
 """
 
