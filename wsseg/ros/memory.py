@@ -29,7 +29,8 @@ block raises it to that block's size (up to 32 MiB).  Every engine load frees th
 session (its arena regions and weights, mmap-served blocks of several MiB), so each reload ratchets the
 threshold up and moves the next session's regions and the larger frame buffers into the heaps, where
 they fragment what is there and the heaps grow by tens of megabytes for good -- in use stays flat, the
-resident size does not.  Two measures keep it flat:
+resident size does not.  Two measures against that (they remove the reload step; a slower growth of
+bytes in use in the RGB-D node remains, cause not found: ``bench/results/soak.md``):
 
 * a fixed mmap threshold (:func:`wsseg.runtime.heap.keep_freed_memory` with the node's
   ``malloc_mmap_threshold_mb``, at start) stops the ratchet: frame buffers below it stay in the heaps
