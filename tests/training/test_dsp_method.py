@@ -7,7 +7,6 @@ named by YAML file and field."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
@@ -35,13 +34,7 @@ from tests.conftest import make_box_dataset, make_box_scene
 from wsseg.cli import main as wsseg_main
 from wsseg.core.classes import IGNORE_INDEX
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
