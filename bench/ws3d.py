@@ -135,14 +135,14 @@ def run_dataset(name: str, args: argparse.Namespace, work: Path,
     print(f"{name}: {len(dataset.scene_names('train'))} train / {len(dataset.scene_names('val'))} val "
           f"({bench.describe}); super-voxels {supervoxels}", flush=True)
     cases = args.cases if name == args.ablation_dataset else []
-    # the table also shows the Tab. 5 cases only an --include file measured
-    cases = cases + [c for c in args.included_cases.get(name, []) if c not in cases]
+    # the table also shows the Tab. 5 cases only an --include file measured (they are not run again)
+    shown = cases + [c for c in args.included_cases.get(name, []) if c not in cases]
     runs: dict[str, list[dict[str, Any]]] = copy.deepcopy(args.included_runs.get(name, {}))
 
     def record_so_far() -> dict[str, Any]:
         good = {k: [r for r in v if "error" not in r] for k, v in runs.items()}
         return {"describe": bench.describe, "supervoxels": supervoxels, "runs": runs,
-                "summary": {k: summarise(v) for k, v in good.items() if v}, "cases": cases}
+                "summary": {k: summarise(v) for k, v in good.items() if v}, "cases": shown}
 
     def record(key: str, seed: int, make: Any, *make_args: Any) -> None:
         if any(r["seed"] == seed and "error" not in r for r in runs.get(key, [])):
