@@ -217,7 +217,7 @@ def test_malformed_inputs_are_survived_and_diagnosed(tiny_bundle: Path, tmp_path
         assert last["engine_active"] == "onnxruntime-cpu" and float(last["total_ms_median"]) > 0
     finally:
         client.close()
-        assert node.stop() == 0
+        assert node.stop() == 0, node.log()
     log = node.log()
     assert "no field 'x'" in log and "field 'z' has datatype INT8" in log and "expected row_step" in log
 

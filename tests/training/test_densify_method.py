@@ -5,7 +5,6 @@ and inside bootstrapping bit-identical, the offline predictors, bad options name
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -49,12 +48,7 @@ def make_room(seed: int, with_box: bool, n: int = 1500) -> Scene:
     return Scene(xyz=xyz, rgb=rgb, semantic=sem, instance=instance, supervoxel=supervoxel)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

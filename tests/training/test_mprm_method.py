@@ -5,7 +5,6 @@ resume inside the retrain stage bit-identical, the CLI, bad options named."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,12 +36,7 @@ from wsseg.core.classes import IGNORE_INDEX
 RADIUS_M = 1.5  # 3 x 3 x 2 m boxes: 2 x 2 x 1 sub-clouds
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

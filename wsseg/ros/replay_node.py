@@ -17,6 +17,7 @@ shifted by one offset, so frames stay synchronised.  Topic names are relative: r
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import sys
 import time
@@ -170,6 +171,7 @@ class ReplayNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
+    faulthandler.enable()  # a crash in native code prints every thread's stack to stderr
     rclpy.init(args=args)
     code = 0
     node = None

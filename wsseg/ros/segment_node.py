@@ -27,6 +27,7 @@ failure refuses the change and keeps the old engine.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import sys
@@ -396,6 +397,7 @@ class SegmentNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
+    faulthandler.enable()  # a crash in native code (DDS, ONNX Runtime) prints every thread's stack to stderr
     rclpy.init(args=args)
     heap_kept = keep_freed_memory()  # steady frames reuse their memory: no page faults per frame
     try:
