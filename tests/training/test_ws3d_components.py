@@ -49,6 +49,10 @@ def test_boundary_ground_truth_on_two_boxes() -> None:
     # JSENet's 2 cm at a 1 cm grid is the same two cells: the band scales with the grid.
     truth_fine = boundary_targets(xyz, labels, grid_m=0.05, radius_cells=2.0)
     np.testing.assert_array_equal(truth_fine, ((xyz[:, 0] >= 0.9) & (xyz[:, 0] < 1.1)).astype(np.int64))
+    # r = 1 cell (the benchmark's `radius1` variant): one cell each side, x in [0.9, 1.1) at a 10 cm grid.
+    truth_one = boundary_targets(xyz, labels, grid_m=0.1, radius_cells=1.0)
+    np.testing.assert_array_equal(truth_one, ((xyz[:, 0] >= 0.9) & (xyz[:, 0] < 1.1)).astype(np.int64))
+    assert len(cell_offsets(1.0)) == 7  # the zero offset and the six face neighbours
 
 
 def test_boundary_ground_truth_skips_unlabelled_points() -> None:
