@@ -65,6 +65,20 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "csfr_lseg_c": {"stages": ["csfr"], "cross_segmentation": True},
     "isfr_no_lseg_s": {"stages": ["isfr"], "intra_segmentation": False},
 }
+#: follow-up tries after the first ablation (#17): DSP (CSFR -> ISFR) with one existing option changed each, to test
+#: whether L_CR / L_SR stop being met by a decoder that ignores the reallocated level; reported in their own section
+TRIES: dict[str, dict[str, Any]] = {
+    "dsp_detach": {"stages": ["csfr", "isfr"], "detach_basic": True},
+    "dsp_w01": {"stages": ["csfr", "isfr"], "cr_weight": 0.1, "sr_weight": 0.1},
+    "dsp_attach_bottom": {"stages": ["csfr", "isfr"], "attach_level": -1},
+    "dsp_w001": {"stages": ["csfr", "isfr"], "cr_weight": 0.01, "sr_weight": 0.01},
+    "dsp_detach_w01": {"stages": ["csfr", "isfr"], "detach_basic": True, "cr_weight": 0.1, "sr_weight": 0.1},
+}
+TRY_LABELS = {"dsp_detach": "DSP, detach_basic: true (Z_i detached in L_CR / L_SR)",
+              "dsp_w01": "DSP, cr_weight = sr_weight = 0.1",
+              "dsp_attach_bottom": "DSP, attach_level: -1 (the bottleneck level instead of L-2)",
+              "dsp_w001": "DSP, cr_weight = sr_weight = 0.01",
+              "dsp_detach_w01": "DSP, detach_basic: true and cr_weight = sr_weight = 0.1"}
 LABELS = {"baseline": "Baseline (basic branch)", "csfr": "CSFR only (basic + CR)", "isfr": "ISFR only (basic + SR + "
           "L_seg_s)", "joint": "one-stage CSFR+ISFR", "isfr_csfr": "ISFR -> CSFR", "dsp": "CSFR -> ISFR (DSP)",
           "csfr_lseg_c": "CSFR + L_seg_c", "isfr_no_lseg_s": "ISFR without L_seg_s (basic + SR)",
@@ -108,7 +122,7 @@ def run_one(dataset: Dataset, bench: Any, weak: SparsePoints | None, run: Path, 
         return json.loads(cached.read_text())
     if args.cached_only:
         return None
-    options = {} if variant == "full" else VARIANTS.get(variant, VARIANTS["dsp"])
+    options = {} if variant == "full" else {**VARIANTS, **TRIES}.get(variant, VARIANTS["dsp"])
     config = recipe(args.profile, args.steps, args.crop_points, seed, args.lr, method=options,
                     features=list(bench.features), device=args.device)
     method = (FullMethod(dataset.classes) if variant == "full" else
@@ -248,6 +262,17 @@ def yes_no(value: bool | None) -> str:
     return "n/a (1 seed)" if value is None else "yes" if value else "no"
 
 
+def unchanged(sensitivity: dict[str, dict[str, Any]], budget: str, variant: str) -> str:
+    """'L-2: 99.1 %; L-1: 95.0 %': the mean share of unchanged val labels of ``variant``'s runs per level measured
+    (``sensitivity``: ``bench/dsp_sensitivity.py``'s rows by run folder, each with its level and ``levels``)."""
+    by_level: dict[int, list[float]] = {}
+    for run, row in sensitivity.items():
+        if run.split("@")[0].split("/")[1:] == [budget, variant]:
+            by_level.setdefault(row.get("from_bottom", -2), []).append(row["unchanged"]["mean"])
+    return "; ".join(f"L{k}: {100 * np.mean(v):.1f} % (n={len(v)})" for k, v in sorted(by_level.items(),
+                                                                                      reverse=True)) or "–"
+
+
 def markdown(result: dict[str, Any]) -> str:
     pct = lambda s: f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"  # noqa: E731
     lines = ["# DSP ablation (Tab. 1-3) and memory", "", result["note"], ""]
@@ -268,6 +293,25 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {LABELS[variant]} | {' | '.join(cells)} | {' | '.join(refs)} |")
         shares = "; ".join(f"{float(b):.0%}: {np.mean(analysis['budgets'][b]['labelled_pct']):.3g} % of the raw train "
                            "points" for b in budgets if analysis["budgets"][b]["labelled_pct"])
+        tries = [(v, b) for v in TRIES for b in budgets if v in analysis["budgets"][b]["table"]]
+        if tries:
+            sens = result.get("sensitivity", {})
+            lines += ["", "## Follow-up tries: DSP with one option changed (val mIoU %, mean ± std over seeds)", "",
+                      "Same schedule, labels and seeds as the table above; 'beyond spread' = the gap to the baseline "
+                      "exceeds the larger seed std; 'unchanged' = the share of val labels that stay the same when "
+                      "the decoder level's features are replaced by their scene mean (`bench/dsp_sensitivity.py`, "
+                      "mean over the seeds; L-1 = the bottleneck).", "",
+                      "| try | labels | mIoU % | minus baseline (mIoU points) | beyond spread | ratio to full | "
+                      "unchanged |", "|---|---|---:|---:|---|---:|---|"]
+            for variant, b in [("baseline", budgets[0]), ("dsp", budgets[0]), *tries]:
+                table = analysis["budgets"][b]["table"]
+                full = analysis["dense"].get("full")
+                check = compare(table[variant], table["baseline"])
+                ratio = f"{table[variant]['mean'] / full['mean']:.3f}" if full else "–"
+                lines.append(f"| {TRY_LABELS.get(variant, LABELS.get(variant))} | {float(b):.0%} | "
+                             f"{pct(table[variant])} | {100 * check['gap']:+.1f} | "
+                             f"{yes_no(check['beyond_spread']) if variant != 'baseline' else '–'} | {ratio} | "
+                             f"{unchanged(sens, f'{float(b):g}', variant)} |")
         lines += ["", f"Labelled: {shares} (the budget is of the {LABEL_VOXEL_M:g} m voxel-subsampled points; full and "
                   "fully supervised DSP use every label, shown in both columns).", "",
                   "## Branches of the two-stage runs (Tab. 3; val mIoU %)", "",
@@ -355,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None, help="data, runs and the result cache")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--notes", type=Path, default=None, help="text appended to the results as '## Notes'")
+    parser.add_argument("--sensitivity", default="",
+                        help="comma-separated dsp_sensitivity.json files whose rows go beside the follow-up tries")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
@@ -367,9 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.budgets = [float(b) for b in args.budgets.split(",")]
     args.variants = [v for v in args.variants.split(",") if v]
-    unknown = sorted(set(args.variants) - set(VARIANTS))
+    unknown = sorted(set(args.variants) - set(VARIANTS) - set(TRIES))
     if unknown:
-        raise SystemExit(f"bench/dsp.py: unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+        raise SystemExit(f"bench/dsp.py: unknown variant(s) {unknown}; known: {[*VARIANTS, *TRIES]}")
     args.dense = [d for d in args.dense.split(",") if d]
     if set(args.dense) - {"full", "dsp_full"}:
         raise SystemExit(f"bench/dsp.py: --dense takes full and/or dsp_full, got {args.dense}")
@@ -400,6 +446,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{m['torch']} with {m['torch_threads']} thread(s); wall {result['wall_s'] / 60:.1f} min.  Command: "
         f"`bench/methods.py ablation dsp {' '.join(argv if argv is not None else sys.argv[1:])}`.")
     result["notes"] = args.notes.read_text() if args.notes else ""
+    result["sensitivity"] = {}
+    for path in filter(None, args.sensitivity.split(",")):
+        data = json.loads(Path(path).read_text())
+        for run, row in data["rows"].items():  # keyed by run folder and level (-2 = L-2, as --level takes it)
+            result["sensitivity"][f"{run}@{row.get('from_bottom', -2)}"] = row
     table = markdown(result)
     print(table)
     if not args.no_write:
