@@ -294,18 +294,17 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
                          f"{paper[0]} / {paper[1]} | {boundary} (seed {row['seeds'][0]}) | {share} |")
     if data and args.variants:
         lines += ["", "Other option sets at the same ratio (not in the paper):", "",
-                  "| variant | options | mIoU % | AP@50 % | boundary-pair P / R (unlabelled) |",
-                  "|---|---|---:|---:|---|"]
+                  "Boundary and pair figures: means over the seeds' runs (unlabelled train scenes, `RUN/ws3d.json`).",
+                  "",
+                  "| variant | options | mIoU % | AP@50 % | seeds | boundary P / R | w = 1 pair share | boundary-pair "
+                  "P / R | H share start -> end |", "|---|---|---:|---:|---|---|---:|---|---|"]
         for label, options in args.variants.items():
             row = data["summary"].get(f"{args.ablation_ratio:g}/{label}")
             if row is None:
                 continue
             runs = data["runs"].get(f"{args.ablation_ratio:g}/{label}", [])
-            analysis = next((r.get("analysis") for r in runs if r.get("analysis")), None)
-            pairs = "–" if not analysis or not analysis.get("pairs") or analysis["pairs"].get("precision") is None \
-                else f"{analysis['pairs']['precision']:.2f} / {analysis['pairs']['recall']:.2f}"
             lines.append(f"| {label} | `{json.dumps(options)}` | {with_std(row, 'miou')} | {with_std(row, 'ap50')} | "
-                         f"{pairs} |")
+                         f"{','.join(map(str, row['seeds']))} | {_analysis_cells(runs)} |")
     lines += ["", "## Orderings and goals", "", "Each on the seeds every compared row has.", "",
               "| dataset | check | margin (points) | holds | seeds |", "|---|---|---:|---|---|"]
     for c in result["checks"]:
@@ -315,6 +314,28 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
               if "error" in r]
     lines += [f"- **{n} {k} failed**: {e}" for n, k, e in errors]
     return "\n".join(lines) + "\n"
+
+
+def _analysis_cells(runs: list[dict[str, Any]]) -> str:
+    """Boundary P / R, w = 1 pair share, boundary-pair P / R and H share start -> end of ``runs``, each the mean
+    over the runs that recorded it ("–" where none did), as four markdown table cells."""
+    def mean(*path: str) -> float | None:
+        values = []
+        for run in runs:
+            value: Any = run.get("analysis")
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            if value is not None:
+                values.append(float(value))
+        return float(np.mean(values)) if values else None
+
+    def two(a: float | None, b: float | None, sep: str) -> str:
+        return "–" if a is None or b is None else f"{a:.2f}{sep}{b:.2f}"
+    share = mean("regions", "boundary_pair_share")
+    return " | ".join([two(mean("boundary", "precision"), mean("boundary", "recall"), " / "),
+                       "–" if share is None else f"{share:.2f}",
+                       two(mean("pairs", "precision"), mean("pairs", "recall"), " / "),
+                       two(mean("h_share_first"), mean("h_share_last"), " -> ")])
 
 
 def _included_note(record: dict[str, Any]) -> str:
