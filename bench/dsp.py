@@ -73,12 +73,14 @@ TRIES: dict[str, dict[str, Any]] = {
     "dsp_attach_bottom": {"stages": ["csfr", "isfr"], "attach_level": -1},
     "dsp_w001": {"stages": ["csfr", "isfr"], "cr_weight": 0.01, "sr_weight": 0.01},
     "dsp_detach_w01": {"stages": ["csfr", "isfr"], "detach_basic": True, "cr_weight": 0.1, "sr_weight": 0.1},
+    "dsp_w0": {"stages": ["csfr", "isfr"], "cr_weight": 0.0, "sr_weight": 0.0},  # control: no L_CR / L_SR at all
 }
 TRY_LABELS = {"dsp_detach": "DSP, detach_basic: true (Z_i detached in L_CR / L_SR)",
               "dsp_w01": "DSP, cr_weight = sr_weight = 0.1",
               "dsp_attach_bottom": "DSP, attach_level: -1 (the bottleneck level instead of L-2)",
               "dsp_w001": "DSP, cr_weight = sr_weight = 0.01",
-              "dsp_detach_w01": "DSP, detach_basic: true and cr_weight = sr_weight = 0.1"}
+              "dsp_detach_w01": "DSP, detach_basic: true and cr_weight = sr_weight = 0.1",
+              "dsp_w0": "control: DSP schedule with cr_weight = sr_weight = 0 (CE + L_seg_s only)"}
 LABELS = {"baseline": "Baseline (basic branch)", "csfr": "CSFR only (basic + CR)", "isfr": "ISFR only (basic + SR + "
           "L_seg_s)", "joint": "one-stage CSFR+ISFR", "isfr_csfr": "ISFR -> CSFR", "dsp": "CSFR -> ISFR (DSP)",
           "csfr_lseg_c": "CSFR + L_seg_c", "isfr_no_lseg_s": "ISFR without L_seg_s (basic + SR)",
@@ -303,14 +305,18 @@ def markdown(result: dict[str, Any]) -> str:
                       "mean over the seeds; L-1 = the bottleneck).", "",
                       "| try | labels | mIoU % | minus baseline (mIoU points) | beyond spread | ratio to full | "
                       "unchanged |", "|---|---|---:|---:|---|---:|---|"]
-            for variant, b in [("baseline", budgets[0]), ("dsp", budgets[0]), *tries]:
+            refs = [(v, b) for b in sorted({b for _, b in tries}, key=float) for v in ("baseline", "dsp")]
+            for variant, b in [*refs, *tries]:
                 table = analysis["budgets"][b]["table"]
+                if variant not in table:
+                    continue
                 full = analysis["dense"].get("full")
-                check = compare(table[variant], table["baseline"])
+                check = compare(table[variant], table["baseline"]) if "baseline" in table else None
                 ratio = f"{table[variant]['mean'] / full['mean']:.3f}" if full else "–"
+                gap = f"{100 * check['gap']:+.1f}" if check else "–"
+                spread = yes_no(check["beyond_spread"]) if check and variant != "baseline" else "–"
                 lines.append(f"| {TRY_LABELS.get(variant, LABELS.get(variant))} | {float(b):.0%} | "
-                             f"{pct(table[variant])} | {100 * check['gap']:+.1f} | "
-                             f"{yes_no(check['beyond_spread']) if variant != 'baseline' else '–'} | {ratio} | "
+                             f"{pct(table[variant])} | {gap} | {spread} | {ratio} | "
                              f"{unchanged(sens, f'{float(b):g}', variant)} |")
         lines += ["", f"Labelled: {shares} (the budget is of the {LABEL_VOXEL_M:g} m voxel-subsampled points; full and "
                   "fully supervised DSP use every label, shown in both columns).", "",
