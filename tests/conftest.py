@@ -118,3 +118,31 @@ def instance_bundle(instance_checkpoint: Path, tmp_path_factory: pytest.TempPath
     out = tmp_path_factory.mktemp("bundle") / "instance_bundle"
     export_bundle(instance_checkpoint, out)
     return out
+
+
+#: base colours of :func:`make_two_box_room`'s classes (floor, wall, box)
+ROOM_RGB = np.array([[120, 100, 80], [200, 200, 190], [40, 90, 160]], dtype=np.float64)
+
+
+def make_two_box_room(seed: int, n: int = 1200) -> Any:
+    """Floor, a wall and two boxes (two instances of class ``box``); super-voxels = 0.5 m cells within each object
+    (classes 0 floor, 1 wall, 2 box; a ``wsseg.core.scene.Scene``).
+
+    The super-voxels follow object boundaries, as a good over-segmentation does; coverage by clicks alone is
+    a handful of cells, so propagation has room to grow.
+    """
+    from wsseg.core.scene import Scene
+
+    rng = np.random.default_rng(seed)
+    k = n // 4
+    floor = np.column_stack([rng.uniform(0, 3, k), rng.uniform(0, 3, k), rng.normal(0, 0.005, k)])
+    wall = np.column_stack([rng.uniform(0, 3, k), np.full(k, 3.0) + rng.normal(0, 0.005, k), rng.uniform(0, 2, k)])
+    box1 = rng.uniform([0.4, 0.4, 0.0], [1.1, 1.1, 0.7], size=(k, 3))
+    box2 = rng.uniform([1.8, 1.6, 0.0], [2.6, 2.4, 0.5], size=(n - 3 * k, 3))
+    xyz = np.concatenate([floor, wall, box1, box2]).astype(np.float32)
+    semantic = np.repeat([0, 1, 2, 2], [k, k, k, n - 3 * k]).astype(np.int16)
+    instance = np.repeat([0, 1, 2, 3], [k, k, k, n - 3 * k]).astype(np.int32)
+    rgb = np.clip(ROOM_RGB[semantic] + rng.normal(0, 12, (n, 3)), 0, 255).astype(np.uint8)
+    cell = np.floor(xyz[:, :2] / 0.5).astype(np.int64)
+    supervoxel = (instance.astype(np.int64) * 100 + cell[:, 0] * 10 + cell[:, 1]).astype(np.int32)
+    return Scene(xyz=xyz, rgb=rgb, semantic=semantic, instance=instance, supervoxel=supervoxel)

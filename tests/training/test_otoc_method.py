@@ -22,33 +22,12 @@ from wsseg_training.methods.otoc import OtocConfig
 from wsseg_training.methods.otoc.inference import OtocFullPredictor
 from wsseg_training.methods.otoc.method import ROUNDS_FILE
 
+from tests.conftest import make_two_box_room
 from wsseg.cli import main as wsseg_main
 from wsseg.core.classes import ClassTable
 from wsseg.core.scene import Scene, load_scene, save_scene
 
 CLASSES = ClassTable("rooms", ("floor", "wall", "box"), ((100, 80, 60), (200, 200, 200), (40, 90, 160)))
-BASE_RGB = np.array([[120, 100, 80], [200, 200, 190], [40, 90, 160]], dtype=np.float64)
-
-
-def make_room(seed: int, n: int = 1200) -> Scene:
-    """Floor, a wall and two boxes (two instances of class ``box``); super-voxels = 0.5 m cells within each object.
-
-    The super-voxels follow object boundaries, as a good over-segmentation does; coverage by clicks alone is
-    a handful of cells, so propagation has room to grow.
-    """
-    rng = np.random.default_rng(seed)
-    k = n // 4
-    floor = np.column_stack([rng.uniform(0, 3, k), rng.uniform(0, 3, k), rng.normal(0, 0.005, k)])
-    wall = np.column_stack([rng.uniform(0, 3, k), np.full(k, 3.0) + rng.normal(0, 0.005, k), rng.uniform(0, 2, k)])
-    box1 = rng.uniform([0.4, 0.4, 0.0], [1.1, 1.1, 0.7], size=(k, 3))
-    box2 = rng.uniform([1.8, 1.6, 0.0], [2.6, 2.4, 0.5], size=(n - 3 * k, 3))
-    xyz = np.concatenate([floor, wall, box1, box2]).astype(np.float32)
-    semantic = np.repeat([0, 1, 2, 2], [k, k, k, n - 3 * k]).astype(np.int16)
-    instance = np.repeat([0, 1, 2, 3], [k, k, k, n - 3 * k]).astype(np.int32)
-    rgb = np.clip(BASE_RGB[semantic] + rng.normal(0, 12, (n, 3)), 0, 255).astype(np.uint8)
-    cell = np.floor(xyz[:, :2] / 0.5).astype(np.int64)
-    supervoxel = (instance.astype(np.int64) * 100 + cell[:, 0] * 10 + cell[:, 1]).astype(np.int32)
-    return Scene(xyz=xyz, rgb=rgb, semantic=semantic, instance=instance, supervoxel=supervoxel)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # two contending threads run these ~5x slower
@@ -60,7 +39,7 @@ def rooms(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("otoc")
     with DatasetWriter(root / "data", "rooms", CLASSES, sensor="rgbd") as writer:
         for i in range(4):
-            writer.add(f"room{i}", make_room(i), split="val" if i == 3 else "train")
+            writer.add(f"room{i}", make_two_box_room(i), split="val" if i == 3 else "train")
     dataset = Dataset(root / "data")
     clicks = simulate_clicks(dataset, dataset.scene_names("train"), seed=0)
     save_weak_labels(clicks, root / "clicks.json")

@@ -22,31 +22,12 @@ from wsseg_training.labels.schema import save_weak_labels
 from wsseg_training.methods import Ws3dMethod, get_method
 from wsseg_training.methods.base import StepContext
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, make_two_box_room
 from wsseg.cli import main as wsseg_main
 from wsseg.core.classes import IGNORE_INDEX, ClassTable
-from wsseg.core.scene import Scene
 
 CLASSES = ClassTable("rooms", ("floor", "wall", "box"), ((100, 80, 60), (200, 200, 200), (40, 90, 160)))
-BASE_RGB = np.array([[120, 100, 80], [200, 200, 190], [40, 90, 160]], dtype=np.float64)
 OPTIONS = {"boundary_steps": 2, "instance_classes": ["box"], "instance_min_points": 5}
-
-
-def make_room(seed: int, n: int = 1600) -> Scene:
-    """Floor, a wall and two boxes (instances of class ``box``); super-voxels = 0.5 m cells within each object."""
-    rng = np.random.default_rng(seed)
-    k = n // 4
-    floor = np.column_stack([rng.uniform(0, 3, k), rng.uniform(0, 3, k), rng.normal(0, 0.005, k)])
-    wall = np.column_stack([rng.uniform(0, 3, k), np.full(k, 3.0) + rng.normal(0, 0.005, k), rng.uniform(0, 2, k)])
-    box1 = rng.uniform([0.4, 0.4, 0.0], [1.1, 1.1, 0.7], size=(k, 3))
-    box2 = rng.uniform([1.8, 1.6, 0.0], [2.6, 2.4, 0.5], size=(n - 3 * k, 3))
-    xyz = np.concatenate([floor, wall, box1, box2]).astype(np.float32)
-    semantic = np.repeat([0, 1, 2, 2], [k, k, k, n - 3 * k]).astype(np.int16)
-    instance = np.repeat([0, 1, 2, 3], [k, k, k, n - 3 * k]).astype(np.int32)
-    rgb = np.clip(BASE_RGB[semantic] + rng.normal(0, 12, (n, 3)), 0, 255).astype(np.uint8)
-    cell = np.floor(xyz[:, :2] / 0.5).astype(np.int64)
-    supervoxel = (instance.astype(np.int64) * 100 + cell[:, 0] * 10 + cell[:, 1]).astype(np.int32)
-    return Scene(xyz=xyz, rgb=rgb, semantic=semantic, instance=instance, supervoxel=supervoxel)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -57,8 +38,8 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     root = tmp_path_factory.mktemp("rooms")
     with DatasetWriter(root, "rooms", CLASSES, sensor="rgbd") as writer:
         for i in range(4):
-            writer.add(f"room_{i}", make_room(i), split="train")
-        writer.add("val_0", make_room(9), split="val")
+            writer.add(f"room_{i}", make_two_box_room(i, 1600), split="train")
+        writer.add("val_0", make_two_box_room(9, 1600), split="val")
     return Dataset(root)
 
 
