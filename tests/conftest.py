@@ -83,13 +83,18 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", checkpoint)
 
 
-@pytest.fixture(scope="session")
-def tiny_bundle(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _exported(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """``wsseg export`` of ``checkpoint`` into a fresh temporary folder ``.../name``."""
     from wsseg_export.onnx_export import export_bundle
 
-    out = tmp_path_factory.mktemp("bundle") / "tiny_bundle"
-    export_bundle(tiny_checkpoint, out)
+    out = tmp_path_factory.mktemp("bundle") / name
+    export_bundle(checkpoint, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _exported(tiny_checkpoint, tmp_path_factory, "tiny_bundle")
 
 
 @pytest.fixture(scope="session")
@@ -113,11 +118,7 @@ def instance_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPath
 
 @pytest.fixture(scope="session")
 def instance_bundle(instance_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from wsseg_export.onnx_export import export_bundle
-
-    out = tmp_path_factory.mktemp("bundle") / "instance_bundle"
-    export_bundle(instance_checkpoint, out)
-    return out
+    return _exported(instance_checkpoint, tmp_path_factory, "instance_bundle")
 
 
 #: base colours of :func:`make_two_box_room`'s classes (floor, wall, box)
