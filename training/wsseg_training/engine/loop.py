@@ -29,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from wsseg.core.features import FeatureConfig
+from wsseg.core.geometry import PlaneParams
 from wsseg.core.preprocess import PreprocessConfig
 from wsseg_training.checkpoint import CheckpointError, load_checkpoint, make_checkpoint, save_checkpoint
 from wsseg_training.data.dataset import Dataset
@@ -100,13 +101,16 @@ def resolve_backend(name: str, device: torch.device) -> str:
 
 def preprocess_for(config: TrainConfig) -> PreprocessConfig:
     """The run's preprocessing (the Trainer first fills the data-chosen fields with ``apply_sensor_defaults``;
-    without that, ``data.features: null`` means offset + rgb)."""
+    without that, ``data.features: null`` means offset + rgb).  The support plane's RANSAC band follows the
+    grid (:meth:`PlaneParams.for_voxel`) and is written into the bundle, so the node fits the same plane."""
     data = config.data
     if config.profile not in PROFILES:
         raise ConfigError(f"profile {config.profile!r} must be resolved first (apply_sensor_defaults)")
+    voxel = data.voxel_size_m if data.voxel_size_m is not None else PROFILES[config.profile].voxel_size_m
     features = FeatureConfig(names=data.features or ("offset", "rgb"), intensity_scale=data.intensity_scale,
-                             height_scale_m=data.height_scale_m, support_scale_m=data.support_scale_m)
-    return dataclasses.replace(preprocess_config_for(config.profile, features, voxel_size_m=data.voxel_size_m),
+                             height_scale_m=data.height_scale_m, support_scale_m=data.support_scale_m,
+                             plane=PlaneParams.for_voxel(voxel))
+    return dataclasses.replace(preprocess_config_for(config.profile, features, voxel_size_m=voxel),
                                refine=data.refine)
 
 
