@@ -4,6 +4,7 @@ its paper's budget, beside ``full`` (dense labels, same backbone, same schedule 
     bench/methods.py [--methods full,otoc] [--datasets indoor,outdoor,mosd,semantickitti] [--quick]
                      [--seeds 0,1,2] [--device cpu|cuda] [--threads 1] [--work DIR] [--no-write]
     bench/methods.py ablation NAME [ARGS...]      # a method's ablation table, e.g. `ablation otoc --quick`
+    bench/methods.py --merge A/methods.json B/methods.json   # one table from runs split by dataset
 
 What runs is declared in ``bench/method_entries.py`` (one entry per method: weak-label kind + budget, config
 recipe, paper ratio, headline inference mode, ablation script); datasets and the runner are ``bench/harness.py``.
@@ -169,6 +170,36 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge(parts: list[Path]) -> dict[str, Any]:
+    """One result from ``methods.json`` files of runs split by dataset (same schedule and seeds, no dataset twice).
+
+    Rows, dataset summaries and skips are joined in the order given; ``note`` keeps every part's own note (its
+    command, load and wall) and ``wall_s`` is the parts' sum (their wall when run one after the other).
+    """
+    saved = [(path, json.loads(path.read_text())) for path in parts]
+    first_path, first = saved[0]
+    merged: dict[str, Any] = {**first, "rows": [], "datasets": {}, "skipped": {}, "wall_s": 0.0, "parts": []}
+    for path, part in saved:
+        for key in ("schedule", "seeds", "quick"):
+            if part[key] != first[key]:
+                raise SystemExit(f"bench/methods.py --merge: {path} has {key} {part[key]!r}, {first_path} has "
+                                 f"{first[key]!r}; merge only runs of one schedule")
+        twice = sorted(set(part["datasets"]) & set(merged["datasets"]))
+        if twice:
+            raise SystemExit(f"bench/methods.py --merge: dataset(s) {twice} of {path} are already in an earlier part")
+        merged["rows"] += part["rows"]
+        merged["datasets"].update(part["datasets"])
+        merged["skipped"].update(part["skipped"])
+        merged["wall_s"] = round(merged["wall_s"] + part["wall_s"], 1)
+        merged["parts"].append({"datasets": list(part["datasets"]), "note": part["note"], "wall_s": part["wall_s"],
+                                "machine": part["machine"]})
+    for name in merged["datasets"]:
+        merged["skipped"].pop(name, None)
+    merged["note"] = "Merged from runs split by dataset (one after the other or side by side):\n\n" + "\n".join(
+        f"- {', '.join(p['datasets'])}: {p['note']}" for p in merged["parts"])
+    return merged
+
+
 def ablation(argv: list[str]) -> int:
     """``ablation NAME [ARGS...]``: run the method's ablation script (e.g. bench/otoc.py) with ARGS."""
     if not argv or argv[0] in ("-h", "--help"):
@@ -202,9 +233,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--notes", type=Path, default=None, help="text file appended to the results as '## Notes'")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="METHODS_JSON",
+                        help="run nothing: join the methods.json of runs split by dataset into --results")
     parser.add_argument("--rerender", action="store_true",
                         help="run nothing: re-write methods.md from methods.json (with --notes, if given)")
     args = parser.parse_args(argv)
+    if args.merge:
+        merged = merge(args.merge)
+        merged["notes"] = args.notes.read_text() if args.notes else merged.get("notes", "")
+        write_results(args.results, "methods", merged, markdown(merged))
+        return 0
     if args.rerender:
         saved = json.loads((args.results / "methods.json").read_text())
         if args.notes:
