@@ -40,6 +40,7 @@ import torch
 from harness import MOSD, machine, miou_of, mosd_dataset, recipe, run_full, synthetic_dataset, write_results
 from method_entries import FULL, entries
 from methods import aggregate, dense_fraction
+from mprm_tries import merge_tries, parse_try, run_tries, tries_markdown
 from wsseg_training.data.dataset import Dataset
 from wsseg_training.engine.config import config_from_dict
 from wsseg_training.engine.loop import Trainer
@@ -254,6 +255,7 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {o['claim']} | {pct(o['left'])} | {pct(o['right'])} | {'yes' if o['holds'] else '**no**'} "
                          f"| {o['seeds_holding']} |")
         lines.append("")
+        lines += tries_markdown(data)
         if data.get("methods_rows"):
             lines += ["### The MPRM rows of the cross-method table (`bench/methods.py` format)", "",
                       "This section's `full`, sub-cloud and scene-tag runs are the runs `bench/methods.py --methods "
@@ -361,6 +363,13 @@ def add_earlier_seeds(part: dict[str, Any], old: dict[str, Any] | None) -> None:
     part["note"] += f"  Seeds {[r['seed'] for r in kept]} from an earlier run: {old['note']}"
 
 
+def saved_notes(args: argparse.Namespace, saved: Path) -> str:
+    """``--notes`` when given, else (with ``--merge``) the saved file's notes."""
+    if args.notes:
+        return args.notes.read_text()
+    return json.loads(saved.read_text()).get("notes", "") if args.merge and saved.is_file() else ""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10 rooms, 200 steps, no PCAM-alone run")
@@ -383,6 +392,9 @@ def main() -> int:
                         help="run nothing: add the methods rows (datasets from --work) and re-write mprm.md")
     parser.add_argument("--merge", action="store_true",
                         help="keep the datasets of the existing mprm.json that this run does not run")
+    parser.add_argument("--try", dest="tries", action="append", type=parse_try, default=[], metavar="NAME=JSON",
+                        help="run only this sub-cloud MPRM variant (MprmOptions as JSON) on --seeds and add it to the "
+                             "saved dataset sections' tries (bench/mprm_tries.py); repeatable")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.seeds = [int(s) for s in args.seeds.split(",")]
@@ -409,6 +421,18 @@ def main() -> int:
     for name in wanted:
         started, load_start = time.perf_counter(), os.getloadavg()
         dataset = makers[name]()
+        if args.tries:  # only the tries, added to the saved section (its `full` runs give the ratios)
+            if name not in datasets:
+                parser.error(f"--try needs a saved '{name}' section in {saved} (and --merge)")
+            part = datasets[name]
+            found = run_tries(dataset, args.tries, args, work / name, run_mprm)
+            for entry in found.values():
+                entry["command"] = f"bench/methods.py ablation mprm {' '.join(sys.argv[1:])}"
+            part["tries"] = merge_tries(part.get("tries") or {}, found)
+            result = {"datasets": datasets, "note": NOTE, "notes": saved_notes(args, saved)}
+            if not args.no_write:
+                write_results(args.results, "mprm", result, markdown(result))
+            continue
         part = dataset_part(name, dataset, args, work / name, mosd=name == "mosd")
         kind = "synthetic RGB-D rooms" if name == "indoor" else "real mOSD RGB-D frames"
         part["describe"] = f"{kind}, {part['describe']}"
@@ -416,10 +440,12 @@ def main() -> int:
                     wall_s=round(time.perf_counter() - started, 1), machine=machine(load_start))
         part["note"] = part_note(args, part)
         add_earlier_seeds(part, datasets.get(name))
+        if datasets.get(name, {}).get("tries"):
+            part["tries"] = datasets[name]["tries"]
         part["majority_class"], part["majority_miou"] = majority(dataset)
         part["methods_rows"] = method_rows(part, name, dense_fraction(dataset))
         datasets[name] = part
-        result = {"datasets": datasets, "note": NOTE, "notes": args.notes.read_text() if args.notes else ""}
+        result = {"datasets": datasets, "note": NOTE, "notes": saved_notes(args, saved)}
         if not args.no_write:  # after every dataset: a later failure keeps what finished
             write_results(args.results, "mprm", result, markdown(result))
     print(markdown(result))

@@ -14,6 +14,7 @@ from wsseg_training.labels.simulate import scene_subclouds, subcloud_centres
 from wsseg_training.methods.mprm.cams import SceneVotes, fuse, mask_scores
 from wsseg_training.methods.mprm.crf import mixed_unary, refine_with_crf
 from wsseg_training.methods.mprm.paths import MultiPathModule, sample_rows
+from wsseg_training.methods.mprm.pseudo_labels import SceneLabels
 from wsseg_training.model.inputs import to_torch
 from wsseg_training.model.profiles import preprocess_config_for, unet_config_for
 from wsseg_training.model.unet import SparseUNet
@@ -80,6 +81,20 @@ def test_votes_average_passes_and_intersect_their_tags() -> None:
     # point 1 lies in both passes: only class 1 is in both tag sets; point 2 was never reached
     assert votes.allowed.tolist() == [[True, True, False], [False, True, False], [True, True, True]]
     assert votes.labels("max").tolist() == [1, 1, -1]
+
+
+def test_confidence_is_the_top_softmax_over_allowed_classes_and_ignore_below_drops_the_rest() -> None:
+    votes = SceneVotes(num_points=3, num_classes=3)
+    # point 0: allowed {0, 1}, scores (2, 0): 1 / (1 + e^-2) = 0.881 (class 2's score 9 is masked out)
+    # point 1: allowed {0, 1}, scores (0.2, 0): 0.550; point 2: never reached
+    votes.add(np.array([0, 1]), {"max": np.array([[2.0, 0.0, 9.0], [0.2, 0.0, 9.0]])}, (0, 1))
+    np.testing.assert_allclose(votes.confidence("max"), [1 / (1 + np.exp(-2.0)), 1 / (1 + np.exp(-0.2)), 0.0],
+                               rtol=1e-6)
+    fused = votes.labels("max")
+    assert SceneLabels(pcam=None, fused=fused, crf=None).final.tolist() == [0, 0, -1]
+    kept = SceneLabels(pcam=None, fused=fused, crf=None, keep=votes.confidence("max") >= 0.6)
+    assert kept.final.tolist() == [0, -1, -1]
+    assert kept.variants()["mprm"].tolist() == [0, 0, -1]  # the analysis variants keep every point
 
 
 def test_fusion_max_and_sum_over_paths() -> None:

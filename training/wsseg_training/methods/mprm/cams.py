@@ -140,6 +140,13 @@ class SceneVotes:
         allowed = self.allowed | ~self.allowed.any(axis=1, keepdims=True)
         return mask_scores(torch.from_numpy(self.mean(variant)), torch.from_numpy(allowed), rule)
 
+    def confidence(self, variant: str) -> np.ndarray:
+        """(N,) float32 in [1/C, 1]: the top softmax probability of the mean scores over the allowed classes (the
+        distribution the CRF's unary starts from); 0 where no pass reached the point."""
+        top = torch.softmax(self.scores(variant).float(), dim=1).max(dim=1).values.numpy().astype(np.float32)
+        top[self.count == 0] = 0.0
+        return top
+
     def labels(self, variant: str, rule: str = "neg_inf") -> np.ndarray:
         """(N,) int64 argmax of the masked scores, -1 where no pass reached the point."""
         labels = self.scores(variant, rule).argmax(dim=1).numpy().astype(np.int64)

@@ -60,6 +60,10 @@ class MprmOptions(MethodOptions):
                                                          "allowed classes (pydensecrf scale; the paper's code: 0.5)")
     crf_voxel_m: float | None = option(None, gt=0, doc="grid the CRF runs on (None = the network's voxel; MPRM: "
                                                        "its 4 cm sub-sampled cloud)")
+    ignore_below: float = option(0.0, ge=0, lt=1, doc="points whose pseudo label has a confidence (top softmax "
+                                                    "probability of the fused scores over the allowed classes) below "
+                                                    "this are ignored by the retraining (0 = keep all, the paper; "
+                                                    "ours)")
     class_weighting: str = option("none", choices=CLASS_WEIGHTINGS,
                                   doc="cross-entropy class weights of the retrained network (the paper: none)")
 

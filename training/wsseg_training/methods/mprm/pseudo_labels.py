@@ -1,4 +1,5 @@
-"""Pseudo labels of one scene from a trained MPRM classifier: passes -> voted scores -> masked argmax -> dense CRF.
+"""Pseudo labels of one scene from a trained MPRM classifier: passes -> voted scores -> masked argmax -> dense CRF
+(-> low-confidence points ignored, ``ignore_below``).
 
 :class:`PseudoLabeller` is the one pipeline behind the retrain stage's labels (:mod:`.method`), the offline
 predictors on unannotated val scenes (:mod:`.predictor`, passes unmasked) and the ablation (``bench/mprm.py``, any
@@ -30,15 +31,18 @@ from wsseg_training.methods.mprm.paths import MultiPathModule
 @dataclass
 class SceneLabels:
     """(N,) int64 labels (-1 = no pass reached the point) of one scene: ``pcam`` (None when PCAM was not trained),
-    ``fused`` (the chosen fusion), ``crf`` (fused + CRF; None without the CRF); ``final`` what the method trains on."""
+    ``fused`` (the chosen fusion), ``crf`` (fused + CRF; None without the CRF); ``keep`` (N,) bool, the points
+    confident enough (None = all); ``final`` what the method trains on (-1 also where not kept)."""
 
     pcam: np.ndarray | None
     fused: np.ndarray
     crf: np.ndarray | None
+    keep: np.ndarray | None = None
 
     @property
     def final(self) -> np.ndarray:
-        return self.crf if self.crf is not None else self.fused
+        labels = self.crf if self.crf is not None else self.fused
+        return labels if self.keep is None else np.where(self.keep, labels, -1)
 
     def variants(self) -> dict[str, np.ndarray]:
         """{"pcam", "mprm", "mprm_crf"}: the ones computed."""
@@ -89,6 +93,8 @@ class PseudoLabeller:
         fusion = self.options.fusion
         has_pcam = "pcam" in self.module.paths
         votes = self.votes(infer, cloud, passes, [fusion, "pcam"] if has_pcam else [fusion])
+        threshold = self.options.ignore_below
         return SceneLabels(pcam=votes.labels("pcam", self.options.mask_rule) if has_pcam else None,
                            fused=votes.labels(fusion, self.options.mask_rule),
-                           crf=self.labels(votes, fusion, cloud, crf=True) if self.options.crf else None)
+                           crf=self.labels(votes, fusion, cloud, crf=True) if self.options.crf else None,
+                           keep=votes.confidence(fusion) >= threshold if threshold > 0 else None)
