@@ -47,11 +47,14 @@ from wsseg.core.classes import SEMANTIC_KITTI19, ClassTable
 from wsseg.core.conv_tables import GraphSpec, graph_inputs
 from wsseg.core.features import FeatureConfig
 from wsseg.core.preprocess import NetworkInput, PreprocessConfig, prepare_cloud
+from wsseg.runtime.engines import OnnxRuntimeEngine
 from wsseg.runtime.segmenter import Segmenter
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 RESULTS = REPO / "bench" / "results"
+DEFAULT_CASES = ["rgbd640:cpu:0.02", "rgbd640:rgbd_rt:0.02", "lidar64:lidar_rt:0.10", "lidar64:cpu:0.10",
+                 "lidar64:cpu:0.05"]
 
 
 def lidar_frame() -> tuple[str, dict[str, np.ndarray]]:
@@ -209,6 +212,11 @@ def bench_case(frame: dict[str, np.ndarray], features: FeatureConfig, voxel_size
     inputs = bundle.model_inputs(net_input)
     row["ort_ms"] = median_ms(lambda: segmenter.engine.run(inputs), repeats)
     row["ort_cpu_ms"] = cpu_ms(lambda: segmenter.engine.run(inputs), repeats)
+    row["ort_spinning"] = segmenter.engine.spinning
+    # A/B: the same graph with ONNX Runtime's own default, intra-op threads spin-waiting
+    spinning = OnnxRuntimeEngine(bundle, engine="onnxruntime-cpu", spin=True)
+    row["ort_spin_ms"] = median_ms(lambda: spinning.run(inputs), repeats)
+    row["ort_spin_cpu_ms"] = cpu_ms(lambda: spinning.run(inputs), repeats)
     row["graph"] = json.dumps(bundle.meta.graph.to_dict()["chunked_levels"])
     ort_logits = segmenter.engine.run(inputs)
     row["ort_label_agreement"] = float((ort_logits.argmax(1) == torch_logits.argmax(1)).mean())
@@ -253,9 +261,9 @@ def markdown(results: dict) -> str:
         f"{results['load_average'][0]:.1f} -> {results['load_average'][1]:.1f} on a shared 2-core VM: wall times "
         "are upper bounds (CPU-time columns are less affected).", "",
         "| frame | profile | voxel | points | voxels | pre ms (numpy -> compiled) | pre CPU ms (numpy -> compiled) | "
-        "graph tables ms | torch ms | spconv 1t ms | ORT gather ms | ORT auto ms | ORT/spconv-1t | "
-        "GFLOP gather / auto / useful | pre share | ORT label agreement |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "graph tables ms | torch ms | spconv 1t ms | ORT gather ms | ORT auto ms (CPU ms) | ORT spin ms (CPU ms) | "
+        "ORT/spconv-1t | GFLOP gather / auto / useful | pre share | ORT label agreement |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for case in results["cases"]:
         r = case["row"]
@@ -264,24 +272,25 @@ def markdown(results: dict) -> str:
             f"{r['pre_numpy_ms']:.0f} -> {r['pre_ms']:.1f} | {r['pre_numpy_cpu_ms']:.0f} -> {r['pre_cpu_ms']:.1f} "
             f"({r['pre_speedup_cpu']:.1f}x) | {r['tables_numpy_ms']:.1f} -> {r['tables_ms']:.1f} | "
             f"{r['torch_ms']:.0f} | {r.get('spconv_1t_ms', float('nan')):.0f} | {r['ort_gather_ms']:.0f} | "
-            f"{r['ort_ms']:.0f} | {r.get('ort_over_spconv_1t', float('nan')):.2f}x | "
+            f"{r['ort_ms']:.0f} ({r['ort_cpu_ms']:.0f}) | {r.get('ort_spin_ms', float('nan')):.0f} "
+            f"({r.get('ort_spin_cpu_ms', float('nan')):.0f}) | {r.get('ort_over_spconv_1t', float('nan')):.2f}x | "
             f"{r['gflops_gemm']:.1f} / {r['gflops_executed_auto']:.1f} / {r['gflops_useful']:.1f} | "
             f"{r['pre_share'] * 100:.0f} % | {r['ort_label_agreement'] * 100:.3f}% |"
         )
     lines += ["", "Frames: " + "; ".join(f"{k}: {v}" for k, v in results["frames"].items()),
               f"Command: `{results['command']}`. ORT auto = the exported default graph (chunked at levels with >= 32 "
-              "channels); ORT/spconv-1t = spconv one-thread time over ORT auto time (2 threads)."]
+              "channels); ORT/spconv-1t = spconv one-thread time over ORT auto time (2 threads). ORT auto runs with "
+              "the engine's default (intra-op threads do not spin-wait; `WSSEG_ORT_SPIN`); ORT spin = the same graph "
+              "and threads with ONNX Runtime's own default (spinning). CPU ms = process CPU time, all threads."]
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a few minutes)")
-    parser.add_argument("--cases", nargs="+", default=["rgbd640:cpu:0.02", "rgbd640:rgbd_rt:0.02",
-                                                       "lidar64:lidar_rt:0.10", "lidar64:cpu:0.10",
-                                                       "lidar64:cpu:0.05"],
-                        help="frame:profile:voxel_m cases")
+    parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help="frame:profile:voxel_m cases")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--name", default="backbone", help="results file stem (OUT/NAME.json, .md)")
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
     lidar_name, lidar = lidar_frame()
@@ -295,7 +304,9 @@ def main() -> int:
         "machine": f"{platform.node() or 'host'}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "torch_version": str(torch.__version__), "threads": torch.get_num_threads(), "repeats": repeats,
         "frames": {"lidar64": lidar_name, "rgbd640": rgbd_name}, "cases": [],
-        "command": "nice -n 0 .venv/bin/python bench/backbone.py" + (" --quick" if args.quick else ""),
+        "command": f"nice -n {os.nice(0)} .venv/bin/python bench/backbone.py" + (" --quick" if args.quick else "")
+                   + (f" --cases {' '.join(args.cases)}" if args.cases != DEFAULT_CASES else "")
+                   + (f" --name {args.name}" if args.name != "backbone" else ""),
         "load_average": [os.getloadavg()[0]],
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -323,7 +334,7 @@ def main() -> int:
     results["summary"] = summary
     args.out.mkdir(parents=True, exist_ok=True)
     results["quick"] = args.quick
-    name = "backbone"
+    name = args.name
     (args.out / f"{name}.json").write_text(json.dumps(results, indent=2))
     table = markdown(results)
     (args.out / f"{name}.md").write_text(table)

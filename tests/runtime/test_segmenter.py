@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import make_box_scene
 from wsseg.core.bundle import BundleError
 from wsseg.core.classes import UNLABELLED_ID
-from wsseg.runtime.engines import choose_engine
+from wsseg.core.preprocess import prepare_cloud
+from wsseg.runtime.engines import SPIN_CONFIG_KEY, SPIN_ENV, OnnxRuntimeEngine, choose_engine
 from wsseg.runtime.segmenter import Segmenter, softmax_max
 
 
@@ -64,6 +65,25 @@ def test_engine_choice_and_fallback() -> None:
     assert choose_engine("onnxruntime-cuda", gpu).active == "onnxruntime-cuda"
     with pytest.raises(ValueError, match="engine"):
         choose_engine("openvino", cpu_only)
+
+
+def test_intra_op_threads_do_not_spin_unless_asked(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    segmenter = Segmenter(tiny_bundle, engine="onnxruntime-cpu", num_threads=2)
+    xyz, rgb, _ = make_box_scene(seed=5, n=3000)
+    inputs = segmenter.bundle.model_inputs(prepare_cloud(segmenter.bundle.meta.preprocess, xyz, rgb=rgb))
+
+    def spin_setting(engine: OnnxRuntimeEngine) -> str:
+        return engine._session.get_session_options().get_session_config_entry(SPIN_CONFIG_KEY)
+
+    monkeypatch.delenv(SPIN_ENV, raising=False)
+    quiet = segmenter.engine
+    assert not quiet.spinning and spin_setting(quiet) == "0"
+    spinning = OnnxRuntimeEngine(segmenter.bundle, engine="onnxruntime-cpu", num_threads=2, spin=True)
+    assert spinning.spinning and spin_setting(spinning) == "1"
+    monkeypatch.setenv(SPIN_ENV, "1")
+    assert spin_setting(OnnxRuntimeEngine(segmenter.bundle, engine="onnxruntime-cpu")) == "1"
+    # the setting changes only how idle threads wait, never the result
+    np.testing.assert_allclose(quiet.run(inputs), spinning.run(inputs), rtol=0, atol=1e-6)
 
 
 def test_softmax_max() -> None:

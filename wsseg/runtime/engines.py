@@ -10,6 +10,12 @@ Engine names (the node's ``engine`` parameter and ``wsseg infer --engine``):
 
 Asking for an engine whose provider is missing falls back to the CPU with a
 warning, so a robot without a GPU still runs.
+
+ONNX Runtime's intra-op threads do not spin-wait between ops (its own default is to spin): on a
+2-core robot computer the spinning threads take the cores from the node's other work (DDS,
+preprocessing of the next frame) and, on the 2-core VM, cost ~30 % more CPU per LiDAR frame at the
+same or a longer wall time (``bench/backbone.py``, column "ORT spin").  ``WSSEG_ORT_SPIN=1`` (or
+``spin=True``) brings the spinning back.
 """
 
 from __future__ import annotations
@@ -27,6 +33,10 @@ log = logging.getLogger(__name__)
 _ONNX_DTYPES = {"tensor(float)": np.dtype(np.float32), "tensor(int32)": np.dtype(np.int32),
                 "tensor(int64)": np.dtype(np.int64)}
 ENGINE_NAMES = ("auto", "onnxruntime-cpu", "onnxruntime-cuda", "tensorrt")
+#: environment variable: "1" lets ONNX Runtime's intra-op threads spin-wait (read when an engine is made)
+SPIN_ENV = "WSSEG_ORT_SPIN"
+#: ONNX Runtime session config key of the intra-op spin-wait
+SPIN_CONFIG_KEY = "session.intra_op.allow_spinning"
 _PROVIDERS = {
     "onnxruntime-cpu": "CPUExecutionProvider",
     "onnxruntime-cuda": "CUDAExecutionProvider",
@@ -87,7 +97,8 @@ class OnnxRuntimeEngine:
     """Runs ``model.onnx`` with ONNX Runtime; ``run(inputs) -> logits (M_0, C) float32``."""
 
     def __init__(self, bundle: ModelBundle, engine: str = "auto", num_threads: int = 0,
-                 precision: str = "fp16") -> None:
+                 precision: str = "fp16", spin: bool | None = None) -> None:
+        """spin: let the intra-op threads spin-wait; None = ``WSSEG_ORT_SPIN`` ("1" = on), off when unset."""
         ort = _without_telemetry()
         self.choice = choose_engine(engine, ort.get_available_providers())
         if self.choice.fallback_reason:
@@ -103,6 +114,8 @@ class OnnxRuntimeEngine:
         options = ort.SessionOptions()
         if num_threads > 0:
             options.intra_op_num_threads = num_threads
+        self.spinning = os.environ.get(SPIN_ENV, "0").strip() == "1" if spin is None else bool(spin)
+        options.add_session_config_entry(SPIN_CONFIG_KEY, "1" if self.spinning else "0")
         try:
             self._session = ort.InferenceSession(str(bundle.onnx_path), sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
