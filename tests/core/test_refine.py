@@ -117,3 +117,27 @@ def test_settings_are_checked_and_travel_with_the_preprocessing() -> None:
     assert PreprocessConfig.from_dict(config.to_dict()) == config
     assert "refine" not in PreprocessConfig(voxel_size_m=VOXEL, num_levels=2).to_dict()  # old bundles read the same
     assert PreprocessConfig.from_dict(PreprocessConfig(num_levels=2).to_dict()).refine is None
+
+
+def test_passes_grow_a_missed_low_object_from_the_found_part() -> None:
+    """A 15 mm high flat object (its top one voxel layer above the table) three voxels long lies on the table;
+    the network found only its first voxel.  One pass reaches the voxel beside it, three passes the whole object;
+    the table never changes."""
+    rng = np.random.default_rng(1)
+    steps = (np.arange(100) + 0.5) * 0.005
+    table = np.stack(np.meshgrid(steps, steps), -1).reshape(-1, 2)
+    table_xyz = np.column_stack([table, np.full(len(table), TABLE_Z)])
+    columns = [rng.uniform([x0 + 0.001, 0.201], [x0 + 0.019, 0.219], size=(6, 2)) for x0 in (0.20, 0.22, 0.24)]
+    top = [np.column_stack([c, np.full(len(c), TABLE_Z + 0.015)]) for c in columns]
+    xyz = np.concatenate([table_xyz, *top]).astype(np.float32)
+    truth = np.concatenate([np.zeros(len(table_xyz), np.int64), np.ones(18, np.int64)])
+    found = truth.copy()
+    found[len(table_xyz) + 6:] = 0  # the network labelled the 2nd and 3rd voxels support
+    for passes, expected in ((1, 12), (3, 18), (5, 18)):
+        config = PreprocessConfig(voxel_size_m=VOXEL, num_levels=2, refine=SupportRefine(passes=passes))
+        refined = refine_point_labels(config, NAMES, xyz, found)
+        assert int(refined.sum()) == expected, passes
+        assert (refined[: len(table_xyz)] == 0).all()
+    with pytest.raises(ValueError, match="passes"):
+        SupportRefine(passes=0)
+    assert SupportRefine.from_dict({"below_m": 0.003, "above_m": 0.005}).passes == 1  # bundles from before: once
