@@ -38,6 +38,7 @@ from wsseg.core.classes import MOSD, SEMANTIC_KITTI19, ClassTable
 from wsseg.core.features import FeatureConfig
 from wsseg.core.preprocess import PreprocessConfig
 from wsseg.ros.replay_sources import ReplayFrame, load_frames
+from wsseg.runtime.engines import SPIN_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -89,6 +90,9 @@ def markdown(results: dict) -> str:
     if "load_average" in results:
         lines += [f"- machine load average (1 min) at start / end: {results['load_average']['start']:.1f} / "
                   f"{results['load_average']['end']:.1f}; {'quick run' if results.get('quick') else 'full run'}"]
+    if "ort_spin" in results:
+        spin = "spin-wait (ORT's default, --ort-spin)" if results["ort_spin"] else "do not spin (the engine default)"
+        lines += [f"- ONNX Runtime intra-op threads {spin}"]
     return "\n".join(lines) + "\n"
 
 
@@ -100,13 +104,17 @@ def main() -> int:
                         help="frame:profile:voxel_m cases")
     parser.add_argument("--input-hz", type=float, default=10.0, help="open-loop publishing rate")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--name", default="node", help="results file stem (OUT/NAME.json, .md)")
+    parser.add_argument("--ort-spin", action="store_true",
+                        help=f"run the node with ONNX Runtime's intra-op threads spin-waiting ({SPIN_ENV}=1)")
     args = parser.parse_args()
+    os.environ[SPIN_ENV] = "1" if args.ort_spin else "0"  # the node process inherits this environment
     latency_frames, rate_s = (4, 4.0) if args.quick else (12, 10.0)
     cases = frames()
     results: dict = {
         "machine": f"{platform.node() or 'host'}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "frames": {k: v[0] for k, v in cases.items()}, "latency_frames": latency_frames, "rate_window_s": rate_s,
-        "cases": [], "quick": args.quick, "load_average": {"start": os.getloadavg()[0]},
+        "cases": [], "quick": args.quick, "load_average": {"start": os.getloadavg()[0]}, "ort_spin": args.ort_spin,
     }
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.cases:
@@ -129,15 +137,15 @@ def main() -> int:
             print(f"[bench]   {results['cases'][-1]}", file=sys.stderr, flush=True)
     results["load_average"]["end"] = os.getloadavg()[0]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "node.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
-    (args.out / "node.md").write_text(table)
+    (args.out / f"{args.name}.md").write_text(table)
     print(table)
     summary = {f"{c['frame']}_{c['profile']}_{c['voxel_size_m']}_{k}": c["latency"][f"{k}_ms_median"]
                for c in results["cases"] for k in ("pre", "inference", "post", "total")}
     summary.update({f"{c['frame']}_{c['profile']}_{c['voxel_size_m']}_sustained_hz": c["sustained_hz"]
                     for c in results["cases"]})
-    print(f"wrote {args.out / 'node.json'} and node.md")
+    print(f"wrote {args.out / args.name}.json and .md")
     print("RESULT " + json.dumps(summary))
     return 0
 
