@@ -86,14 +86,15 @@ def tries_markdown(part: dict[str, Any]) -> list[str]:
             continue
         values = np.array([r["retrained"] for r in runs])
         fulls = np.array([full[r["seed"]] for r in runs])
+        mean, full_mean = round(float(values.mean()), 4), round(float(fulls.mean()), 4)  # as the main table rounds
         pseudo = [r["record"]["train_pseudo_label_miou"]["mprm_crf"] for r in runs if "record" in r]
         coverage = [r["record"]["coverage"] for r in runs if "record" in r]
         walls = [r["wall_s"] for r in runs if "wall_s" in r]
         spread = f" ± {100 * values.std():.1f}" if len(values) > 1 else ""
         lines.append(
-            f"| {name} | `{json.dumps(options)}` | {100 * values.mean():.1f}{spread} | "
+            f"| {name} | `{json.dumps(options)}` | {100 * mean:.1f}{spread} | "
             + " / ".join(f"{100 * v:.1f}" for v in values) + f" (seeds {','.join(str(r['seed']) for r in runs)}) | "
-            f"{values.mean() / fulls.mean():.3f} | {100 * fulls.mean():.1f} | "
+            f"{mean / full_mean:.3f} | {100 * full_mean:.1f} | "
             + (f"{100 * np.mean(pseudo):.1f}" if pseudo else "–") + " | "
             + (f"{100 * np.mean(coverage):.0f} %" if coverage else "–") + " | "
             + (f"{np.mean(walls) / 60:.1f} min" if walls else "–") + " |")
