@@ -3,8 +3,10 @@
 Arguments: ``model`` (bundle directory, required), ``config`` (parameter YAML; default the package's
 config/segment.yaml), ``input_mode`` (points | rgbd; wins over the YAML's value), ``namespace``, ``use_sim_time``,
 the input topic remaps ``points_topic``, ``depth_topic``, ``color_topic``, ``camera_info_topic``,
-and ``fastdds_profile`` (optional Fast DDS XML, e.g. the package's config/fastdds_large_messages.xml, for
-multi-megabyte best-effort clouds).
+``fastdds_profile`` (optional Fast DDS XML, e.g. the package's config/fastdds_large_messages.xml, for
+multi-megabyte best-effort clouds and payloads freed after use) and ``fastdds_qos_from_xml`` (true: with a
+profile, ``RMW_FASTRTPS_USE_QOS_FROM_XML=1``, so its history memory policy applies; a profile of your own then
+needs one, or pass false).
 """
 
 import os
@@ -35,6 +37,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("camera_info_topic", default_value="camera/depth/camera_info"),
         DeclareLaunchArgument("fastdds_profile", default_value="",
                               description="Fast DDS XML profile for the node process (empty: middleware default)"),
+        DeclareLaunchArgument("fastdds_qos_from_xml", default_value="true", choices=["true", "false"],
+                              description="with fastdds_profile: take the history memory policy from it"),
     ]
     profile = LaunchConfiguration("fastdds_profile")
     node = Node(
@@ -63,5 +67,7 @@ def generate_launch_description() -> LaunchDescription:
         *arguments,
         SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", profile,
                                condition=IfCondition(PythonExpression(["'", profile, "' != ''"]))),
+        SetEnvironmentVariable("RMW_FASTRTPS_USE_QOS_FROM_XML", "1", condition=IfCondition(PythonExpression(
+            ["'", profile, "' != '' and '", LaunchConfiguration("fastdds_qos_from_xml"), "' == 'true'"]))),
         node,
     ])

@@ -47,12 +47,20 @@ def free_domain_id() -> int:
     return 1 + (os.getpid() * 7 + int(time.monotonic() * 1000)) % 100
 
 
+def fastdds_environment(profile: Path) -> dict[str, str]:
+    """Variables that make Fast DDS use ``profile`` fully: its transports, and (``RMW_FASTRTPS_USE_QOS_FROM_XML``)
+    its history memory policy, which rmw_fastrtps otherwise overrides."""
+    return {"FASTDDS_DEFAULT_PROFILES_FILE": str(profile), "RMW_FASTRTPS_USE_QOS_FROM_XML": "1"}
+
+
 def ros_env(domain_id: int, fastdds_profile: Path | None = None,
             extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment of a node process on ``domain_id`` with discovery kept on this host (plus ``extra``)."""
-    env = {**os.environ, **(extra or {})}
+    """Environment of a node process on ``domain_id`` with discovery kept on this host (plus ``extra``, which wins
+    over ``fastdds_profile``)."""
+    env = dict(os.environ)
     if fastdds_profile is not None:
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(fastdds_profile)
+        env.update(fastdds_environment(fastdds_profile))
+    env.update(extra or {})  # the caller's variables win (e.g. another FASTDDS_DEFAULT_PROFILES_FILE)
     env.update({"ROS_DOMAIN_ID": str(domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
                 "RCUTILS_LOGGING_BUFFERED_STREAM": "0", "PYTHONUNBUFFERED": "1"})
     env.pop("ROS_LOCALHOST_ONLY", None)
@@ -122,7 +130,7 @@ class NodeClient:
         from wsseg.ros.segment_node import make_qos
 
         if fastdds_profile is not None:  # read when the context creates its participant
-            os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(fastdds_profile)
+            os.environ.update(fastdds_environment(fastdds_profile))
         self.rclpy = rclpy
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)

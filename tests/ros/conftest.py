@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
-from wsseg_export.node_replay import FASTDDS_PROFILE
+from wsseg_export.node_replay import FASTDDS_PROFILE, fastdds_environment
 
-os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILE))
+for _name, _value in fastdds_environment(FASTDDS_PROFILE).items():  # its transports and history memory policy
+    os.environ.setdefault(_name, _value)

@@ -186,3 +186,18 @@ def test_the_mmap_threshold_is_checked() -> None:
 
     with pytest.raises(ValueError, match="mmap_threshold_bytes"):
         keep_freed_memory(mmap_threshold_bytes=33 * 2**20)
+
+
+@linux_glibc
+def test_the_trace_reports_the_floor_sampled_between_frames(tmp_path: Path) -> None:
+    trace = MemoryTrace(tmp_path / "trace.jsonl", period_s=0.0)
+    assert "between_frames" not in trace.report()  # no frame yet: no floor
+    kept = [bytes(1000) + bytes([i % 256]) for i in range(4000)]  # ~4 MB of small heap blocks
+    trace.after_frame()
+    high = malloc_stats()
+    del kept
+    trace.after_frame()
+    line = trace.report()["between_frames"]
+    assert high is not None and line["samples"] == 2
+    assert line["in_use_min"] == line["in_use_last"] <= high["in_use"] - 3_000_000  # the floor is the lower sample
+    assert "between_frames" not in trace.report()  # each report covers the frames since the previous one

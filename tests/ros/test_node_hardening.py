@@ -8,6 +8,7 @@ says in /diagnostics and its log what it refused.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,6 +120,47 @@ def test_a_2m_point_frame_is_rejected_by_the_default_cap(points_node: Harness, t
     assert_answers_valid_frame(points_node, tiny_bundle)
     assert time.monotonic() - started < 20.0
     assert "2000000 points exceed max_points" in points_node.node.log()
+
+
+def _idle_heap_bytes(trace: Path, after_s: float) -> int:
+    """malloc's bytes in use (heap + mmap-served) in the node's last memory report, made ``after_s`` from now."""
+    time.sleep(after_s)  # no frame in flight: a few trace reports with nothing but what the node keeps
+    line = json.loads(trace.read_text().splitlines()[-1])
+    return int(line["malloc"]["in_use"]) + int(line["malloc"]["mmapped"])
+
+
+def test_rejected_oversized_frames_leave_no_memory_behind(tiny_bundle: Path, tmp_path: Path) -> None:
+    """Defect 10 (found by the soak): with rmw_fastrtps's history memory policy (PREALLOCATED_WITH_REALLOC) the
+    subscription's payload kept the size of the largest frame it had received, so every oversized frame the node
+    rejected left its size in use for good (~8 MB per 2000x1000 RGB-D frame, +1 MB/min under faults).  The shipped
+    Fast DDS profile frees payloads after use.  A fresh node (payload sizes are per node); ~15 s."""
+    trace = tmp_path / "memory.jsonl"
+    domain = free_domain_id()
+    node = start_node(tiny_bundle, PARAMS, domain, {"input_qos": "reliable", "diagnostics_period_s": 0.2},
+                      log_path=tmp_path / "node.log", fastdds_profile=FASTDDS_PROFILE,
+                      env={"WSSEG_MEMORY_TRACE": str(trace), "WSSEG_MEMORY_TRACE_PERIOD_S": "0.2"})
+    client = NodeClient(domain, input_qos="reliable", fastdds_profile=FASTDDS_PROFILE)
+    try:
+        assert client.wait_for_node(60.0), node.log()
+        harness = Harness(node, client)
+        good, _, _ = good_cloud()
+        for _ in range(3):
+            assert harness.send(good) is not None, node.log()
+        before = _idle_heap_bytes(trace, 1.0)
+        n = 1_500_000  # over the default max_points 1,200,000: 24 MB on the wire, rejected unread
+        rng = np.random.default_rng(1)
+        big = cloud_to_msg(Header(), rng.uniform(0.0, 3.0, (n, 3)).astype(np.float32), n, 1,
+                           rgb=rng.integers(0, 256, (n, 3), dtype=np.uint8))
+        for _ in range(2):
+            assert harness.send(big, wait_s=3.0) is None
+            assert harness.send(good) is not None, node.log()
+        status = harness.status_after()
+        assert "max_points=2" in status["rejected_by_cause"], status
+        after = _idle_heap_bytes(trace, 1.0)
+        assert after - before < 12 * 2**20, f"{(after - before) / 2**20:.1f} MiB kept after 2 rejected 24 MB frames"
+    finally:
+        client.close()
+        assert node.stop() == 0, node.log()
 
 
 def test_ambiguous_field_layouts_are_rejected(points_node: Harness, tiny_bundle: Path) -> None:

@@ -16,6 +16,9 @@ JSON line to ``PATH`` every ``WSSEG_MEMORY_TRACE_PERIOD_S`` seconds (default 10)
   executor receiving messages, engine reloads, ...) the number of frames and how far that stage raised
   the process's ``RssAnon`` high-water mark (sampled at stage boundaries), bytes, since the start: which
   stage makes the process grow for good, as opposed to buffers that come and go;
+* ``between_frames``: malloc's ``in_use`` bytes sampled by the worker after each frame, once its
+  buffers are freed (lowest and last since the previous report, and the number of samples): the
+  floor of what the node keeps, without the noise of a frame in flight at report time;
 * ``python`` (only with ``WSSEG_MEMORY_TRACE_PYTHON=1``, which starts :mod:`tracemalloc` and slows the
   node): memory held by Python objects, current and peak, and the ten source lines whose held memory
   grew most since the first report.
@@ -29,8 +32,7 @@ block raises it to that block's size (up to 32 MiB).  Every engine load frees th
 session (its arena regions and weights, mmap-served blocks of several MiB), so each reload ratchets the
 threshold up and moves the next session's regions and the larger frame buffers into the heaps, where
 they fragment what is there and the heaps grow by tens of megabytes for good -- in use stays flat, the
-resident size does not.  Two measures against that (they remove the reload step; a slower growth of
-bytes in use in the RGB-D node remains, cause not found: ``bench/results/soak.md``):
+resident size does not.  Two measures against that (they remove the reload step):
 
 * a fixed mmap threshold (:func:`wsseg.runtime.heap.keep_freed_memory` with the node's
   ``malloc_mmap_threshold_mb``, at start) stops the ratchet: frame buffers below it stay in the heaps
@@ -41,6 +43,13 @@ bytes in use in the RGB-D node remains, cause not found: ``bench/results/soak.md
   ``malloc_trim(0)`` hands the free pages of every arena back; the next frame faults a few back in.
 
 Not glibc (musl, macOS): nothing is pinned or trimmed.
+
+**Bytes in use that grow** (a leak-like slope, found with ``between_frames``: ``bench/results/soak_ab_dds.md``)
+were Fast DDS's: under rmw_fastrtps's default history memory policy (PREALLOCATED_WITH_REALLOC) a
+subscription's sample payload keeps the size of the largest message it ever held, so each oversized frame the
+node rejected (8-24 MB) stayed in use.  The shipped profile ``config/fastdds_large_messages.xml`` frees
+payloads after use (DYNAMIC), in force with ``RMW_FASTRTPS_USE_QOS_FROM_XML=1`` (the launch file and
+:func:`wsseg_export.node_replay.fastdds_environment` set both).
 """
 
 from __future__ import annotations
@@ -150,6 +159,7 @@ class MemoryTrace:
         self._start = time.monotonic()
         self._last = -float("inf")
         self._baseline: tracemalloc.Snapshot | None = None
+        self._between: list[int] = []  # malloc in_use after each frame since the last report, bytes
         if python and not tracemalloc.is_tracing():
             tracemalloc.start(1)
 
@@ -185,13 +195,24 @@ class MemoryTrace:
                 entry[1] += anon - self._high_water
             self._high_water = max(anon, self._high_water or 0)
 
+    def after_frame(self) -> None:
+        """Sample malloc's bytes in use between frames (call once a frame's buffers are gone)."""
+        stats = malloc_stats()
+        if stats is not None:
+            with self._lock:
+                self._between.append(stats["in_use"])
+
     def report(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write one report line now; returns it."""
         with self._lock:
             stages = {name: {"frames": n, "high_water_raised_bytes": raised}
                       for name, (n, raised) in self._stages.items()}
+            between, self._between = self._between, []
         line: dict[str, Any] = {"t_s": round(time.monotonic() - self._start, 3), "rss": process_memory(),
                                 "malloc": malloc_stats(), "stages": stages, **(extra or {})}
+        if between:
+            line["between_frames"] = {"in_use_min": min(between), "in_use_last": between[-1],
+                                      "samples": len(between)}
         if self.python:
             line["python"] = self._python_report()
         with self.path.open("a") as out:
@@ -223,6 +244,9 @@ class NoTrace:
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         yield
+
+    def after_frame(self) -> None:
+        return None
 
     def maybe_report(self, extra: Callable[[], dict[str, Any]] | None = None) -> None:
         return None

@@ -276,6 +276,7 @@ class SegmentNode(Node):
             finally:
                 del item  # the frame's buffers go before the trim, not after the next frame
                 self._trimmer.after_frame()  # between frames: give the memory freed since back to the system
+                self._memory.after_frame()  # the trace's floor: bytes in use with no frame in flight
 
     def _reject(self, cause: str, message: str) -> None:
         self.stats.record_rejected(cause, message)
