@@ -61,6 +61,8 @@ def merge_tries(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         seeds = {r["seed"] for r in entry["runs"]}
         kept = [r for r in old.get(name, {}).get("runs", []) if r["seed"] not in seeds]
         merged[name] = {**entry, "runs": sorted(kept + entry["runs"], key=lambda r: r["seed"])}
+        if kept and old[name].get("command") and entry.get("command"):  # each invocation's command, in order
+            merged[name]["command"] = f"{old[name]['command']}` then `{entry['command']}"
     return merged
 
 
@@ -102,4 +104,5 @@ def tries_markdown(part: dict[str, Any]) -> list[str]:
         [r["loadavg_end"][0] for e in tries.values() for r in e["runs"]]
     lines += ["", f"Load average (1 min) at the starts / ends of the tries' runs: {min(loads):.1f}-{max(loads):.1f} "
               "(2 shared cores: walls are upper bounds).", ""]
+    lines += [f"- {name}: `{entry['command']}`" for name, entry in tries.items() if entry.get("command")] + [""]
     return lines
