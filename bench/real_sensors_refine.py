@@ -13,6 +13,9 @@ Nothing is retrained: the refinement runs after the network, so one network give
    (torch), and three geometry baselines: RANSAC at 1 cm (the issue's), RANSAC with its threshold chosen on
    the train frames, and RANSAC 1 cm + the same refinement.
 
+``--node N``: instead, time a real segment_node on the first work folder's 1T1C† bundle, refinement off and
+``SupportRefine()``, N timed frames each (``bench/real_sensors.node_speed``); prints ``RESULT <json>`` only.
+
 Writes ``bench/results/real_sensors_refine.{json,md}``; the last line printed is ``RESULT <json>``.  Not a
 test: never gates CI.
 """
@@ -34,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from real_sensors import Dataset, bundle_rows, evaluate, ransac_predict, set_fold
+from real_sensors import MOSD, Dataset, bundle_rows, evaluate, node_speed, ransac_predict, set_fold
 from wsseg_training.evaluation.evaluate import TorchPredictor
 from wsseg_training.evaluation.metrics import ConfusionMatrix
 
@@ -196,14 +199,34 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def node_rows(work: Path, frames: int, scratch: Path) -> dict[str, Any]:
+    """segment_node on ``work``'s fold-0 1T1C† bundle, voxel labels vs ``SupportRefine()``: node_speed per row."""
+    frame = MOSD / "learn2.pcd"
+    rows: dict[str, Any] = {}
+    for name, refine in (("plain", None), ("refined", SupportRefine())):
+        bundle = refined_bundle(work / "runs_fold0" / "otoc" / "bundle", refine, scratch / f"node_{name}")
+        load = os.getloadavg()[0]
+        rows[name] = {**node_speed(bundle, frame, frames), "load": [round(load, 2), round(os.getloadavg()[0], 2)]}
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, nargs="+", required=True,
                         help="bench/real_sensors.py work folders, fold 0 first (each: mosd/, runs_fold<K>/)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--node", type=int, default=0, metavar="FRAMES",
+                        help="only time segment_node on fold 0's 1T1C† bundle, plain vs refined")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.node:
+        scratch = Path(tempfile.mkdtemp(prefix="wsseg_refine_node_"))
+        try:
+            print("RESULT " + json.dumps(node_rows(args.work[0], args.node, scratch)))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return 0
     started, load_start = time.perf_counter(), os.getloadavg()
     scratch = Path(tempfile.mkdtemp(prefix="wsseg_refine_"))
     try:
