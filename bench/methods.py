@@ -99,7 +99,7 @@ def run_task(method_id: str, name: str, root: Path, schedule: Schedule, seed: in
     if threads > 0:
         torch.set_num_threads(threads)
     try:
-        result = run_entry(entries(method_id)[0], DATASETS[name], Dataset(root), schedule, seed, work, device)
+        result = run_entry(entry(method_id), DATASETS[name], Dataset(root), schedule, seed, work, device)
     except Exception as exc:
         result = {"error": f"{type(exc).__name__}: {exc}"}
     return {**result, "seed": seed}

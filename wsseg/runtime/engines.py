@@ -13,9 +13,10 @@ warning, so a robot without a GPU still runs.
 
 ONNX Runtime's intra-op threads do not spin-wait between ops (its own default is to spin): on a
 2-core robot computer the spinning threads take the cores from the node's other work (DDS,
-preprocessing of the next frame) and, on the 2-core VM, cost ~30 % more CPU per LiDAR frame at the
-same or a longer wall time (``bench/backbone.py``, column "ORT spin").  ``WSSEG_ORT_SPIN=1`` (or
-``spin=True``) brings the spinning back.
+preprocessing of the next frame).  On the shared 2-core VM under load they cost ~30 % more CPU per
+LiDAR frame at the same or a longer wall time (``bench/backbone.py``, column "ORT spin"); on a
+near-quiet run the node's LiDAR rate was within noise either way (bench/results/node_spin_*.md).
+``WSSEG_ORT_SPIN=1`` (or ``spin=True``) brings the spinning back.
 """
 
 from __future__ import annotations
