@@ -42,9 +42,23 @@ FASTDDS_PROFILE = Path(__file__).resolve().parents[2] / "config" / "fastdds_larg
 STAGES = ("pre", "inference", "post", "total", "wait")
 
 
-def free_domain_id() -> int:
-    """A ROS domain id unlikely to collide with other processes of this machine (from the pid)."""
-    return 1 + (os.getpid() * 7 + int(time.monotonic() * 1000)) % 100
+#: domain ids this process has handed out; a module-scoped test node keeps its domain while later tests start more
+_ISSUED_DOMAINS: set[int] = set()
+
+
+def free_domain_id(issued: set[int] = _ISSUED_DOMAINS) -> int:
+    """A ROS domain id in 1..100 not in ``issued`` (by default: not handed out before by this process), added to
+    it, and unlikely to collide with other processes of this machine (the start point comes from the pid and the
+    clock).
+
+    Two live nodes on one domain answer each other's clients: a test then reads another node's diagnostics.
+    """
+    start = (os.getpid() * 7 + int(time.monotonic() * 1000)) % 100
+    if len(issued) >= 100:
+        issued.clear()  # a long-lived process that started 100 nodes: the oldest are long gone
+    domain = next(1 + (start + k) % 100 for k in range(100) if 1 + (start + k) % 100 not in issued)
+    issued.add(domain)
+    return domain
 
 
 def fastdds_environment(profile: Path) -> dict[str, str]:

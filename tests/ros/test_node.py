@@ -272,3 +272,12 @@ def test_node_applies_the_model_frame_transform(tiny_bundle: Path, tmp_path: Pat
     moved = (frame.xyz.astype(np.float64) @ pose[:3, :3].T + pose[:3, 3]).astype(np.float32)
     expected = Segmenter(tiny_bundle, engine="onnxruntime-cpu").segment(moved, frame.rgb)[0]
     np.testing.assert_array_equal(stats.labels[0], expected)
+
+
+def test_free_domain_ids_are_not_handed_out_twice_by_one_process() -> None:
+    """A module-scoped node keeps its domain while later tests start more: sharing one made a test read another
+    node's diagnostics (a flaky stall test)."""
+    issued: set[int] = set()
+    ids = [free_domain_id(issued) for _ in range(100)]
+    assert sorted(ids) == list(range(1, 101))
+    assert free_domain_id(issued) in range(1, 101) and len(issued) == 1  # all 100 used: start again
