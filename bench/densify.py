@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from harness import add_supervoxels, machine, miou_of, recipe, run_full, synthetic_dataset, write_results
 from wsseg_training.checkpoint import load_checkpoint, model_from_checkpoint, preprocess_from_checkpoint
-from wsseg_training.data.dataset import Dataset, DatasetWriter
+from wsseg_training.data.dataset import Dataset
+from wsseg_training.data.subscenes import parse_grid, subscene_dataset
 from wsseg_training.engine.config import config_from_dict
 from wsseg_training.engine.inference import infer
 from wsseg_training.engine.loop import Trainer
@@ -73,33 +74,6 @@ def thinned(dataset: Dataset, out: Path, keep_every: int) -> Dataset:
             save_scene(Dataset(out).scene_path(name), Scene(**{k: None if v is None else v[::keep_every]
                                                                 for k, v in fields.items()}),
                        num_classes=dataset.classes.num_classes)
-    return Dataset(out)
-
-
-def subscene_dataset(dataset: Dataset, out: Path, grid: tuple[int, int, int], min_points: int = 200) -> Dataset:
-    """The "diverse tags" protocol: every training room cut into a ``grid`` (nx, ny, nz) of equal cells of its
-    bounding box, each cell with at least ``min_points`` points a training scene of its own (``ROOM_cIJK``; all
-    fields, super-voxels included, cut with it); the val rooms unchanged.  Scene tags simulated on these scenes
-    vary as an RGB-D frame's or a ScanNet room's do (ceiling and floor no longer in every scene)."""
-    if (out / "dataset.yaml").is_file():
-        return Dataset(out)
-    cells = np.asarray(grid, dtype=np.int64)
-    with DatasetWriter(out, f"{dataset.info.name}-subscenes", dataset.classes, sensor=dataset.info.sensor) as writer:
-        for name in dataset.scene_names():
-            scene = dataset.load(name)
-            if name not in dataset.scene_names("train"):
-                writer.add(name, scene, split="val")
-                continue
-            low, high = scene.xyz.min(axis=0), scene.xyz.max(axis=0)
-            cell = np.floor((scene.xyz - low) / np.maximum(high - low, 1e-6) * cells).astype(np.int64)
-            cell = np.clip(cell, 0, cells - 1)
-            fields = {f.name: getattr(scene, f.name) for f in dataclasses.fields(scene)}
-            for i, j, k in np.ndindex(*grid):
-                mask = (cell == (i, j, k)).all(axis=1)
-                if int(mask.sum()) < min_points:
-                    continue
-                writer.add(f"{name}_c{i}{j}{k}", Scene(**{key: None if v is None else v[mask]
-                                                          for key, v in fields.items()}), split="train")
     return Dataset(out)
 
 
@@ -275,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     args.features = [f for f in args.features.split(",") if f]
     args.room_steps_per_epoch = -(-len(rooms.scene_names("train")) // 2)
     if args.subscenes:
-        grid = tuple(int(v) for v in args.subscenes.split(","))
+        grid = parse_grid(args.subscenes)
         dataset = subscene_dataset(rooms, work / f"data_every{args.keep_every}_sub{''.join(map(str, grid))}", grid)
     train = dataset.scene_names("train")
     args.steps_per_epoch = -(-len(train) // args.batch_scenes)
