@@ -296,8 +296,8 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
         lines += ["", "Other option sets at the same ratio (not in the paper):", "",
                   "Boundary and pair figures: means over the seeds' runs (unlabelled train scenes, `RUN/ws3d.json`).",
                   "",
-                  "| variant | options | mIoU % | AP@50 % | seeds | boundary P / R | w = 1 pair share | boundary-pair "
-                  "P / R | H share start -> end |", "|---|---|---:|---:|---|---|---:|---|---|"]
+                  "| variant | options | mIoU % | AP@50 % | seeds | threshold | boundary P / R | w = 1 pair share "
+                  "| boundary-pair P / R | H share start -> end |", "|---|---|---:|---:|---|---:|---|---:|---|---|"]
         for label, options in args.variants.items():
             row = data["summary"].get(f"{args.ablation_ratio:g}/{label}")
             if row is None:
@@ -317,8 +317,8 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
 
 
 def _analysis_cells(runs: list[dict[str, Any]]) -> str:
-    """Boundary P / R, w = 1 pair share, boundary-pair P / R and H share start -> end of ``runs``, each the mean
-    over the runs that recorded it ("–" where none did), as four markdown table cells."""
+    """Boundary threshold, boundary P / R, w = 1 pair share, boundary-pair P / R and H share start -> end of
+    ``runs``, each the mean over the runs that recorded it ("–" where none did), as five markdown table cells."""
     def mean(*path: str) -> float | None:
         values = []
         for run in runs:
@@ -331,8 +331,9 @@ def _analysis_cells(runs: list[dict[str, Any]]) -> str:
 
     def two(a: float | None, b: float | None, sep: str) -> str:
         return "–" if a is None or b is None else f"{a:.2f}{sep}{b:.2f}"
-    share = mean("regions", "boundary_pair_share")
-    return " | ".join([two(mean("boundary", "precision"), mean("boundary", "recall"), " / "),
+    share, threshold = mean("regions", "boundary_pair_share"), mean("regions", "boundary_threshold")
+    return " | ".join(["–" if threshold is None else f"{threshold:.2f}",
+                       two(mean("boundary", "precision"), mean("boundary", "recall"), " / "),
                        "–" if share is None else f"{share:.2f}",
                        two(mean("pairs", "precision"), mean("pairs", "recall"), " / "),
                        two(mean("h_share_first"), mean("h_share_last"), " -> ")])

@@ -117,6 +117,27 @@ def test_ws3d_resume_in_the_main_stage_equals_the_uninterrupted_run(dataset: Dat
     assert resumed.losses == straight.losses[4:]
 
 
+def test_pair_share_rule_gives_the_unlabelled_scenes_the_chosen_share(dataset: Dataset, tmp_path: Path) -> None:
+    """``boundary_threshold_rule: pair_share``: the w = 1 share the threshold search promised is the one the
+    unlabelled scenes' pairs get, and the target is the labelled scenes' class-change share."""
+    from wsseg_training.methods.ws3d.thresholds import labelled_class_change_share
+
+    split = simulate_labelled_scenes(dataset, dataset.scene_names("train"), seed=1, fraction=0.3)
+    options = {**OPTIONS, "boundary_threshold_rule": "pair_share"}
+    method = Ws3dMethod(dataset.classes, options, split)
+    Trainer(config_from_dict(config(steps=1, **options)), method, dataset, tmp_path / "run", progress=False).run()
+    regions = json.loads((tmp_path / "run" / "ws3d.json").read_text())["regions"]
+    unlabelled = [method.regions[s.name] for s in method.scenes
+                  if (s.point_targets["labels"] == IGNORE_INDEX).all()]
+    assert unlabelled
+    w = np.concatenate([r.w for r in unlabelled])
+    assert regions["pair_share_chosen"] == pytest.approx(float(w.mean()))
+    target = labelled_class_change_share([s.point_targets["labels"] for s in method.scenes],
+                                         [method.regions[s.name] for s in method.scenes], method.num_classes)
+    assert regions["pair_share_target"] == pytest.approx(target)
+    assert 0 < regions["boundary_threshold"] < 1 and "labelled_boundary_precision" in regions
+
+
 def test_sup_only_is_one_supervised_stage(dataset: Dataset, tmp_path: Path) -> None:
     split = simulate_labelled_scenes(dataset, dataset.scene_names("train"), seed=1, fraction=0.3)
     Recording.log.clear()

@@ -21,6 +21,7 @@ import numpy as np
 
 from wsseg.core.classes import IGNORE_INDEX
 from wsseg_training.methods.ws3d.boundary import BoundaryScore, boundary_targets, score_boundaries
+from wsseg_training.methods.ws3d.regions import pair_class_change
 
 
 class Ws3dAnalysis:
@@ -62,14 +63,8 @@ class Ws3dAnalysis:
         """One unlabelled scene: ``w`` of its pairs against the class change of their regions' majority labels."""
         if not len(regions.pairs):
             return
-        region, labels = regions.region, np.asarray(hidden).astype(np.int64)
-        keep = (region >= 0) & (labels >= 0)
-        votes = np.bincount(region[keep] * num_classes + labels[keep],
-                            minlength=regions.num_regions * num_classes).reshape(-1, num_classes)
-        majority = np.where(votes.sum(axis=1) > 0, votes.argmax(axis=1), -1)
-        a, b = majority[regions.pairs[:, 0]], majority[regions.pairs[:, 1]]
-        known = (a >= 0) & (b >= 0)
-        change, w = (a != b)[known], regions.w[known] > 0
+        change, known = pair_class_change(regions, hidden, num_classes)
+        change, w = change[known], regions.w[known] > 0
         self.pairs = self.pairs + BoundaryScore(int((w & change).sum()), int(w.sum()), int(change.sum()))
 
     def add_confidence(self, step: int, confident_pairs: float, pairs: float) -> None:

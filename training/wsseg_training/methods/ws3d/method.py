@@ -48,11 +48,12 @@ from wsseg_training.methods.common.class_weights import class_weights, label_cou
 from wsseg_training.methods.common.heads import PointHead
 from wsseg_training.methods.common.losses import point_cross_entropy
 from wsseg_training.methods.ws3d.analysis import Ws3dAnalysis
-from wsseg_training.methods.ws3d.boundary import best_f1_threshold, boundary_targets, focal_loss
+from wsseg_training.methods.ws3d.boundary import best_f1_threshold, boundary_targets, focal_loss, score_boundaries
 from wsseg_training.methods.ws3d.contrast import ContrastHeads, contrast_stages
 from wsseg_training.methods.ws3d.instance import OFFSETS_OUTPUT, offset_head, offset_losses, with_clustering
 from wsseg_training.methods.ws3d.options import Ws3dOptions
 from wsseg_training.methods.ws3d.regions import SceneRegions, view_regions
+from wsseg_training.methods.ws3d.thresholds import pair_share_threshold, precision_threshold
 from wsseg_training.methods.ws3d.unsupervised import Branch, unsupervised_terms
 from wsseg_training.model.unet import SparseUNet, UNetOutput
 
@@ -204,12 +205,14 @@ class Ws3dMethod(Method):
 
         probability = ctx.infer(ctx.scenes, head=head, desc="boundaries",
                                 reduce=lambda i, out: out["boundary"].cpu().numpy().astype(np.float32))
-        threshold = self.options.boundary_threshold
-        if threshold is None:
-            truth = [s.point_targets["boundary"] for s in ctx.scenes]
-            threshold = best_f1_threshold(np.concatenate(probability), np.concatenate(truth))
-        self.analysis.regions["boundary_threshold"] = float(threshold)
-        log.info("ws3d: boundary threshold %.2f", threshold)
+        threshold = self._boundary_threshold(ctx.scenes, probability)
+        seen = score_boundaries(np.concatenate(probability) > threshold,
+                                np.concatenate([s.point_targets["boundary"] for s in ctx.scenes]))
+        self.analysis.regions.update({"boundary_threshold": float(threshold),
+                                      "labelled_boundary_precision": seen.precision,
+                                      "labelled_boundary_recall": seen.recall})
+        log.info("ws3d: boundary threshold %.2f (%s)", threshold, self.options.boundary_threshold_rule
+                 if self.options.boundary_threshold is None else "fixed")
         predicted = [p > threshold for p in probability]
         for scene, boundary in zip(ctx.scenes, predicted, strict=True):
             truth = scene.point_targets["boundary"]
@@ -225,6 +228,23 @@ class Ws3dMethod(Method):
                 if not labelled.any():
                     self.analysis.add_pairs(regions, hidden, self.num_classes)
         self.analysis.count_pairs(self.regions)
+
+    def _boundary_threshold(self, scenes: list[TrainScene], probability: list[np.ndarray]) -> float:
+        """The fixed ``boundary_threshold``, else the one ``boundary_threshold_rule`` picks (``thresholds``)."""
+        opts = self.options
+        if opts.boundary_threshold is not None:
+            return opts.boundary_threshold
+        truth = [s.point_targets["boundary"] for s in scenes]
+        labelled = np.concatenate(truth)
+        if opts.boundary_threshold_rule == "best_f1":
+            return best_f1_threshold(np.concatenate(probability), labelled)
+        if opts.boundary_threshold_rule == "precision":
+            return precision_threshold(np.concatenate(probability), labelled, opts.boundary_precision)
+        choice = pair_share_threshold(probability, [s.point_targets["labels"] for s in scenes],
+                                      [self.regions[s.name] for s in scenes], self.num_classes,
+                                      opts.boundary_pair_share)
+        self.analysis.regions.update({"pair_share_target": choice.target, "pair_share_chosen": choice.share})
+        return choice.threshold
 
     # ------------------------------------------------------------------------------------------ losses
 

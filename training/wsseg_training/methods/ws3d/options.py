@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from wsseg_training.engine.config import FieldError
 from wsseg_training.methods.common.class_weights import CLASS_WEIGHTINGS
 from wsseg_training.methods.common.options import MethodOptions, option
 from wsseg_training.methods.ws3d.boundary import JSENET_RADIUS_CELLS
 from wsseg_training.methods.ws3d.contrast import NUM_STAGES, POSITIVES, TEMPERATURE
 from wsseg_training.methods.ws3d.energy import EPSILON, GAMMA
 from wsseg_training.methods.ws3d.regions import PAIR_RULES
+from wsseg_training.methods.ws3d.thresholds import THRESHOLD_RULES
 
 REGION_SOURCES = ("supervoxels", "region_growing")
 
@@ -26,8 +28,18 @@ class Ws3dOptions(MethodOptions):
     boundary_radius_cells: float = option(JSENET_RADIUS_CELLS, gt=0,
                                           doc="boundary ground truth radius in voxels (JSENet: 2 cm at a 1 cm grid)")
     boundary_threshold: float | None = option(None, gt=0, lt=1,
-                                              doc="boundary probability above which a point is one (None = the "
-                                                  "threshold with the best F1 on the labelled scenes' points)")
+                                              doc="boundary probability above which a point is one (None = "
+                                                  "chosen by boundary_threshold_rule)")
+    boundary_threshold_rule: str = option("best_f1", choices=THRESHOLD_RULES,
+                                          doc="how the threshold is chosen: best F1 on the labelled scenes' points, "
+                                              "the lowest reaching boundary_precision there, or the one whose "
+                                              "w = 1 pair share on the unlabelled scenes is nearest "
+                                              "boundary_pair_share (methods/ws3d/thresholds.py)")
+    boundary_precision: float = option(0.6, gt=0, le=1, doc="target precision of rule 'precision'")
+    boundary_pair_share: float | None = option(None, ge=0, le=1,
+                                               doc="target w = 1 pair share of rule 'pair_share' (None = the "
+                                                   "labelled scenes' share of adjacent pairs whose regions' "
+                                                   "majority labels differ)")
     focal_alpha: float = option(2.0, ge=0, doc="focusing exponent of the boundary focal loss (Eq. 1)")
     boundary_pairs: str = option("contain", choices=PAIR_RULES,
                                  doc="boundary pair rule: both regions hold a boundary point (Eq. 2), or the "
@@ -59,3 +71,12 @@ class Ws3dOptions(MethodOptions):
     instance_classes: tuple[str, ...] | None = option(None, doc="classes with instances (None = the class "
                                                                "table's non-structure classes)")
     class_weighting: str = option("none", choices=CLASS_WEIGHTINGS, doc="cross-entropy class weights")
+
+    def validate(self) -> None:
+        if self.boundary_threshold is not None and self.boundary_threshold_rule != "best_f1":
+            raise FieldError("boundary_threshold_rule", self.boundary_threshold_rule,
+                             "'best_f1' (unused) when boundary_threshold is fixed")
+        if self.boundary_threshold_rule == "pair_share" and self.boundary_pairs != "contain":
+            raise FieldError("boundary_threshold_rule", self.boundary_threshold_rule,
+                             "'best_f1' or 'precision' with boundary_pairs 'interface' ('pair_share' counts Eq. 2 "
+                             "pairs)")

@@ -76,6 +76,25 @@ class SceneRegions:
         self.w = (hits >= share * np.maximum(links, 1)).astype(np.float32) * (links > 0)
 
 
+def pair_class_change(regions: SceneRegions, labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which adjacent pairs cross a class boundary, by the regions' majority labels.
+
+    labels: (N,) int class ids, negative (``IGNORE_INDEX``) = unknown.  Returns (E,) bool ``change`` (the two
+    regions' majority labels differ) and (E,) bool ``known`` (both regions hold a labelled point); ``change`` is
+    False where not ``known``.
+    """
+    if not len(regions.pairs):
+        return np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
+    region, labels = regions.region, np.asarray(labels).astype(np.int64)
+    keep = (region >= 0) & (labels >= 0)
+    votes = np.bincount(region[keep] * num_classes + labels[keep],
+                        minlength=regions.num_regions * num_classes).reshape(-1, num_classes)
+    majority = np.where(votes.sum(axis=1) > 0, votes.argmax(axis=1), -1)
+    a, b = majority[regions.pairs[:, 0]], majority[regions.pairs[:, 1]]
+    known = (a >= 0) & (b >= 0)
+    return known & (a != b), known
+
+
 @dataclass(frozen=True)
 class ViewRegions:
     """The regions of a step's view groups, batch-locally numbered.
