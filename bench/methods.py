@@ -13,7 +13,8 @@ For every dataset and seed: the weak labels are simulated from the ground truth 
 seed, ``full`` and each method train for the same number of steps (``tiny`` profile, crops of 10,000 points,
 batches of 2), and the val split is scored (mIoU over all val points).  Default schedule: 15 scenes, 5 x 400
 steps; ``--quick``: 10 scenes (real datasets: all their frames), 5 x 30 steps -- a smoke-sized schedule that
-shows every part works on every dataset (<= 40 min on the 2-core VM), not the accuracy of a real run.
+shows every part works on every dataset (30.6 min with ``--jobs 2`` on an idle 2-core VM), not the accuracy of a real
+run.
 
 Writes ``bench/results/methods.json`` (``rows``: one per (method, dataset, weak-label setting) with ``method``,
 ``dataset``, ``labels`` (kind:budget), ``labelled_points_pct`` (a percentage, 0-100) and
