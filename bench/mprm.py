@@ -21,6 +21,9 @@ mOSD: every frame holds both classes (support, object) and is ~1 m across, so on
 and r = 2 m sub-cloud tags are the same all-ones vector on every frame and carry no information; ``--mosd-radius``
 (default 0.25 m) adds sub-clouds at a table-top scale (our extension, stated as such).
 
+``--try NAME=JSON`` (sub-cloud options) and ``--subscenes NX,NY,NZ`` (scene tags on sub-scenes of the rooms, whose
+whole-room tags carry almost no information) add runs to the saved section: ``bench/mprm_tries.py``.
+
 Writes ``bench/results/mprm.{json,md}``; last line ``RESULT <json>``.  Not a test: never gates CI.
 """
 
@@ -40,7 +43,7 @@ import torch
 from harness import MOSD, machine, miou_of, mosd_dataset, recipe, run_full, synthetic_dataset, write_results
 from method_entries import FULL, entries
 from methods import aggregate, dense_fraction
-from mprm_tries import merge_tries, parse_try, run_tries, tries_markdown
+from mprm_tries import add_tries, grid_arg, parse_try, tries_markdown
 from wsseg_training.data.dataset import Dataset
 from wsseg_training.engine.config import config_from_dict
 from wsseg_training.engine.loop import Trainer
@@ -395,7 +398,13 @@ def main() -> int:
     parser.add_argument("--try", dest="tries", action="append", type=parse_try, default=[], metavar="NAME=JSON",
                         help="run only this sub-cloud MPRM variant (MprmOptions as JSON) on --seeds and add it to the "
                              "saved dataset sections' tries (bench/mprm_tries.py); repeatable")
+    parser.add_argument("--subscenes", type=grid_arg, default=None, metavar="NX,NY,NZ",
+                        help="run only MPRM with scene tags on sub-scenes (each train room cut into this grid, every "
+                             "cell tagged on its own; the paper's options, or each --try) on --seeds, added to the "
+                             "saved indoor section (bench/mprm_tries.py; needs --skip-mosd)")
     args = parser.parse_args()
+    if args.subscenes and not args.skip_mosd:
+        parser.error("--subscenes cuts rooms: the mOSD frames are not cut (add --skip-mosd)")
     torch.set_num_threads(args.threads)
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.steps = args.steps or (200 if args.quick else 2000)
@@ -421,14 +430,11 @@ def main() -> int:
     for name in wanted:
         started, load_start = time.perf_counter(), os.getloadavg()
         dataset = makers[name]()
-        if args.tries:  # only the tries, added to the saved section (its `full` runs give the ratios)
+        if args.tries or args.subscenes:  # only these, added to the saved section (its `full` runs give the ratios)
             if name not in datasets:
-                parser.error(f"--try needs a saved '{name}' section in {saved} (and --merge)")
-            part = datasets[name]
-            found = run_tries(dataset, args.tries, args, work / name, run_mprm)
-            for entry in found.values():
-                entry["command"] = f"bench/methods.py ablation mprm {' '.join(sys.argv[1:])}"
-            part["tries"] = merge_tries(part.get("tries") or {}, found)
+                parser.error(f"--try / --subscenes need a saved '{name}' section in {saved} (and --merge)")
+            add_tries(datasets[name], dataset, args, work / name, run_mprm,
+                      f"bench/methods.py ablation mprm {' '.join(sys.argv[1:])}")
             result = {"datasets": datasets, "note": NOTE, "notes": saved_notes(args, saved)}
             if not args.no_write:
                 write_results(args.results, "mprm", result, markdown(result))

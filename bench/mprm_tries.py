@@ -6,6 +6,12 @@ retraining, the budget ``full`` gets) and seeds as the main table; only the retr
 pseudo-label record are measured (no per-path analysis).  Each try's ratio divides by ``full`` of the same seeds from
 the main table's runs.  The tries live in the dataset section's ``tries`` ({name: {"options", "runs"}}); a later
 ``--try`` of the same name replaces its seeds' runs.
+
+With ``--subscenes NX,NY,NZ`` the runs are MPRM with **scene tags on sub-scenes** instead (the diverse-tags protocol,
+:mod:`wsseg_training.data.subscenes`, as ``bench/densify.py --subscenes``): each train room cut into that grid of
+its bounding box, every cell a scene tagged on its own; val rooms whole; ``full`` (from the saved runs) trained on the
+whole rooms.  Each ``--try`` (none: the paper's options, ``paper``) is trained on them; they live in the section's
+``subscene_tries``, the protocol's tag statistics in ``subscenes``.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from typing import Any
 
 import numpy as np
 from wsseg_training.data.dataset import Dataset
+from wsseg_training.data.subscenes import parse_grid, subscene_dataset
+from wsseg_training.labels import simulate_scene_tags
 
 
 def parse_try(text: str) -> tuple[str, dict[str, Any]]:
@@ -36,15 +44,15 @@ def parse_try(text: str) -> tuple[str, dict[str, Any]]:
 
 
 def run_tries(dataset: Dataset, tries: list[tuple[str, dict[str, Any]]], args: argparse.Namespace, work: Path,
-              run_mprm: Callable[..., dict[str, Any]]) -> dict[str, Any]:
-    """Every try on every seed of ``args.seeds``: {name: {"options", "runs": [{"seed", "retrained", "train_s",
-    "record", "loadavg_start", "loadavg_end", "wall_s"}]}}."""
+              run_mprm: Callable[..., dict[str, Any]], kind: str = "subcloud") -> dict[str, Any]:
+    """Every try (weak labels ``kind``) on every seed of ``args.seeds``: {name: {"options", "runs": [{"seed",
+    "retrained", "train_s", "record", "loadavg_start", "loadavg_end", "wall_s"}]}}."""
     out: dict[str, Any] = {}
     for name, options in tries:
         runs = []
         for seed in args.seeds:
             load, started = os.getloadavg(), time.perf_counter()
-            result = run_mprm(dataset, "subcloud", seed, work / f"seed{seed}", args, options, f"try_{name}",
+            result = run_mprm(dataset, kind, seed, work / f"seed{seed}", args, options, f"try_{name}",
                               analyse=False)
             runs.append({"seed": seed, "retrained": result["retrained"], "train_s": result["train_s"],
                          "record": result["record"], "loadavg_start": [round(v, 2) for v in load],
@@ -52,6 +60,40 @@ def run_tries(dataset: Dataset, tries: list[tuple[str, dict[str, Any]]], args: a
                          "wall_s": round(time.perf_counter() - started, 1)})
         out[name] = {"options": options, "steps": args.steps, "profile": args.profile, "runs": runs}
     return out
+
+
+def tag_statistics(dataset: Dataset, seed: int) -> dict[str, Any]:
+    """The train split's scene tags: scenes, mean classes per scene, and per class the share of scenes tagged."""
+    names = dataset.scene_names("train")
+    tags = simulate_scene_tags(dataset, names, seed).tags
+    share = {c: sum(i in tags[n] for n in names) / len(names) for i, c in enumerate(dataset.classes.names)}
+    return {"scenes": len(names), "classes_per_scene": round(float(np.mean([len(tags[n]) for n in names])), 2),
+            "share": {c: round(v, 3) for c, v in share.items()}}
+
+
+def add_tries(part: dict[str, Any], dataset: Dataset, args: argparse.Namespace, work: Path,
+              run_mprm: Callable[..., dict[str, Any]], command: str) -> None:
+    """Run ``args.tries`` (sub-cloud tags on the rooms) or, with ``args.subscenes``, MPRM with scene tags on the
+    sub-scenes of ``dataset``'s train rooms (module docstring), and merge them into the saved section ``part``.
+    Refuses rooms other than the saved runs' (their ``full`` gives the ratios)."""
+    saved = {r["subcloud"]["record"]["points"] for r in part["runs"] if "subcloud" in r}
+    points = sum(int(dataset.info.scenes[n]["points"]) for n in dataset.scene_names("train"))
+    if saved and saved != {points}:
+        raise SystemExit(f"the train rooms hold {points} points, the saved runs' {sorted(saved)}: not the same rooms, "
+                         "their `full` would not compare")
+    key, kind = "tries", "subcloud"
+    if args.subscenes:
+        grid = args.subscenes
+        tag = "".join(map(str, grid))
+        sub = subscene_dataset(dataset, work / f"data_sub{tag}", grid)
+        kept = sum(int(sub.info.scenes[n]["points"]) for n in sub.scene_names("train"))
+        part["subscenes"] = {"grid": list(grid), "points_kept": round(kept / points, 4),
+                             "subscenes": tag_statistics(sub, 0), "rooms": tag_statistics(dataset, 0)}
+        dataset, work, key, kind = sub, work / f"sub{tag}", "subscene_tries", "scene"
+    found = run_tries(dataset, args.tries or [("paper", {})], args, work, run_mprm, kind)
+    for entry in found.values():
+        entry["command"] = command
+    part[key] = merge_tries(part.get(key) or {}, found)
 
 
 def merge_tries(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -72,21 +114,54 @@ def final_pseudo_miou(record: dict[str, Any]) -> float:
     return found["mprm_crf"] if "mprm_crf" in found else found["mprm"]
 
 
+def grid_arg(text: str) -> tuple[int, int, int]:
+    """``--subscenes`` as argparse reads it (parse_grid's message on a bad grid)."""
+    try:
+        return parse_grid(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+TRIES = ("### Tries to close the sub-cloud gap (`--try`; same steps, seeds and `full`)",
+         "Sub-cloud tags (r = 2 m), retrained val mIoU; ratio = mean retrained / mean `full` of the same seeds.")
+SUBSCENES = ("### Scene tags on sub-scenes (`--subscenes`; same steps, seeds and `full`)",
+             "Scene tags, each train room cut into a {grid} grid of its bounding box and every cell with at least 200 "
+             "points tagged as a scene of its own (`wsseg_training.data.subscenes`, the diverse-tags protocol of "
+             "`bench/densify.py --subscenes`; {kept:.1f} % of the train points kept); val rooms whole; `full` (the "
+             "main table's runs) trained on whole rooms with dense labels.  Tags of the {sub} sub-scenes: "
+             "{sub_classes} classes per scene (whole rooms: {room_classes}); share of scenes tagged (whole rooms in "
+             "brackets): {shares}.  "
+             "Retrained val mIoU; ratio = mean retrained / mean `full` of the same seeds.")
+
+
 def tries_markdown(part: dict[str, Any]) -> list[str]:
-    """The markdown lines of a dataset section's tries (none without tries)."""
-    tries = part.get("tries") or {}
+    """The markdown lines of a dataset section's tries and scene-tag sub-scene tries (none without either)."""
+    lines = tries_table(part, part.get("tries") or {}, "subcloud", *TRIES)
+    stats = part.get("subscenes")
+    if stats:
+        sub, rooms = stats["subscenes"], stats["rooms"]
+        shares = ", ".join(f"{c} {100 * v:.0f} % ({100 * rooms['share'][c]:.0f} %)" for c, v in sub["share"].items())
+        about = SUBSCENES[1].format(grid="x".join(map(str, stats["grid"])), kept=100 * stats["points_kept"],
+                                    sub=sub["scenes"], sub_classes=sub["classes_per_scene"],
+                                    room_classes=rooms["classes_per_scene"], shares=shares)
+        lines += tries_table(part, part.get("subscene_tries") or {}, "scene", SUBSCENES[0], about,
+                             "(main table: whole rooms)")
+    return lines
+
+
+def tries_table(part: dict[str, Any], tries: dict[str, Any], kind: str, title: str, about: str,
+                base_name: str = "(main table)") -> list[str]:
+    """One tries table: the main table's ``kind`` runs, then each try (none without tries)."""
     if not tries:
         return []
     full = {r["seed"]: r["full"]["miou"] for r in part["runs"] if "full" in r}
-    base = [{"seed": r["seed"], "retrained": r["subcloud"]["retrained"], "record": r["subcloud"]["record"]}
-            for r in part["runs"] if "subcloud" in r]
-    lines = ["### Tries to close the sub-cloud gap (`--try`; same steps, seeds and `full`)", "",
-             "Sub-cloud tags (r = 2 m), retrained val mIoU; ratio = mean retrained / mean `full` of the same seeds.  "
-             "Pseudo labels: train, after the CRF (if on), every point (analysis only); coverage: the share of train "
-             "points the retraining learns from (below 100 % with `ignore_below`).", "",
+    base = [{"seed": r["seed"], "retrained": r[kind]["retrained"], "record": r[kind]["record"]}
+            for r in part["runs"] if kind in r]
+    lines = [title, "", about + "  Pseudo labels: train, after the CRF (if on), every point (analysis only); "
+             "coverage: the share of train points the retraining learns from (below 100 % with `ignore_below`).", "",
              "| try | options | retrained | per seed | ratio | `full` | train pseudo mIoU | coverage | wall / run |",
              "|---|---|---:|---|---:|---:|---:|---:|---:|"]
-    rows = [("(main table)", {}, base)]
+    rows = [(base_name, {}, base)]
     rows += [(name, entry["options"], entry["runs"]) for name, entry in tries.items()]
     for name, options, runs in rows:
         runs = [r for r in runs if r["seed"] in full]
