@@ -332,7 +332,7 @@ def _analysis_cells(runs: list[dict[str, Any]]) -> str:
     def two(a: float | None, b: float | None, sep: str) -> str:
         return "–" if a is None or b is None else f"{a:.2f}{sep}{b:.2f}"
     share, threshold = mean("regions", "boundary_pair_share"), mean("regions", "boundary_threshold")
-    return " | ".join(["–" if threshold is None else f"{threshold:.2f}",
+    return " | ".join(["–" if threshold is None else f"{threshold:.3f}",
                        two(mean("boundary", "precision"), mean("boundary", "recall"), " / "),
                        "–" if share is None else f"{share:.2f}",
                        two(mean("pairs", "precision"), mean("pairs", "recall"), " / "),

@@ -22,20 +22,23 @@ X = IGNORE_INDEX
 
 def test_precision_threshold_is_the_lowest_reaching_the_target() -> None:
     # boundary points score 0.9, 0.7, 0.3; the others 0.6, 0.2, 0.1, 0.1; the last point has no ground truth.
-    # precision by threshold: [0.05, 0.1) 3/7, [0.1, 0.2) 3/5, [0.2, 0.3) 3/4, [0.3, 0.6) 2/3, [0.6, 0.9) 1
+    # precision by threshold (every distinct probability and 0 tried): [0, 0.1) 3/7, [0.1, 0.2) 3/5,
+    # [0.2, 0.3) 3/4, [0.3, 0.6) 2/3, [0.6, 0.9) 1, from 0.9 nothing predicted
     prob = np.array([0.9, 0.7, 0.3, 0.6, 0.2, 0.1, 0.1, 0.99])
     truth = np.array([1, 1, 1, 0, 0, 0, 0, X])
     assert precision_threshold(prob, truth, 0.6) == 0.1
     assert precision_threshold(prob, truth, 0.7) == 0.2  # not the later 2/3 stretch
     assert precision_threshold(prob, truth, 0.8) == 0.6
     assert precision_threshold(prob, truth, 1.0) == 0.6
-    assert precision_threshold(prob, truth, 0.4) == 0.05
+    assert precision_threshold(prob, truth, 0.4) == 0.0
+    # probabilities crowded into a few thousandths are still told apart
+    assert precision_threshold(0.4 + prob / 100, truth, 0.7) == pytest.approx(0.402)
 
 
 def test_precision_threshold_unreachable_or_undefined() -> None:
     # every point scores 0.5, half are boundary points: precision 0.5 below 0.5, nothing predicted from 0.5 on
     prob = np.full(4, 0.5)
-    assert precision_threshold(prob, np.array([1, 0, 1, 0]), 0.9) == 0.45  # the highest-precision threshold
+    assert precision_threshold(prob, np.array([1, 0, 1, 0]), 0.9) == 0.0  # the highest-precision threshold
     assert precision_threshold(prob, np.array([0, 0, 0, X]), 0.9) == 0.5  # no boundary truth: the default
     with pytest.raises(ValueError, match="target"):
         precision_threshold(prob, np.array([1, 0, 1, 0]), 0.0)
@@ -66,7 +69,7 @@ def test_pair_class_change_and_the_labelled_share() -> None:
 def unlabelled_chain() -> tuple[np.ndarray, np.ndarray, SceneRegions]:
     """Four regions in a chain (pairs 0-1, 1-2, 2-3), two points each, top probabilities 0.9, 0.75, 0.5, 0.2.
 
-    Eq. 2 pairs by threshold: [0.05, 0.2) all three (share 1), [0.2, 0.5) 0-1 and 1-2 (2/3), [0.5, 0.75) 0-1 only
+    Eq. 2 pairs by threshold: [0, 0.2) all three (share 1), [0.2, 0.5) 0-1 and 1-2 (2/3), [0.5, 0.75) 0-1 only
     (1/3), from 0.75 none (0).
     """
     regions = SceneRegions(region=np.array([0, 0, 1, 1, 2, 2, 3, 3]), pairs=np.array([[0, 1], [1, 2], [2, 3]]),
@@ -80,15 +83,15 @@ def test_pair_share_threshold_matches_the_labelled_share() -> None:
     prob, unlabelled_labels, unlabelled = unlabelled_chain()
     # the labelled scene's probabilities must not count: all 0.99 would make all its pairs boundary pairs
     probability = [np.full(labels.shape, 0.99), prob]
-    choice = pair_share_threshold(probability, [labels, unlabelled_labels], [labelled, unlabelled], 2)
+    scenes = ([labels, unlabelled_labels], [labelled, unlabelled], 2)
+    choice = pair_share_threshold(probability, *scenes)
     assert choice.target == pytest.approx(1 / 3)
-    assert choice.threshold == 0.7  # 0.5 ... 0.7 all give 1/3: the highest
+    assert choice.threshold == 0.5  # share 1/3 on [0.5, 0.75): the lowest value of that stretch
     assert choice.share == pytest.approx(1 / 3)
-    assert choice.shares[choice.candidates.index(0.45)] == pytest.approx(2 / 3)
-    explicit = pair_share_threshold(probability, [labels, unlabelled_labels], [labelled, unlabelled], 2, target=0.7)
-    assert (explicit.threshold, explicit.target) == (0.45, 0.7)
-    assert pair_share_threshold(probability, [labels, unlabelled_labels], [labelled, unlabelled], 2,
-                                target=1.0).threshold == 0.15
+    explicit = pair_share_threshold(probability, *scenes, target=0.7)
+    assert (explicit.threshold, explicit.target, explicit.share) == (0.2, 0.7, pytest.approx(2 / 3))
+    assert pair_share_threshold(probability, *scenes, target=1.0).threshold == 0.0
+    assert pair_share_threshold(probability, *scenes, target=0.0).threshold == 0.75  # the highest pair value
     # the chosen share is what Eq. 2 then gives the scene
     unlabelled.set_boundaries(prob > choice.threshold)
     assert unlabelled.w.mean() == pytest.approx(choice.share)
