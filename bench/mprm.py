@@ -127,9 +127,14 @@ def run_mprm(dataset: Dataset, kind: str, seed: int, work: Path, args: argparse.
     return out
 
 
+def full_run(dataset: Dataset, seed: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """``full`` (dense labels) on ``dataset`` into ``work/full``, the same steps as an MPRM run: {"miou", "train_s"}."""
+    return run_full(dataset, work, recipe(args.profile, args.steps, 10_000, seed, args.lr, features=["offset", "rgb"]))
+
+
 def seed_runs(dataset: Dataset, seed: int, work: Path, args: argparse.Namespace, mosd: bool) -> dict[str, Any]:
     """Every run of one dataset and seed (module docstring)."""
-    full = run_full(dataset, work, recipe(args.profile, args.steps, 10_000, seed, args.lr, features=["offset", "rgb"]))
+    full = full_run(dataset, seed, work, args)
     print(f"  full: {100 * full['miou']:.1f} ({full['train_s']:.0f} s)", flush=True)
     out: dict[str, Any] = {"full": full, "subcloud": run_mprm(dataset, "subcloud", seed, work, args, {}, "subcloud"),
                            "scene": run_mprm(dataset, "scene", seed, work, args, {}, "scene")}
@@ -433,7 +438,7 @@ def main() -> int:
         if args.tries or args.subscenes:  # only these, added to the saved section (its `full` runs give the ratios)
             if name not in datasets:
                 parser.error(f"--try / --subscenes need a saved '{name}' section in {saved} (and --merge)")
-            add_tries(datasets[name], dataset, args, work / name, run_mprm,
+            add_tries(datasets[name], dataset, args, work / name, run_mprm, full_run,
                       f"bench/methods.py ablation mprm {' '.join(sys.argv[1:])}")
             result = {"datasets": datasets, "note": NOTE, "notes": saved_notes(args, saved)}
             if not args.no_write:

@@ -9,9 +9,10 @@ the main table's runs.  The tries live in the dataset section's ``tries`` ({name
 
 With ``--subscenes NX,NY,NZ`` the runs are MPRM with **scene tags on sub-scenes** instead (the diverse-tags protocol,
 :mod:`wsseg_training.data.subscenes`, as ``bench/densify.py --subscenes``): each train room cut into that grid of
-its bounding box, every cell a scene tagged on its own; val rooms whole; ``full`` (from the saved runs) trained on the
-whole rooms.  Each ``--try`` (none: the paper's options, ``paper``) is trained on them; they live in the section's
-``subscene_tries``, the protocol's tag statistics in ``subscenes``.
+its bounding box, every cell a scene tagged on its own; val rooms whole; ``full`` (from the saved runs; a seed they
+lack: trained here, kept in ``extra_full``) trained on the whole rooms.  Each ``--try`` (none: the paper's options,
+``paper``) is trained on them; they live in the section's ``subscene_tries``, the protocol's tag statistics in
+``subscenes``.
 """
 
 from __future__ import annotations
@@ -72,10 +73,15 @@ def tag_statistics(dataset: Dataset, seed: int) -> dict[str, Any]:
 
 
 def add_tries(part: dict[str, Any], dataset: Dataset, args: argparse.Namespace, work: Path,
-              run_mprm: Callable[..., dict[str, Any]], command: str) -> None:
+              run_mprm: Callable[..., dict[str, Any]], full_run: Callable[..., dict[str, Any]], command: str) -> None:
     """Run ``args.tries`` (sub-cloud tags on the rooms) or, with ``args.subscenes``, MPRM with scene tags on the
-    sub-scenes of ``dataset``'s train rooms (module docstring), and merge them into the saved section ``part``.
-    Refuses rooms other than the saved runs' (their ``full`` gives the ratios)."""
+    sub-scenes of ``dataset``'s train rooms (module docstring), and merge them into the saved section ``part``; with
+    ``--subscenes``, ``full_run(dataset, seed, work, args)`` trains ``full`` on the whole rooms for a seed the saved
+    runs lack (kept in ``extra_full``).  Refuses rooms or steps other than the saved runs' (their ``full`` gives the
+    ratios)."""
+    if args.steps != part["steps"]:
+        raise SystemExit(f"--steps {args.steps}: the saved runs trained {part['steps']} steps, their `full` would not "
+                         "compare")
     saved = {r["subcloud"]["record"]["points"] for r in part["runs"] if "subcloud" in r}
     points = sum(int(dataset.info.scenes[n]["points"]) for n in dataset.scene_names("train"))
     if saved and saved != {points}:
@@ -89,6 +95,12 @@ def add_tries(part: dict[str, Any], dataset: Dataset, args: argparse.Namespace, 
         kept = sum(int(sub.info.scenes[n]["points"]) for n in sub.scene_names("train"))
         part["subscenes"] = {"grid": list(grid), "points_kept": round(kept / points, 4),
                              "subscenes": tag_statistics(sub, 0), "rooms": tag_statistics(dataset, 0)}
+        have = {r["seed"] for r in part["runs"] if "full" in r} | {int(k) for k in part.get("extra_full", {})}
+        for seed in (s for s in args.seeds if s not in have):
+            load = os.getloadavg()
+            part.setdefault("extra_full", {})[str(seed)] = {
+                **full_run(dataset, seed, work / f"seed{seed}", args), "loadavg_start": [round(v, 2) for v in load],
+                "loadavg_end": [round(v, 2) for v in os.getloadavg()]}
         dataset, work, key, kind = sub, work / f"sub{tag}", "subscene_tries", "scene"
     found = run_tries(dataset, args.tries or [("paper", {})], args, work, run_mprm, kind)
     for entry in found.values():
@@ -128,7 +140,8 @@ SUBSCENES = ("### Scene tags on sub-scenes (`--subscenes`; same steps, seeds and
              "Scene tags, each train room cut into a {grid} grid of its bounding box and every cell with at least 200 "
              "points tagged as a scene of its own (`wsseg_training.data.subscenes`, the diverse-tags protocol of "
              "`bench/densify.py --subscenes`; {kept:.1f} % of the train points kept); val rooms whole; `full` (the "
-             "main table's runs) trained on whole rooms with dense labels.  Tags of the {sub} sub-scenes: "
+             "main table's runs; other seeds trained by `--subscenes` with the same recipe: {extra}) trained on whole "
+             "rooms with dense labels.  Tags of the {sub} sub-scenes: "
              "{sub_classes} classes per scene (whole rooms: {room_classes}); share of scenes tagged (whole rooms in "
              "brackets): {shares}.  "
              "Retrained val mIoU; ratio = mean retrained / mean `full` of the same seeds.")
@@ -139,11 +152,12 @@ def tries_markdown(part: dict[str, Any]) -> list[str]:
     lines = tries_table(part, part.get("tries") or {}, "subcloud", *TRIES)
     stats = part.get("subscenes")
     if stats:
-        sub, rooms = stats["subscenes"], stats["rooms"]
+        sub, rooms, extra = stats["subscenes"], stats["rooms"], part.get("extra_full") or {}
         shares = ", ".join(f"{c} {100 * v:.0f} % ({100 * rooms['share'][c]:.0f} %)" for c, v in sub["share"].items())
         about = SUBSCENES[1].format(grid="x".join(map(str, stats["grid"])), kept=100 * stats["points_kept"],
                                     sub=sub["scenes"], sub_classes=sub["classes_per_scene"],
-                                    room_classes=rooms["classes_per_scene"], shares=shares)
+                                    room_classes=rooms["classes_per_scene"], shares=shares, extra=", ".join(
+                                        f"seed {k} {100 * v['miou']:.1f}" for k, v in extra.items()) or "none")
         lines += tries_table(part, part.get("subscene_tries") or {}, "scene", SUBSCENES[0], about,
                              "(main table: whole rooms)")
     return lines
@@ -155,6 +169,7 @@ def tries_table(part: dict[str, Any], tries: dict[str, Any], kind: str, title: s
     if not tries:
         return []
     full = {r["seed"]: r["full"]["miou"] for r in part["runs"] if "full" in r}
+    full.update({int(seed): r["miou"] for seed, r in (part.get("extra_full") or {}).items()})
     base = [{"seed": r["seed"], "retrained": r[kind]["retrained"], "record": r[kind]["record"]}
             for r in part["runs"] if kind in r]
     lines = [title, "", about + "  Pseudo labels: train, after the CRF (if on), every point (analysis only); "
