@@ -93,8 +93,9 @@ def add_tries(part: dict[str, Any], dataset: Dataset, args: argparse.Namespace, 
         tag = "".join(map(str, grid))
         sub = subscene_dataset(dataset, work / f"data_sub{tag}", grid)
         kept = sum(int(sub.info.scenes[n]["points"]) for n in sub.scene_names("train"))
-        part["subscenes"] = {"grid": list(grid), "points_kept": round(kept / points, 4),
-                             "subscenes": tag_statistics(sub, 0), "rooms": tag_statistics(dataset, 0)}
+        part.setdefault("subscenes", {})[tag] = {
+            "grid": list(grid), "points_kept": round(kept / points, 4), "subscenes": tag_statistics(sub, 0),
+            "rooms": tag_statistics(dataset, 0)}
         have = {r["seed"] for r in part["runs"] if "full" in r} | {int(k) for k in part.get("extra_full", {})}
         for seed in (s for s in args.seeds if s not in have):
             load = os.getloadavg()
@@ -103,6 +104,8 @@ def add_tries(part: dict[str, Any], dataset: Dataset, args: argparse.Namespace, 
                 "loadavg_end": [round(v, 2) for v in os.getloadavg()]}
         dataset, work, key, kind = sub, work / f"sub{tag}", "subscene_tries", "scene"
     found = run_tries(dataset, args.tries or [("paper", {})], args, work, run_mprm, kind)
+    if args.subscenes:  # one entry per try and grid: NAME_NXNYNZ
+        found = {f"{name}_{tag}": {**entry, "grid": list(grid)} for name, entry in found.items()}
     for entry in found.values():
         entry["command"] = command
     part[key] = merge_tries(part.get(key) or {}, found)
@@ -137,35 +140,40 @@ def grid_arg(text: str) -> tuple[int, int, int]:
 TRIES = ("### Tries to close the sub-cloud gap (`--try`; same steps, seeds and `full`)",
          "Sub-cloud tags (r = 2 m), retrained val mIoU; ratio = mean retrained / mean `full` of the same seeds.")
 SUBSCENES = ("### Scene tags on sub-scenes (`--subscenes`; same steps, seeds and `full`)",
-             "Scene tags, each train room cut into a {grid} grid of its bounding box and every cell with at least 200 "
-             "points tagged as a scene of its own (`wsseg_training.data.subscenes`, the diverse-tags protocol of "
-             "`bench/densify.py --subscenes`; {kept:.1f} % of the train points kept); val rooms whole; `full` (the "
-             "main table's runs; other seeds trained by `--subscenes` with the same recipe: {extra}) trained on whole "
-             "rooms with dense labels.  Tags of the {sub} sub-scenes: "
-             "{sub_classes} classes per scene (whole rooms: {room_classes}); share of scenes tagged (whole rooms in "
-             "brackets): {shares}.  "
+             "Scene tags, each train room cut into a grid of its bounding box (try `NAME_NXNYNZ`) and every cell with "
+             "at least 200 points tagged as a scene of its own (`wsseg_training.data.subscenes`, the diverse-tags "
+             "protocol of `bench/densify.py --subscenes`); val rooms whole; `full` (the main table's runs; other seeds "
+             "trained by `--subscenes` with the same recipe: {extra}) trained on whole rooms with dense labels.  "
              "Retrained val mIoU; ratio = mean retrained / mean `full` of the same seeds.")
+#: one grid's tag statistics
+GRID = ("- {grid} grid: {sub} sub-scenes ({kept:.1f} % of the train points), {sub_classes} classes per scene (whole "
+        "rooms: {room_classes}); share of scenes tagged (whole rooms in brackets): {shares}.")
 
 
 def tries_markdown(part: dict[str, Any]) -> list[str]:
     """The markdown lines of a dataset section's tries and scene-tag sub-scene tries (none without either)."""
     lines = tries_table(part, part.get("tries") or {}, "subcloud", *TRIES)
-    stats = part.get("subscenes")
-    if stats:
-        sub, rooms, extra = stats["subscenes"], stats["rooms"], part.get("extra_full") or {}
-        shares = ", ".join(f"{c} {100 * v:.0f} % ({100 * rooms['share'][c]:.0f} %)" for c, v in sub["share"].items())
-        about = SUBSCENES[1].format(grid="x".join(map(str, stats["grid"])), kept=100 * stats["points_kept"],
-                                    sub=sub["scenes"], sub_classes=sub["classes_per_scene"],
-                                    room_classes=rooms["classes_per_scene"], shares=shares, extra=", ".join(
-                                        f"seed {k} {100 * v['miou']:.1f}" for k, v in extra.items()) or "none")
-        lines += tries_table(part, part.get("subscene_tries") or {}, "scene", SUBSCENES[0], about,
-                             "(main table: whole rooms)")
+    grids = part.get("subscenes") or {}
+    if grids:
+        extra = part.get("extra_full") or {}
+        about = [SUBSCENES[1].format(extra=", ".join(f"seed {k} {100 * v['miou']:.1f}" for k, v in extra.items())
+                                     or "none"), ""]
+        for stats in grids.values():
+            sub, rooms = stats["subscenes"], stats["rooms"]
+            shares = ", ".join(f"{c} {100 * v:.0f} % ({100 * rooms['share'][c]:.0f} %)"
+                               for c, v in sub["share"].items())
+            about.append(GRID.format(grid="x".join(map(str, stats["grid"])), kept=100 * stats["points_kept"],
+                                     sub=sub["scenes"], sub_classes=sub["classes_per_scene"],
+                                     room_classes=rooms["classes_per_scene"], shares=shares))
+        lines += tries_table(part, part.get("subscene_tries") or {}, "scene", SUBSCENES[0], about[0],
+                             "(main table: whole rooms)", about[2:])
     return lines
 
 
 def tries_table(part: dict[str, Any], tries: dict[str, Any], kind: str, title: str, about: str,
-                base_name: str = "(main table)") -> list[str]:
-    """One tries table: the main table's ``kind`` runs, then each try (none without tries)."""
+                base_name: str = "(main table)", details: list[str] | None = None) -> list[str]:
+    """One tries table: the main table's ``kind`` runs, then each try (none without tries); ``details``: lines
+    between the explanation and the table."""
     if not tries:
         return []
     full = {r["seed"]: r["full"]["miou"] for r in part["runs"] if "full" in r}
@@ -174,6 +182,7 @@ def tries_table(part: dict[str, Any], tries: dict[str, Any], kind: str, title: s
             for r in part["runs"] if kind in r]
     lines = [title, "", about + "  Pseudo labels: train, after the CRF (if on), every point (analysis only); "
              "coverage: the share of train points the retraining learns from (below 100 % with `ignore_below`).", "",
+             *([*details, ""] if details else []),
              "| try | options | retrained | per seed | ratio | `full` | train pseudo mIoU | coverage | wall / run |",
              "|---|---|---:|---|---:|---:|---:|---:|---:|"]
     rows = [(base_name, {}, base)]
