@@ -74,13 +74,15 @@ TRIES: dict[str, dict[str, Any]] = {
     "dsp_w001": {"stages": ["csfr", "isfr"], "cr_weight": 0.01, "sr_weight": 0.01},
     "dsp_detach_w01": {"stages": ["csfr", "isfr"], "detach_basic": True, "cr_weight": 0.1, "sr_weight": 0.1},
     "dsp_w0": {"stages": ["csfr", "isfr"], "cr_weight": 0.0, "sr_weight": 0.0},  # control: no L_CR / L_SR at all
+    "dsp_prob": {"stages": ["csfr", "isfr"], "consistency_space": "probabilities"},
 }
 TRY_LABELS = {"dsp_detach": "DSP, detach_basic: true (Z_i detached in L_CR / L_SR)",
               "dsp_w01": "DSP, cr_weight = sr_weight = 0.1",
               "dsp_attach_bottom": "DSP, attach_level: -1 (the bottleneck level instead of L-2)",
               "dsp_w001": "DSP, cr_weight = sr_weight = 0.01",
               "dsp_detach_w01": "DSP, detach_basic: true and cr_weight = sr_weight = 0.1",
-              "dsp_w0": "control: DSP schedule with cr_weight = sr_weight = 0 (CE + L_seg_s only)"}
+              "dsp_w0": "control: DSP schedule with cr_weight = sr_weight = 0 (CE + L_seg_s only)",
+              "dsp_prob": "DSP, consistency_space: probabilities (L_CR / L_SR on softmax(Z))"}
 LABELS = {"baseline": "Baseline (basic branch)", "csfr": "CSFR only (basic + CR)", "isfr": "ISFR only (basic + SR + "
           "L_seg_s)", "joint": "one-stage CSFR+ISFR", "isfr_csfr": "ISFR -> CSFR", "dsp": "CSFR -> ISFR (DSP)",
           "csfr_lseg_c": "CSFR + L_seg_c", "isfr_no_lseg_s": "ISFR without L_seg_s (basic + SR)",

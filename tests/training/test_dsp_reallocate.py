@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -99,6 +100,16 @@ def test_consistency_is_the_squared_norm_per_voxel() -> None:
     total, _ = consistency(detached, torch.zeros(1, 2, requires_grad=True), torch.tensor([0]), detach=True)
     total.backward()
     assert detached.grad is None  # Z_i as a fixed target
+
+
+def test_consistency_in_probability_space_compares_the_softmax() -> None:
+    z = torch.tensor([[0.0, 0.0]])
+    branch = torch.tensor([[float(np.log(3.0)), 0.0]])  # softmax (0.75, 0.25) vs (0.5, 0.5)
+    total, count = consistency(z, branch, torch.tensor([0]), detach=False, space="probabilities")
+    assert float(total) == pytest.approx(0.125) and float(count) == 1.0
+    shifted, _ = consistency(z + 100.0, branch, torch.tensor([0]), detach=False, space="probabilities")
+    assert float(shifted) == pytest.approx(0.125)  # a common logit shift changes nothing; in logits it would
+    assert float(consistency(z + 100.0, branch, torch.tensor([0]), detach=False)[0]) > 1000
 
 
 def test_frozen_running_statistics_keep_the_buffers_and_normalise_by_the_batch() -> None:

@@ -23,7 +23,8 @@ Choices the paper leaves open (all options, :mod:`~wsseg_training.methods.dsp.op
 
 * L_CR / L_SR reduction: ||.||^2 summed over the classes, **averaged over the level-0 voxels** of the samples
   that take part (the paper writes the Frobenius norm, a sum; the mean keeps it on the scale of the CE terms);
-  Z_i is not detached (``detach_basic``: false).
+  Z_i is not detached (``detach_basic``: false); Z = the logits (``consistency_space: logits``; the paper calls
+  Z the prediction f_dec(F) without saying whether softmax is applied -- ``probabilities`` compares softmax(Z)).
 * The affinity logits are scaled by 1/sqrt(K) (``affinity_scale: sqrt_k``); ``none`` is the paper's unscaled
   F W F^T.  W starts as the identity.
 * A pair only reallocates when its two samples share a labelled class (``Batch.tags``: the classes among each
@@ -103,16 +104,20 @@ def frozen_running_statistics(module: nn.Module) -> Iterator[None]:
             norm.track_running_stats = True
 
 
-def consistency(basic: torch.Tensor, branch: torch.Tensor, rows: torch.Tensor, detach: bool
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def consistency(basic: torch.Tensor, branch: torch.Tensor, rows: torch.Tensor, detach: bool,
+                space: str = "logits") -> tuple[torch.Tensor, torch.Tensor]:
     """(sum over ``rows`` of ||Z_row - Z'_row||^2, number of rows): L_CR / L_SR before ``ctx.mean``.
 
     basic, branch: (M_0, C) logits of the basic and a reallocated branch.  rows: (R,) int64 level-0 voxel rows.
+    space: ``logits`` compares Z as the decoder outputs it; ``probabilities`` compares softmax(Z) over the classes
+    (each row's term then lies in [0, 2]).
     """
-    z = basic[rows].float()
+    z, other = basic[rows].float(), branch[rows].float()
+    if space == "probabilities":
+        z, other = z.softmax(dim=1), other.softmax(dim=1)
     if detach:
         z = z.detach()
-    return (z - branch[rows].float()).pow(2).sum(), basic.new_tensor(float(rows.numel()))
+    return (z - other).pow(2).sum(), basic.new_tensor(float(rows.numel()))
 
 
 class DspMethod(FullMethod):
@@ -161,7 +166,8 @@ class DspMethod(FullMethod):
             cross = self._decode(ctx, level, cross_reallocate(features, rows, partner, member, affinity.weight,
                                                               scale, self.options.chunk_rows, taking))
             voxels = torch.nonzero(torch.as_tensor(taking, device=voxel_batch.device)[voxel_batch]).squeeze(1)
-            total, count = consistency(ctx.output.logits, cross, voxels, self.options.detach_basic)
+            total, count = consistency(ctx.output.logits, cross, voxels, self.options.detach_basic,
+                                       self.options.consistency_space)
             terms["cr"] = self.options.cr_weight * ctx.mean(total, count)
             if self.options.cross_segmentation:
                 point_taking = torch.as_tensor(taking, device=labels.device)[ctx.batch.point_batch]
@@ -174,7 +180,8 @@ class DspMethod(FullMethod):
             intra = self._decode(ctx, level, intra_reallocate(features, rows, affinity.weight, scale,
                                                               self.options.chunk_rows))
             every = torch.arange(intra.shape[0], device=intra.device)
-            total, count = consistency(ctx.output.logits, intra, every, self.options.detach_basic)
+            total, count = consistency(ctx.output.logits, intra, every, self.options.detach_basic,
+                                       self.options.consistency_space)
             terms["sr"] = self.options.sr_weight * ctx.mean(total, count)
             if self.options.intra_segmentation:
                 ce, weight = point_cross_entropy(intra[ctx.batch.inverse], labels, self.weights)

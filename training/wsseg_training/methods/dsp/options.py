@@ -26,6 +26,8 @@ CROSS_KINDS = ("csfr", "joint")
 #: the kinds that reallocate inside each sample
 INTRA_KINDS = ("isfr", "joint")
 BN_STATISTICS = ("frozen", "update")
+#: what L_CR / L_SR compare: the decoder's logits Z, or softmax(Z)
+CONSISTENCY_SPACES = ("logits", "probabilities")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +48,9 @@ class DspOptions(MethodOptions):
                                                  "hurts); true only for that ablation row")
     detach_basic: bool = option(False, doc="stop gradients through Z_i in L_CR / L_SR (the paper does not say; "
                                            "false = Eq. 5 / 9 as written, both branches pulled together)")
+    consistency_space: str = option("logits", choices=CONSISTENCY_SPACES,
+                                    doc="what L_CR / L_SR compare: logits = Z as the decoder outputs it (the paper's "
+                                        "Z = f_dec(F)); probabilities = softmax(Z), each voxel's term in [0, 2]")
     affinity_scale: str = option("sqrt_k", choices=AFFINITY_SCALES,
                                  doc="logit scale of F W F^T: none = the paper's unscaled form, sqrt_k = 1/sqrt(K) "
                                      "(our default: the unscaled softmax saturates, see the method docstring)")
