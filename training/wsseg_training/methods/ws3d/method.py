@@ -205,9 +205,10 @@ class Ws3dMethod(Method):
 
         probability = ctx.infer(ctx.scenes, head=head, desc="boundaries",
                                 reduce=lambda i, out: out["boundary"].cpu().numpy().astype(np.float32))
-        threshold = self._boundary_threshold(ctx.scenes, probability)
-        seen = score_boundaries(np.concatenate(probability) > threshold,
-                                np.concatenate([s.point_targets["boundary"] for s in ctx.scenes]))
+        every_probability = np.concatenate(probability)
+        every_truth = np.concatenate([s.point_targets["boundary"] for s in ctx.scenes])
+        threshold = self._boundary_threshold(ctx.scenes, probability, every_probability, every_truth)
+        seen = score_boundaries(every_probability > threshold, every_truth)
         self.analysis.regions.update({"boundary_threshold": float(threshold),
                                       "labelled_boundary_precision": seen.precision,
                                       "labelled_boundary_recall": seen.recall})
@@ -229,17 +230,19 @@ class Ws3dMethod(Method):
                     self.analysis.add_pairs(regions, hidden, self.num_classes)
         self.analysis.count_pairs(self.regions)
 
-    def _boundary_threshold(self, scenes: list[TrainScene], probability: list[np.ndarray]) -> float:
-        """The fixed ``boundary_threshold``, else the one ``boundary_threshold_rule`` picks (``thresholds``)."""
+    def _boundary_threshold(self, scenes: list[TrainScene], probability: list[np.ndarray],
+                            every_probability: np.ndarray, every_truth: np.ndarray) -> float:
+        """The fixed ``boundary_threshold``, else the one ``boundary_threshold_rule`` picks (``thresholds``).
+
+        probability: per scene (N_s,) float boundary probabilities; every_probability / every_truth: the same and
+        the boundary ground truth (1 / 0 / ``IGNORE_INDEX``) of all scenes concatenated, (sum N_s,)."""
         opts = self.options
         if opts.boundary_threshold is not None:
             return opts.boundary_threshold
-        truth = [s.point_targets["boundary"] for s in scenes]
-        labelled = np.concatenate(truth)
         if opts.boundary_threshold_rule == "best_f1":
-            return best_f1_threshold(np.concatenate(probability), labelled)
+            return best_f1_threshold(every_probability, every_truth)
         if opts.boundary_threshold_rule == "precision":
-            return precision_threshold(np.concatenate(probability), labelled, opts.boundary_precision)
+            return precision_threshold(every_probability, every_truth, opts.boundary_precision)
         choice = pair_share_threshold(probability, [s.point_targets["labels"] for s in scenes],
                                       [self.regions[s.name] for s in scenes], self.num_classes,
                                       opts.boundary_pair_share)
