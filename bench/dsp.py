@@ -75,6 +75,8 @@ TRIES: dict[str, dict[str, Any]] = {
     "dsp_detach_w01": {"stages": ["csfr", "isfr"], "detach_basic": True, "cr_weight": 0.1, "sr_weight": 0.1},
     "dsp_w0": {"stages": ["csfr", "isfr"], "cr_weight": 0.0, "sr_weight": 0.0},  # control: no L_CR / L_SR at all
     "dsp_prob": {"stages": ["csfr", "isfr"], "consistency_space": "probabilities"},
+    "dsp_fixdec": {"stages": ["csfr", "isfr"], "branch_gradient": "features"},
+    "dsp_fixdec_detach": {"stages": ["csfr", "isfr"], "branch_gradient": "features", "detach_basic": True},
 }
 TRY_LABELS = {"dsp_detach": "DSP, detach_basic: true (Z_i detached in L_CR / L_SR)",
               "dsp_w01": "DSP, cr_weight = sr_weight = 0.1",
@@ -82,7 +84,9 @@ TRY_LABELS = {"dsp_detach": "DSP, detach_basic: true (Z_i detached in L_CR / L_S
               "dsp_w001": "DSP, cr_weight = sr_weight = 0.01",
               "dsp_detach_w01": "DSP, detach_basic: true and cr_weight = sr_weight = 0.1",
               "dsp_w0": "control: DSP schedule with cr_weight = sr_weight = 0 (CE + L_seg_s only)",
-              "dsp_prob": "DSP, consistency_space: probabilities (L_CR / L_SR on softmax(Z))"}
+              "dsp_prob": "DSP, consistency_space: probabilities (L_CR / L_SR on softmax(Z))",
+              "dsp_fixdec": "DSP, branch_gradient: features (branch losses train only F and W, not the decoder)",
+              "dsp_fixdec_detach": "DSP, branch_gradient: features and detach_basic: true"}
 LABELS = {"baseline": "Baseline (basic branch)", "csfr": "CSFR only (basic + CR)", "isfr": "ISFR only (basic + SR + "
           "L_seg_s)", "joint": "one-stage CSFR+ISFR", "isfr_csfr": "ISFR -> CSFR", "dsp": "CSFR -> ISFR (DSP)",
           "csfr_lseg_c": "CSFR + L_seg_c", "isfr_no_lseg_s": "ISFR without L_seg_s (basic + SR)",

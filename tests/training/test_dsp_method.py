@@ -159,6 +159,7 @@ def test_csfr_then_isfr_each_training_its_own_module_from_the_previous_stage(
 
 @pytest.mark.parametrize(("options", "terms"), [
     ({"stages": ["joint"]}, ("ce", "ce_intra", "cr", "sr")),
+    ({"stages": ["joint"], "branch_gradient": "features"}, ("ce", "ce_intra", "cr", "sr")),
     ({"stages": ["csfr"], "cross_segmentation": True}, ("ce", "ce_cross", "cr")),
     ({"stages": ["isfr"], "intra_segmentation": False}, ("ce", "sr")),
     ({"stages": ["isfr", "csfr"], "stage_shares": [1, 2]}, ("ce", "ce_intra", "sr", "ce", "cr", "cr")),
@@ -289,6 +290,7 @@ def test_branch_predictors(boxes: tuple[Dataset, SparsePoints, Path],
     ({"cr_weight": -1}, r"field 'method\.cr_weight' is -1(\.0)?, expected a number >= 0"),
     ({"affinity_scale": "cosine"}, r"field 'method\.affinity_scale'"),
     ({"chunk_rows": -5}, r"field 'method\.chunk_rows'"),
+    ({"branch_gradient": "decoder"}, r"field 'method\.branch_gradient'"),
     ({"stages": ["isfr"], "cross_segmentation": True}, r"field 'method\.cross_segmentation'"),
     ({"stage1_epochs": 600}, r"stage1_epochs"),
 ])

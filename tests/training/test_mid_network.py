@@ -23,6 +23,7 @@ from wsseg_training.engine.sampling import Sampling
 from wsseg_training.engine.schedule import Stage, TrainPlan
 from wsseg_training.methods import FullMethod
 from wsseg_training.methods.base import StepContext
+from wsseg_training.methods.dsp.method import decode_with_fixed_decoder
 from wsseg_training.model.inputs import coords_to_torch, to_torch
 from wsseg_training.model.unet import SparseUNet, UNetConfig
 
@@ -70,6 +71,28 @@ def test_decode_from_a_level_uses_each_samples_own_skips() -> None:
     assert torch.equal(changed.decoder[level + 1], out.decoder[level + 1]) and changed.encoder is out.encoder
     with pytest.raises(ValueError, match=r"decoder level 1 must have shape"):
         net.decode_from(out, 1, out.decoder[2])
+
+
+def test_a_fixed_decoder_pass_sends_gradients_only_to_the_features() -> None:
+    """DSP ``branch_gradient: features``: same logits as ``decode_from``; the backward pass reaches the replaced
+    features but no weight and no skip feature; the plain pass reaches all three."""
+    net_input = two_scenes()
+    features, maps = to_torch(net_input)
+    net = eval_model().train()
+    level = net.num_levels - 2
+    out = net.forward_features(features, maps)
+    replaced = (out.decoder[level] * 0.5).detach().requires_grad_(True)
+    for skip in out.state.skips:
+        skip.retain_grad()
+    fixed = decode_with_fixed_decoder(net, out, level, replaced)
+    torch.testing.assert_close(fixed, net.decode_from(out, level, replaced).logits, rtol=0, atol=1e-6)
+    fixed.pow(2).sum().backward()
+    assert replaced.grad is not None and float(replaced.grad.abs().sum()) > 0
+    assert all(p.grad is None for p in net.parameters())
+    assert all(s.grad is None for s in out.state.skips)
+    net.decode_from(out, level, replaced).logits.pow(2).sum().backward()
+    assert all(p.grad is not None for lv in range(level) for p in net.decoders[lv].parameters())
+    assert any(s.grad is not None and float(s.grad.abs().sum()) > 0 for s in out.state.skips)
 
 
 def test_points_to_voxel_rows_at_every_level(tmp_path: Path) -> None:

@@ -33,6 +33,9 @@ Choices the paper leaves open (all options, :mod:`~wsseg_training.methods.dsp.op
 * BatchNorm: the reallocated branches run through the decoder with batch statistics like the basic branch, but
   do not update the running statistics (``branch_bn_statistics: frozen``): what is exported normalises with the
   statistics of the features it will see.
+* ``branch_gradient: features`` (not the paper's; default ``everything``): the reallocated branches' losses reach
+  only the level's features and W, not the decoder weights or skips -- on our data the decoder otherwise meets
+  L_CR / L_SR by ignoring the reallocated level (``bench/results/dsp_sensitivity.md``).
 * Stage lengths are shares of the same total number of steps for every variant, so the baseline and each ablation
   row train exactly as long as DSP (the paper's two-stage rows train 1200 epochs).
 """
@@ -40,6 +43,7 @@ Choices the paper leaves open (all options, :mod:`~wsseg_training.methods.dsp.op
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -61,7 +65,7 @@ from wsseg_training.methods.dsp.reallocate import (
     sample_rows,
 )
 from wsseg_training.methods.full import FullMethod
-from wsseg_training.model.unet import SparseUNet
+from wsseg_training.model.unet import SparseUNet, UNetOutput
 
 #: the sampling of the stages that reallocate across samples: pairs of crops sharing a labelled class
 PAIRS = Sampling(group="pairs")
@@ -118,6 +122,31 @@ def consistency(basic: torch.Tensor, branch: torch.Tensor, rows: torch.Tensor, d
     if detach:
         z = z.detach()
     return (z - other).pow(2).sum(), basic.new_tensor(float(rows.numel()))
+
+
+class _DecodeFrom(nn.Module):
+    """``backbone.decode_from(...).logits`` as a module call, so :func:`torch.func.functional_call` can swap in
+    detached weights."""
+
+    def __init__(self, backbone: SparseUNet) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, output: UNetOutput, level: int, features: torch.Tensor) -> torch.Tensor:
+        return self.backbone.decode_from(output, level, features).logits
+
+
+def decode_with_fixed_decoder(backbone: SparseUNet, output: UNetOutput, level: int,
+                              features: torch.Tensor) -> torch.Tensor:
+    """(M_0, C) logits of ``backbone.decode_from(output, level, features)`` whose gradients reach only
+    ``features``: the weights and the pass's skip features enter detached (same values, BatchNorm as the caller
+    sets it up)."""
+    if output.state is None:
+        raise ValueError("decode_with_fixed_decoder needs an output of SparseUNet.run (it has no state)")
+    state = dataclasses.replace(output.state, skips=[s.detach() for s in output.state.skips])
+    fixed = dataclasses.replace(output, state=state)
+    weights = {f"backbone.{name}": p.detach() for name, p in backbone.named_parameters()}
+    return torch.func.functional_call(_DecodeFrom(backbone), weights, (fixed, level, features))
 
 
 class DspMethod(FullMethod):
@@ -200,4 +229,6 @@ class DspMethod(FullMethod):
         """(M_0, C) logits of ``features`` at ``level`` decoded with each sample's own skips."""
         frozen = self.options.branch_bn_statistics == "frozen"
         with frozen_running_statistics(ctx.backbone) if frozen else contextlib.nullcontext():
+            if self.options.branch_gradient == "features":
+                return decode_with_fixed_decoder(ctx.backbone, ctx.output, level, features)
             return ctx.backbone.decode_from(ctx.output, level, features).logits

@@ -28,6 +28,8 @@ INTRA_KINDS = ("isfr", "joint")
 BN_STATISTICS = ("frozen", "update")
 #: what L_CR / L_SR compare: the decoder's logits Z, or softmax(Z)
 CONSISTENCY_SPACES = ("logits", "probabilities")
+#: where the reallocated branches' losses send gradients
+BRANCH_GRADIENTS = ("everything", "features")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +53,12 @@ class DspOptions(MethodOptions):
     consistency_space: str = option("logits", choices=CONSISTENCY_SPACES,
                                     doc="what L_CR / L_SR compare: logits = Z as the decoder outputs it (the paper's "
                                         "Z = f_dec(F)); probabilities = softmax(Z), each voxel's term in [0, 2]")
+    branch_gradient: str = option("everything", choices=BRANCH_GRADIENTS,
+                                  doc="what the reallocated branches' losses (L_CR, L_SR, L_seg_s, L_seg_c) train: "
+                                      "everything = every weight on their path, decoder included (as written); "
+                                      "features = only the level's features and W (the branch's decoder pass uses "
+                                      "detached weights and skips), so the decoder cannot meet L_CR / L_SR by "
+                                      "ignoring the reallocated level")
     affinity_scale: str = option("sqrt_k", choices=AFFINITY_SCALES,
                                  doc="logit scale of F W F^T: none = the paper's unscaled form, sqrt_k = 1/sqrt(K) "
                                      "(our default: the unscaled softmax saturates, see the method docstring)")
