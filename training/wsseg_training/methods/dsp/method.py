@@ -23,8 +23,9 @@ Choices the paper leaves open (all options, :mod:`~wsseg_training.methods.dsp.op
 
 * L_CR / L_SR reduction: ||.||^2 summed over the classes, **averaged over the level-0 voxels** of the samples
   that take part (the paper writes the Frobenius norm, a sum; the mean keeps it on the scale of the CE terms);
-  Z_i is not detached (``detach_basic``: false); Z = the logits (``consistency_space: logits``; the paper calls
-  Z the prediction f_dec(F) without saying whether softmax is applied -- ``probabilities`` compares softmax(Z)).
+  Z_i is not detached (``detach_basic``: false); Z = softmax of the decoder's logits (``consistency_space:
+  probabilities``; the paper calls Z the prediction f_dec(F) without saying whether softmax is applied --
+  ``logits`` compares the raw logits, which measured worse on every run, ``bench/results/dsp_2000steps.md``).
 * The affinity logits are scaled by 1/sqrt(K) (``affinity_scale: sqrt_k``); ``none`` is the paper's unscaled
   F W F^T.  W starts as the identity.
 * A pair only reallocates when its two samples share a labelled class (``Batch.tags``: the classes among each
