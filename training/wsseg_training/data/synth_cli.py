@@ -7,7 +7,15 @@ from dataclasses import fields
 
 from tqdm import tqdm
 
-from wsseg_training.data.synth.config import Difficulty, IndoorConfig, LidarConfig, OutdoorConfig, RGBDCameraConfig
+from wsseg_training.data.synth.config import (
+    ROOM_TYPE_PRESETS,
+    Difficulty,
+    IndoorConfig,
+    LidarConfig,
+    OutdoorConfig,
+    RGBDCameraConfig,
+    parse_room_types,
+)
 
 #: CLI flag -> (config class, field).  Defaults come from the dataclasses, so the help shows them.
 _FLAGS: dict[str, tuple[type, str, str]] = {
@@ -53,8 +61,11 @@ def build_config(args: argparse.Namespace) -> IndoorConfig | OutdoorConfig:
         if LidarConfig in given:
             raise ValueError(f"LiDAR flags {sorted(given[LidarConfig])} do not apply to --kind indoor")
         camera = RGBDCameraConfig(**given.get(RGBDCameraConfig, {}))
+        if args.room_types is not None:
+            given.setdefault(IndoorConfig, {})["room_types"] = parse_room_types(args.room_types)
         return IndoorConfig(camera=camera, difficulty=difficulty, **given.get(IndoorConfig, {}))
-    unused = sorted(set(given.get(RGBDCameraConfig, {})) | set(given.get(IndoorConfig, {})))
+    unused = sorted(set(given.get(RGBDCameraConfig, {})) | set(given.get(IndoorConfig, {}))
+                    | ({"room_types"} if args.room_types is not None else set()))
     if unused:
         raise ValueError(f"RGB-D flags {unused} do not apply to --kind outdoor")
     return OutdoorConfig(lidar=LidarConfig(**given.get(LidarConfig, {})), difficulty=difficulty)
@@ -97,6 +108,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
               RGBDCameraConfig: parser.add_argument_group("RGB-D camera (indoor)"),
               IndoorConfig: parser.add_argument_group("RGB-D camera (indoor)"),
               LidarConfig: parser.add_argument_group("LiDAR (outdoor)")}
+    groups[IndoorConfig].add_argument(
+        "--room-types", default=None, help=f"indoor: the room-type mix, a preset {sorted(ROOM_TYPE_PRESETS)} or "
+        "TYPE=SHARE,... of office, conference, hallway, storage, lounge (default office_only)")
     for flag, (cls, name, help_text) in _FLAGS.items():
         default = _default(cls, name)
         kind = {f.name: f.type for f in fields(cls)}[name]

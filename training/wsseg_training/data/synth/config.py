@@ -7,6 +7,8 @@ dataset's ``dataset.yaml`` (``extra.synth``) so a dataset says how it was made.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -111,18 +113,79 @@ class LidarConfig:
         return max(1, round(360.0 / self.horizontal_resolution_deg))
 
 
+#: the room types the indoor generator can build (``rooms.ROOM_TYPES`` furnishes each)
+ROOM_TYPE_NAMES = ("office", "conference", "hallway", "storage", "lounge")
+#: named room-type mixes: type -> share of the rooms.  ``s3dis_mix`` follows S3DIS's 272 rooms (156 offices,
+#: 61 hallways, 19 storage rooms, 11 conference rooms, 11 WCs, 10 copy rooms, 3 lobbies, 3 lounges, 3 pantries,
+#: 2 auditoriums, 1 open space), the types we do not build folded into the nearest we do: WC and copy room ->
+#: storage, auditorium -> conference, lobby, pantry and open space -> lounge.
+ROOM_TYPE_PRESETS: dict[str, dict[str, float]] = {
+    "office_only": {"office": 1.0},
+    "s3dis_mix": {"office": 0.55, "hallway": 0.22, "storage": 0.12, "conference": 0.05, "lounge": 0.06},
+}
+
+
+def room_type_shares(room_types: str | Mapping[str, float]) -> dict[str, float]:
+    """The normalised shares {type: share, summing to 1} of a preset name or a {type: weight} mapping.
+
+    Raises ValueError naming the field ``room_types`` for an unknown preset or type, a negative or non-finite weight,
+    or weights summing to 0.
+    """
+    if isinstance(room_types, str):
+        if room_types not in ROOM_TYPE_PRESETS:
+            raise ValueError(f"IndoorConfig: field 'room_types' is {room_types!r}, expected a preset "
+                             f"{sorted(ROOM_TYPE_PRESETS)} or a mapping {{type: share}} of {list(ROOM_TYPE_NAMES)}")
+        room_types = ROOM_TYPE_PRESETS[room_types]
+    if not isinstance(room_types, Mapping) or not room_types:
+        raise ValueError(f"IndoorConfig: field 'room_types' is {room_types!r}, expected a preset name or a non-empty "
+                         "mapping {type: share}")
+    for name, weight in room_types.items():
+        if name not in ROOM_TYPE_NAMES:
+            raise ValueError(f"IndoorConfig: field 'room_types' names an unknown room type {name!r}, expected "
+                             f"{list(ROOM_TYPE_NAMES)}")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"IndoorConfig: field 'room_types' share of {name!r} is {weight!r}, expected a finite "
+                             "number >= 0")
+    total = float(sum(room_types.values()))
+    if total <= 0:
+        raise ValueError("IndoorConfig: field 'room_types' shares sum to 0, expected a positive sum")
+    return {name: float(weight) / total for name, weight in room_types.items() if weight > 0}
+
+
+def parse_room_types(text: str) -> str | dict[str, float]:
+    """A ``--room-types`` value: a preset name (``s3dis_mix``) or ``TYPE=SHARE,...`` (``office=3,hallway=1``)."""
+    if "=" not in text:
+        room_type_shares(text)  # validates the name
+        return text
+    shares: dict[str, float] = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        try:
+            shares[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--room-types: {item!r} is not TYPE=SHARE (a number)") from None
+    room_type_shares(shares)
+    return shares
+
+
 @dataclass(frozen=True, kw_only=True)
 class IndoorConfig:
     """Rooms scanned by an RGB-D camera moving around them; the frames are fused into one cloud.
 
     Room footprint sides are drawn from ``room_side_m`` and the height from ``room_height_m`` (min, max).
     ``fused_voxel_m`` thins the fused cloud to at most one point per voxel (0 keeps every pixel).
+    ``room_types``: which kinds of room are built, a preset of ``ROOM_TYPE_PRESETS`` or a mapping {type: share}
+    of ``ROOM_TYPE_NAMES``; the default ``office_only`` builds today's furnished offices, the same rooms as before
+    room types existed.  Each room's type is drawn by its seed (nothing is drawn for a single type).
+    ``room_side_m`` sizes offices and lounges; conference rooms, hallways and storage rooms have their own footprints
+    (``rooms.ROOM_TYPES``).
     """
 
     room_side_m: tuple[float, float] = (4.0, 9.0)
     room_height_m: tuple[float, float] = (2.6, 3.4)
     views: int = 16
     fused_voxel_m: float = 0.04
+    room_types: str | Mapping[str, float] = "office_only"
     camera: RGBDCameraConfig = field(default_factory=RGBDCameraConfig)
     difficulty: Difficulty = field(default_factory=Difficulty)
 
@@ -137,6 +200,12 @@ class IndoorConfig:
             raise ValueError(f"IndoorConfig: field 'views' is {self.views}, expected >= 1")
         if self.fused_voxel_m < 0:
             raise ValueError(f"IndoorConfig: field 'fused_voxel_m' is {self.fused_voxel_m}, expected >= 0")
+        room_type_shares(self.room_types)
+
+    @property
+    def room_type_shares(self) -> dict[str, float]:
+        """{type: share} of the rooms, normalised to sum to 1."""
+        return room_type_shares(self.room_types)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,7 +227,7 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     """Plain-YAML form of a config dataclass (tuples become lists)."""
 
     def plain(value: Any) -> Any:
-        if isinstance(value, dict):
+        if isinstance(value, Mapping):
             return {k: plain(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [plain(v) for v in value]

@@ -19,6 +19,7 @@ from wsseg_training.data.dataset import DatasetWriter
 from wsseg_training.data.synth.config import IndoorConfig, OutdoorConfig, config_to_dict
 from wsseg_training.data.synth.indoor import synthesize_indoor
 from wsseg_training.data.synth.outdoor import synthesize_outdoor
+from wsseg_training.data.synth.rooms import build_typed_room
 from wsseg_training.data.synth.sensors import save_frame
 
 GENERATOR_VERSION = 1
@@ -41,6 +42,25 @@ class SynthSummary:
 def scene_rng(seed: int, index: int) -> np.random.Generator:
     """The random generator of scene ``index`` of a dataset made with ``seed``."""
     return np.random.default_rng(np.random.SeedSequence([seed, index]))
+
+
+def room_statistics(config: IndoorConfig, rooms: int, seed: int) -> dict:
+    """What the rooms of a dataset made with ``config`` and ``seed`` hold, from their meshes (no scanning; a class
+    counts as present when any of its surfaces is built, seen by the camera or not):
+    {"rooms", "types": {type: share of the rooms}, "classes_per_room": mean, "classes_per_room_by_type": {type:
+    mean}, "presence": {class: share of the rooms holding it}}; room ``i`` is scene ``i``'s room."""
+    types: list[str] = []
+    present = np.zeros((rooms, S3DIS.num_classes), bool)
+    for index in range(rooms):
+        built = build_typed_room(scene_rng(seed, index), config)
+        types.append(built.room_type)
+        present[index, np.unique(built.mesh.semantic)] = True
+    per_room = present.sum(axis=1)
+    kinds = sorted(set(types))
+    return {"rooms": rooms, "types": {t: round(types.count(t) / rooms, 4) for t in kinds},
+            "classes_per_room": round(float(per_room.mean()), 2),
+            "classes_per_room_by_type": {t: round(float(per_room[[x == t for x in types]].mean()), 2) for t in kinds},
+            "presence": {c: round(float(present[:, i].mean()), 3) for i, c in enumerate(S3DIS.names)}}
 
 
 def split_of(index: int, scenes: int, val_fraction: float) -> str:
@@ -85,7 +105,7 @@ def write_synthetic_dataset(out: str | Path, config: IndoorConfig | OutdoorConfi
                 result = synthesize_indoor(rng, config)
                 scene_name = f"room_{index:04d}"
                 metadata: dict = {"room_size_m": [round(float(v), 3) for v in result.room_size_m],
-                                  "views": len(result.frames)}
+                                  "room_type": result.room_type, "views": len(result.frames)}
                 if frames_dir is not None:
                     folder = Path(frames_dir) / scene_name
                     folder.mkdir(parents=True, exist_ok=True)
