@@ -39,6 +39,7 @@ from harness import add_supervoxels, machine, miou_of, recipe, run_full, synthet
 from wsseg_training.checkpoint import load_checkpoint, model_from_checkpoint, preprocess_from_checkpoint
 from wsseg_training.data.dataset import Dataset
 from wsseg_training.data.subscenes import parse_grid, subscene_dataset
+from wsseg_training.data.synth.config import parse_room_types
 from wsseg_training.engine.config import config_from_dict
 from wsseg_training.engine.inference import infer
 from wsseg_training.engine.loop import Trainer
@@ -231,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--features", default="offset,rgb", help="network inputs of every run (e.g. offset,rgb,height)")
     parser.add_argument("--subscenes", default="", help="NX,NY,NZ: train on sub-scenes of the rooms "
                                                         "(subscene_dataset; '' = whole rooms)")
+    parser.add_argument("--room-types", type=parse_room_types, default="office_only",
+                        help="room-type mix of new rooms (IndoorConfig.room_types: a preset or TYPE=SHARE,...)")
     parser.add_argument("--batch-scenes", type=int, default=2, help="Densify scenes per step")
     parser.add_argument("--name", default="densify", help="results file name (bench/results/NAME.{json,md})")
     parser.add_argument("--match-quality", type=Path, default=None, metavar="RUN",
@@ -243,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = [p for p in args.parts.split(",") if p]
     work = args.work or Path(tempfile.mkdtemp(prefix="wsseg_densify_"))
     started, load_start = time.perf_counter(), os.getloadavg()
-    dataset = synthetic_dataset(work / "data", "indoor", args.scenes, args.seed, args.data)
+    dataset = synthetic_dataset(work / "data", "indoor", args.scenes, args.seed, args.data, args.room_types)
     supervoxels = add_supervoxels(dataset)
     rooms = dataset = thinned(dataset, work / f"data_every{args.keep_every}", args.keep_every)
     args.features = [f for f in args.features.split(",") if f]
@@ -317,6 +320,7 @@ def finish(result: dict[str, Any], args: argparse.Namespace, argv: list[str] | N
                     "whole sub-scenes")
     else:
         protocol = f"scene tags of the train rooms (seed {args.seed}); batches of {args.batch_scenes} whole rooms"
+    protocol += f"; room types {args.room_types}"
     result["note"] = (
         f"Synthetic indoor rooms ({len(dataset.scene_names('val'))} val rooms"
         f"{f', every {args.keep_every}-th point' if args.keep_every > 1 else ''}, "

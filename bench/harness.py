@@ -94,15 +94,18 @@ def run_full(dataset: Dataset, work: Path, config: dict, clicks: Any = None) -> 
 # ------------------------------------------------------------------------------------------------ datasets
 
 
-def synthetic_dataset(out: Path, kind: str, scenes: int, seed: int, data: Path | None = None) -> Dataset:
-    """``data`` when given (from ``wsseg data synth``), else ``scenes`` new ``indoor`` / ``outdoor`` scenes."""
+def synthetic_dataset(out: Path, kind: str, scenes: int, seed: int, data: Path | None = None,
+                      room_types: str | dict[str, float] = "office_only") -> Dataset:
+    """``data`` when given (from ``wsseg data synth``), else ``scenes`` new ``indoor`` / ``outdoor`` scenes
+    (indoor: of the ``room_types`` mix, ``IndoorConfig.room_types``)."""
     if data is not None:
         return Dataset(data)
     from wsseg_training.data.synth.config import IndoorConfig, OutdoorConfig  # Open3D: import on use
     from wsseg_training.data.synth.generate import write_synthetic_dataset
 
     if not (out / "dataset.yaml").is_file():
-        write_synthetic_dataset(out, IndoorConfig() if kind == "indoor" else OutdoorConfig(), scenes=scenes,
+        config = IndoorConfig(room_types=room_types) if kind == "indoor" else OutdoorConfig()
+        write_synthetic_dataset(out, config, scenes=scenes,
                                 seed=seed)
     return Dataset(out)
 

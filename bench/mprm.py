@@ -45,6 +45,7 @@ from method_entries import FULL, entries
 from methods import aggregate, dense_fraction
 from mprm_tries import add_tries, grid_arg, parse_try, tries_markdown
 from wsseg_training.data.dataset import Dataset
+from wsseg_training.data.synth.config import parse_room_types
 from wsseg_training.engine.config import config_from_dict
 from wsseg_training.engine.loop import Trainer
 from wsseg_training.evaluation.evaluate import TorchPredictor
@@ -136,13 +137,15 @@ def seed_runs(dataset: Dataset, seed: int, work: Path, args: argparse.Namespace,
     """Every run of one dataset and seed (module docstring)."""
     full = full_run(dataset, seed, work, args)
     print(f"  full: {100 * full['miou']:.1f} ({full['train_s']:.0f} s)", flush=True)
-    out: dict[str, Any] = {"full": full, "subcloud": run_mprm(dataset, "subcloud", seed, work, args, {}, "subcloud"),
-                           "scene": run_mprm(dataset, "scene", seed, work, args, {}, "scene")}
+    out: dict[str, Any] = {"full": full}
+    for kind in ("subcloud", "scene"):
+        if kind in args.kinds:
+            out[kind] = run_mprm(dataset, kind, seed, work, args, {}, kind)
     if mosd:
         if args.mosd_radius:
             out["subcloud_small"] = run_mprm(dataset, "subcloud", seed, work, args, {}, "subcloud_small",
                                              radius_m=args.mosd_radius)
-    elif not args.quick:
+    elif not args.quick and "subcloud" in args.kinds:
         out["pcam_alone"] = run_mprm(dataset, "subcloud", seed, work, args, {"paths": ["pcam"]}, "pcam_alone")
     return out
 
@@ -407,7 +410,12 @@ def main() -> int:
                         help="run only MPRM with scene tags on sub-scenes (each train room cut into this grid, every "
                              "cell tagged on its own; the paper's options, or each --try) on --seeds, added to the "
                              "saved indoor section (bench/mprm_tries.py; needs --skip-mosd)")
+    parser.add_argument("--room-types", type=parse_room_types, default="office_only",
+                        help="indoor room-type mix of new rooms (IndoorConfig.room_types: a preset or TYPE=SHARE,...)")
+    parser.add_argument("--kinds", default="subcloud,scene", help="MPRM label kinds to run (comma-separated)")
+    parser.add_argument("--name", default="mprm", help="results file name (bench/results/NAME.{json,md})")
     args = parser.parse_args()
+    args.kinds = [k for k in args.kinds.split(",") if k]
     if args.subscenes and not args.skip_mosd:
         parser.error("--subscenes cuts rooms: the mOSD frames are not cut (add --skip-mosd)")
     torch.set_num_threads(args.threads)
@@ -415,7 +423,7 @@ def main() -> int:
     args.steps = args.steps or (200 if args.quick else 2000)
     args.scenes = args.scenes or (10 if args.quick else 15)
     work = args.work or Path(tempfile.mkdtemp(prefix="wsseg_mprm_"))
-    saved = args.results / "mprm.json"
+    saved = args.results / f"{args.name}.json"
     if args.rerender:  # rows from an older run's json (its datasets from --work), tables re-written
         result = {"datasets": load_parts(saved), "note": NOTE}
         for name, part in result["datasets"].items():
@@ -423,12 +431,13 @@ def main() -> int:
             part["methods_rows"] = method_rows(part, name, dense_fraction(Dataset(data)))
             part["majority_class"], part["majority_miou"] = majority(Dataset(data))
         result["notes"] = args.notes.read_text() if args.notes else result.get("notes", "")
-        write_results(args.results, "mprm", result, markdown(result))
+        write_results(args.results, args.name, result, markdown(result))
         print(markdown(result))
         return 0
     datasets: dict[str, Any] = load_parts(saved) if args.merge and saved.is_file() else {}
     result: dict[str, Any] = {}
-    makers = {"indoor": lambda: synthetic_dataset(work / "indoor" / "data", "indoor", args.scenes, 0, data=args.data),
+    makers = {"indoor": lambda: synthetic_dataset(work / "indoor" / "data", "indoor", args.scenes, 0, data=args.data,
+                                                room_types=args.room_types),
               "mosd": lambda: mosd_dataset(work / "mosd" / "data", args.mosd)}
     wanted = [n for n, skip in (("indoor", args.skip_indoor), ("mosd", args.skip_mosd or not args.mosd.is_dir()))
               if not skip]
@@ -442,7 +451,7 @@ def main() -> int:
                       f"bench/methods.py ablation mprm {' '.join(sys.argv[1:])}")
             result = {"datasets": datasets, "note": NOTE, "notes": saved_notes(args, saved)}
             if not args.no_write:
-                write_results(args.results, "mprm", result, markdown(result))
+                write_results(args.results, args.name, result, markdown(result))
             continue
         part = dataset_part(name, dataset, args, work / name, mosd=name == "mosd")
         kind = "synthetic RGB-D rooms" if name == "indoor" else "real mOSD RGB-D frames"
@@ -458,7 +467,7 @@ def main() -> int:
         datasets[name] = part
         result = {"datasets": datasets, "note": NOTE, "notes": saved_notes(args, saved)}
         if not args.no_write:  # after every dataset: a later failure keeps what finished
-            write_results(args.results, "mprm", result, markdown(result))
+            write_results(args.results, args.name, result, markdown(result))
     print(markdown(result))
     brief = {name: {k: v for k, v in d["summary"].items() if k != "orderings"} for name, d in datasets.items()}
     print("RESULT " + json.dumps({"summary": brief, "wall_s": {n: d["wall_s"] for n, d in datasets.items()}}),
