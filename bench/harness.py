@@ -105,8 +105,7 @@ def synthetic_dataset(out: Path, kind: str, scenes: int, seed: int, data: Path |
 
     if not (out / "dataset.yaml").is_file():
         config = IndoorConfig(room_types=room_types) if kind == "indoor" else OutdoorConfig()
-        write_synthetic_dataset(out, config, scenes=scenes,
-                                seed=seed)
+        write_synthetic_dataset(out, config, scenes=scenes, seed=seed)
     return Dataset(out)
 
 

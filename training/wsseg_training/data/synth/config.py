@@ -7,6 +7,7 @@ dataset's ``dataset.yaml`` (``extra.synth``) so a dataset says how it was made.
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -152,19 +153,28 @@ def room_type_shares(room_types: str | Mapping[str, float]) -> dict[str, float]:
     return {name: float(weight) / total for name, weight in room_types.items() if weight > 0}
 
 
+class RoomTypesError(argparse.ArgumentTypeError, ValueError):
+    """A bad ``--room-types`` value: a ValueError that argparse prints with its message (as a ``type=``)."""
+
+
 def parse_room_types(text: str) -> str | dict[str, float]:
-    """A ``--room-types`` value: a preset name (``s3dis_mix``) or ``TYPE=SHARE,...`` (``office=3,hallway=1``)."""
-    if "=" not in text:
-        room_type_shares(text)  # validates the name
-        return text
+    """A ``--room-types`` value: a preset name (``s3dis_mix``) or ``TYPE=SHARE,...`` (``office=3,hallway=1``).
+
+    Raises RoomTypesError (a ValueError) saying what is wrong."""
     shares: dict[str, float] = {}
-    for item in text.split(","):
-        name, _, value = item.partition("=")
-        try:
-            shares[name.strip()] = float(value)
-        except ValueError:
-            raise ValueError(f"--room-types: {item!r} is not TYPE=SHARE (a number)") from None
-    room_type_shares(shares)
+    try:
+        if "=" not in text:
+            room_type_shares(text)  # validates the name
+            return text
+        for item in text.split(","):
+            name, _, value = item.partition("=")
+            try:
+                shares[name.strip()] = float(value)
+            except ValueError:
+                raise ValueError(f"--room-types: {item!r} is not TYPE=SHARE (a number)") from None
+        room_type_shares(shares)
+    except ValueError as error:
+        raise RoomTypesError(str(error)) from None
     return shares
 
 
