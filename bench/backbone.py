@@ -53,8 +53,8 @@ from wsseg.runtime.segmenter import Segmenter
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 RESULTS = REPO / "bench" / "results"
-DEFAULT_CASES = ["rgbd640:cpu:0.02", "rgbd640:rgbd_rt:0.02", "lidar64:lidar_rt:0.10", "lidar64:cpu:0.10",
-                 "lidar64:cpu:0.05"]
+DEFAULT_CASES = ["rgbd640:cpu:0.02", "rgbd640:rgbd_rt:0.02", "lidar64:lidar_rt:0.10", "lidar64:lidar_rt_lite:0.10",
+                 "lidar64:cpu:0.10", "lidar64:cpu:0.05"]
 
 
 def lidar_frame() -> tuple[str, dict[str, np.ndarray]]:

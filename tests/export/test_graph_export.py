@@ -71,6 +71,32 @@ def test_chunked_graph_matches_pytorch(tiny_checkpoint: Path, tmp_path: Path) ->
     assert report.label_agreement >= 0.999 and report.max_logit_diff < 1e-3
 
 
+def test_a_light_finest_level_exports_and_matches_pytorch(tmp_path: Path) -> None:
+    """blocks[0] = 0 (``lidar_rt_lite``'s layout): the 1x1 decoder fuse exports with standard ops; ORT == PyTorch."""
+    from wsseg_training.checkpoint import make_checkpoint, save_checkpoint
+    from wsseg_training.fit import LabelledInput, fit
+    from wsseg_training.model.profiles import preprocess_config_for
+    from wsseg_training.model.unet import SparseUNet, UNetConfig
+
+    from wsseg.core.classes import ClassTable
+    from wsseg.core.features import FeatureConfig
+
+    config = preprocess_config_for("tiny", FeatureConfig(names=("offset", "rgb")), voxel_size_m=0.1)
+    xyz, rgb, semantic = make_box_scene()
+    torch.manual_seed(0)
+    model = SparseUNet(UNetConfig(config.features.num_channels, 3, channels=(8, 16, 24), blocks=(0, 1, 1)))
+    fit(model, [LabelledInput(prepare_cloud(config, xyz, rgb=rgb), semantic)], steps=10, lr=1e-2, progress=False)
+    classes = ClassTable("boxes", ("floor", "wall", "box"), ((100, 80, 60), (200, 200, 200), (40, 90, 160)))
+    ckpt = save_checkpoint(tmp_path / "light.pt", make_checkpoint(model.eval(), config, classes))
+    bundle = export_bundle(ckpt, tmp_path / "bundle", graph="auto")
+    graph = onnx.load(str(bundle.onnx_path))
+    assert {node.op_type for node in graph.graph.node} <= set(ALLOWED_OPS)
+    scenes = [(f"box{seed}", Scene(xyz=x, rgb=c, semantic=y.astype(np.int16)))
+              for seed in (3, 4) for x, c, y in [make_box_scene(seed=seed, n=5000)]]
+    report = check_parity(bundle, model_from_checkpoint(load_checkpoint(ckpt)), scenes)
+    assert report.label_agreement >= 0.999 and report.max_logit_diff < 1e-3
+
+
 def test_chunked_torch_forward_equals_gather_forward(tiny_checkpoint: Path) -> None:
     checkpoint = load_checkpoint(tiny_checkpoint)
     model = fold_batchnorm(model_from_checkpoint(checkpoint))

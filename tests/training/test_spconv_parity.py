@@ -61,14 +61,16 @@ def randomised_eval_model(config: UNetConfig, seed: int) -> SparseUNet:
     return model.eval()
 
 
-@pytest.mark.parametrize(("num_levels", "batch"), [(1, 1), (2, 2), (4, 1), (4, 2)])
-def test_whole_unet_parity_single_thread(num_levels: int, batch: int) -> None:
+@pytest.mark.parametrize(("num_levels", "batch", "blocks"),
+                         [(1, 1, (1,)), (2, 2, (1, 2)), (4, 1, (1, 2, 1, 1)), (4, 2, (1, 2, 1, 1)),
+                          (4, 1, (0, 1, 1, 1))])
+def test_whole_unet_parity_single_thread(num_levels: int, batch: int, blocks: tuple[int, ...]) -> None:
     net_input = surface_scene(6000, seed=num_levels, batch=batch, num_levels=num_levels)
     features, maps = to_torch(net_input)
     coords = coords_to_torch(net_input)
     assert int(coords[:, 1:].min()) < 0, "the scene must exercise negative coordinates"
     channels = (16, 24, 32, 40)[:num_levels]
-    model = randomised_eval_model(UNetConfig(6, 5, channels, (1, 2, 1, 1)[:num_levels]), seed=num_levels)
+    model = randomised_eval_model(UNetConfig(6, 5, channels, blocks), seed=num_levels)
 
     with torch_threads(1), torch.no_grad():
         reference = model(features, *maps)

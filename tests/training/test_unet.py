@@ -191,6 +191,36 @@ def test_batched_scenes_equal_separate_runs_in_eval_mode() -> None:
     assert (batched[scene == 1] - alone_b).abs().max().item() < 1e-5
 
 
+def test_a_light_level_keeps_only_the_stem_and_a_pointwise_fuse() -> None:
+    """blocks[0] = 0: no 3x3x3 block at level 0 (the stem alone), a 1x1 fuse of concat(up, skip) in the decoder;
+    it trains, folds like the rest and costs fewer convolutions than blocks[0] = 1."""
+    from wsseg_training.model.sparse_conv import SubmanifoldConv3d
+    from wsseg_training.model.unet import PointwiseNormReLU
+
+    torch.manual_seed(6)
+    features, maps = to_torch(prepared(3))
+    light = SparseUNet(UNetConfig(in_channels=6, num_classes=NUM_CLASSES, channels=(8, 12, 16), blocks=(0, 1, 1)))
+    usual = SparseUNet(UNetConfig(in_channels=6, num_classes=NUM_CLASSES, channels=(8, 12, 16), blocks=(1, 1, 1)))
+    assert len(light.encoders[0]) == 0
+    assert [type(m) for m in light.decoders[0]] == [PointwiseNormReLU]
+    def subm_count(model: SparseUNet) -> int:
+        return sum(isinstance(m, SubmanifoldConv3d) for m in model.modules())
+    assert subm_count(usual) - subm_count(light) == 4  # two blocks of two convolutions gone from level 0
+
+    labels = torch.randint(0, NUM_CLASSES, (features.shape[0],))
+    torch.nn.functional.cross_entropy(light(features, *maps), labels).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in light.parameters())
+
+    randomise_batchnorm(light, seed=6)
+    light.eval()
+    with torch.no_grad():
+        expected = light(features, *maps)
+        got = fold_batchnorm(light)(features, *maps)
+    assert expected.abs().max().item() > 0.1 and (expected - got).abs().max().item() < 1e-4
+    with pytest.raises(ValueError, match=r"blocks \(0, -1\) >= 0"):
+        UNetConfig(in_channels=6, num_classes=3, channels=(8, 16), blocks=(0, -1))
+
+
 def test_to_torch_follows_map_input_names() -> None:
     net_input = prepared(3)
     features, maps = to_torch(net_input)

@@ -11,9 +11,12 @@ Layout for ``L = len(channels)`` levels, ``c_l = channels[l]``, ``b_l = blocks[l
     head      per-voxel linear c_0 -> num_classes (with bias)
 
 A residual block is ``subm-BN-ReLU-subm-BN`` plus the identity (or a 1x1 linear +
-BN when the width changes), then ReLU.  Blocks end in ReLU, so no separate final
-BN/ReLU stands before the head; every BatchNorm directly follows a convolution and
-folds into it at export (:mod:`wsseg_training.model.fuse`).  BatchNorm normalises
+BN when the width changes), then ReLU.  ``b_l = 0`` makes level ``l`` light: no encoder block (level 0:
+the stem alone) and a decoder that fuses ``concat(up, skip)`` with a 1x1 linear + BN + ReLU
+(2 c_l -> c_l) instead of 3x3x3 blocks; at level 0, where a LiDAR frame has the most voxels and
+the fewest neighbours per voxel, that removes the costliest convolutions of the network.
+Blocks end in ReLU, so no separate final BN/ReLU stands before the head; every BatchNorm directly
+follows a convolution and folds into it at export (:mod:`wsseg_training.model.fuse`).  BatchNorm normalises
 over the active voxels of the whole batch (``BatchNorm1d`` on ``(M, C)``).
 
 The network structure is written once against :class:`ConvOps`; the kernel-map
@@ -46,7 +49,8 @@ class UNetConfig:
     in_channels: per-voxel input features (``FeatureConfig.num_channels``).
     num_classes: output logits per voxel.
     channels: feature width of each level, finest first; ``num_levels = len(channels)``.
-    blocks: residual blocks per level (encoder and decoder alike), >= 1.
+    blocks: residual blocks per level (encoder and decoder alike), >= 0 (0: a light level, see the module
+        docstring).
     """
 
     in_channels: int
@@ -63,8 +67,8 @@ class UNetConfig:
             raise ValueError(
                 f"UNetConfig: channels {self.channels} and blocks {self.blocks} must be non-empty and of equal length"
             )
-        if min(self.channels) < 1 or min(self.blocks) < 1:
-            raise ValueError(f"UNetConfig: channels {self.channels} and blocks {self.blocks} must all be >= 1")
+        if min(self.channels) < 1 or min(self.blocks) < 0:
+            raise ValueError(f"UNetConfig: channels {self.channels} must all be >= 1 and blocks {self.blocks} >= 0")
 
     @property
     def num_levels(self) -> int:
@@ -231,7 +235,25 @@ class ResidualBlock(nn.Module):
         return self.relu(out + identity)
 
 
+class PointwiseNormReLU(nn.Module):
+    """``relu(BN(linear(x)))`` per voxel: the decoder of a light level (no neighbourhood)."""
+
+    FOLD_PAIRS = (("linear", "norm"),)
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.linear = PointwiseLinear(in_channels, out_channels)
+        self.norm: nn.Module = nn.BatchNorm1d(out_channels)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor, ops: ConvOps, level: int) -> torch.Tensor:
+        return self.relu(self.norm(self.linear(x)))
+
+
 def _stage(in_channels: int, out_channels: int, count: int) -> nn.ModuleList:
+    """``count`` residual blocks; none when the width stays, a 1x1 fuse when it changes and ``count = 0``."""
+    if count == 0:
+        return nn.ModuleList([] if in_channels == out_channels else [PointwiseNormReLU(in_channels, out_channels)])
     return nn.ModuleList(
         ResidualBlock(in_channels if i == 0 else out_channels, out_channels) for i in range(count)
     )
