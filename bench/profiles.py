@@ -37,7 +37,7 @@ from wsseg_training.data.readers.mosd import read_frame
 from wsseg_training.data.readers.semantickitti import read_scan
 from wsseg_training.evaluation.metrics import ConfusionMatrix
 from wsseg_training.fit import LabelledInput, fit, predict_points
-from wsseg_training.model.profiles import get_profile, unet_config_for
+from wsseg_training.model.profiles import PROFILES, ModelProfile, get_profile, unet_config_for
 from wsseg_training.model.unet import SparseUNet
 
 from wsseg.core.classes import MOSD, SEMANTIC_KITTI19, ClassTable
@@ -133,6 +133,22 @@ def case_list(text: str) -> list[tuple[str, ...]]:
     return [tuple(item.split(":")) for item in text.split(",") if item]
 
 
+def register_layout(text: str) -> str:
+    """``NAME=BASE:CHANNELS/BLOCKS[/DECODER_BLOCKS]`` (e.g. ``lite_dec=lidar_rt:16,24,32,48/1,1,1,1/0,1,1,1``):
+    a bench-only profile with ``BASE``'s voxel and the given layout, registered for this process (the product's
+    profile table is not changed); returns NAME."""
+    name, _, spec = text.partition("=")
+    base, _, layout = spec.partition(":")
+    parts = [tuple(int(v) for v in part.split(",")) for part in layout.split("/")]
+    if not name or len(parts) not in (2, 3):
+        raise argparse.ArgumentTypeError(f"--layout {text!r}: expected NAME=BASE:CHANNELS/BLOCKS[/DECODER_BLOCKS]")
+    PROFILES[name] = ModelProfile(name=name, channels=parts[0], blocks=parts[1],
+                                  voxel_size_m=get_profile(base).voxel_size_m,
+                                  description=f"bench layout {layout} at {base}'s voxel",
+                                  decoder_blocks=parts[2] if len(parts) == 3 else None)
+    return text
+
+
 def seed_summary(rows: list[dict]) -> list[str]:
     """Markdown lines: val mIoU mean ± std per (data, profile) over its seeds, when any has more than one."""
     groups: dict[tuple[str, str], list[float]] = {}
@@ -167,6 +183,9 @@ def main() -> int:
     parser.add_argument("--seeds", type=lambda text: [int(v) for v in text.split(",")], default=[0],
                         help="training seeds, comma-separated (default 0)")
     parser.add_argument("--name", default="profiles", help="results file name (bench/results/NAME.{json,md})")
+    parser.add_argument("--layout", type=register_layout, action="append", default=[],
+                        metavar="NAME=BASE:CHANNELS/BLOCKS[/DECODER_BLOCKS]",
+                        help="a bench-only profile to compare (repeatable); use NAME in the cases")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -204,6 +223,7 @@ def main() -> int:
         " --synthetic-cases " + ",".join(":".join(c) for c in args.synthetic_cases)
     command += "" if args.seeds == [0] else " --seeds " + ",".join(map(str, args.seeds))
     command += "" if args.name == "profiles" else f" --name {args.name}"
+    command += "".join(f" --layout {layout}" for layout in args.layout)
     command += f" --include {args.include}" if args.include else ""
     wall_s = time.perf_counter() - started
     machine = f"{platform.node()}: {platform.machine()}, {os.cpu_count()} CPUs"

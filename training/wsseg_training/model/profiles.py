@@ -46,6 +46,7 @@ class ModelProfile:
     blocks: tuple[int, ...]
     voxel_size_m: float
     description: str
+    decoder_blocks: tuple[int, ...] | None = None
 
     @property
     def num_levels(self) -> int:
@@ -119,7 +120,8 @@ def get_profile(profile: str) -> ModelProfile:
 def unet_config_for(profile: str, in_channels: int, num_classes: int) -> UNetConfig:
     """The :class:`UNetConfig` of a named profile for the given input width and class count."""
     spec = get_profile(profile)
-    return UNetConfig(in_channels=in_channels, num_classes=num_classes, channels=spec.channels, blocks=spec.blocks)
+    return UNetConfig(in_channels=in_channels, num_classes=num_classes, channels=spec.channels, blocks=spec.blocks,
+                      decoder_blocks=spec.decoder_blocks)
 
 
 def preprocess_config_for(

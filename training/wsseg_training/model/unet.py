@@ -13,8 +13,9 @@ Layout for ``L = len(channels)`` levels, ``c_l = channels[l]``, ``b_l = blocks[l
 A residual block is ``subm-BN-ReLU-subm-BN`` plus the identity (or a 1x1 linear +
 BN when the width changes), then ReLU.  ``b_l = 0`` makes level ``l`` light: no encoder block (level 0:
 the stem alone) and a decoder that fuses ``concat(up, skip)`` with a 1x1 linear + BN + ReLU
-(2 c_l -> c_l) instead of 3x3x3 blocks; at level 0, where a LiDAR frame has the most voxels and
-the fewest neighbours per voxel, that removes the costliest convolutions of the network.
+(2 c_l -> c_l) instead of 3x3x3 blocks (``decoder_blocks`` sets the decoder's count apart from the
+encoder's); at level 0, where a LiDAR frame has the most voxels and the fewest neighbours per voxel, that
+removes the costliest convolutions of the network.
 Blocks end in ReLU, so no separate final BN/ReLU stands before the head; every BatchNorm directly
 follows a convolution and folds into it at export (:mod:`wsseg_training.model.fuse`).  BatchNorm normalises
 over the active voxels of the whole batch (``BatchNorm1d`` on ``(M, C)``).
@@ -49,14 +50,17 @@ class UNetConfig:
     in_channels: per-voxel input features (``FeatureConfig.num_channels``).
     num_classes: output logits per voxel.
     channels: feature width of each level, finest first; ``num_levels = len(channels)``.
-    blocks: residual blocks per level (encoder and decoder alike), >= 0 (0: a light level, see the module
-        docstring).
+    blocks: residual blocks per level of the encoder (and of the decoder unless ``decoder_blocks`` is given),
+        >= 0 (0: a light level, see the module docstring).
+    decoder_blocks: residual blocks per decoder level when they differ from ``blocks`` (the coarsest level's
+        entry is unused: the bottom has no decoder stage).
     """
 
     in_channels: int
     num_classes: int
     channels: tuple[int, ...]
     blocks: tuple[int, ...]
+    decoder_blocks: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.in_channels < 1 or self.num_classes < 1:
@@ -69,6 +73,15 @@ class UNetConfig:
             )
         if min(self.channels) < 1 or min(self.blocks) < 0:
             raise ValueError(f"UNetConfig: channels {self.channels} must all be >= 1 and blocks {self.blocks} >= 0")
+        decoder = self.decoder_blocks
+        if decoder is not None and (len(decoder) != len(self.channels) or min(decoder) < 0):
+            raise ValueError(f"UNetConfig: decoder_blocks {decoder} must have one entry >= 0 per level "
+                             f"({len(self.channels)})")
+
+    @property
+    def decoder_stage_blocks(self) -> tuple[int, ...]:
+        """Residual blocks of each decoder level (``decoder_blocks`` or ``blocks``)."""
+        return self.blocks if self.decoder_blocks is None else self.decoder_blocks
 
     @property
     def num_levels(self) -> int:
@@ -80,7 +93,7 @@ class UNetConfig:
             "num_classes": self.num_classes,
             "channels": list(self.channels),
             "blocks": list(self.blocks),
-        }
+        } | ({} if self.decoder_blocks is None else {"decoder_blocks": list(self.decoder_blocks)})
 
     @classmethod
     def from_dict(cls, data: dict) -> UNetConfig:
@@ -89,6 +102,7 @@ class UNetConfig:
             num_classes=int(data["num_classes"]),
             channels=tuple(int(c) for c in data["channels"]),
             blocks=tuple(int(b) for b in data["blocks"]),
+            decoder_blocks=tuple(int(b) for b in data["decoder_blocks"]) if data.get("decoder_blocks") else None,
         )
 
 
@@ -277,7 +291,9 @@ class SparseUNet(nn.Module):
         self.encoders = nn.ModuleList(_stage(ch[level], ch[level], blocks[level]) for level in range(levels))
         self.downs = nn.ModuleList(ConvNormReLU("down", ch[level], ch[level + 1]) for level in range(levels - 1))
         self.ups = nn.ModuleList(ConvNormReLU("up", ch[level + 1], ch[level]) for level in range(levels - 1))
-        self.decoders = nn.ModuleList(_stage(2 * ch[level], ch[level], blocks[level]) for level in range(levels - 1))
+        decoder_blocks = config.decoder_stage_blocks
+        self.decoders = nn.ModuleList(_stage(2 * ch[level], ch[level], decoder_blocks[level])
+                                      for level in range(levels - 1))
         self.head = PointwiseLinear(ch[0], config.num_classes, bias=True)
 
     @property
