@@ -221,6 +221,23 @@ def test_a_light_level_keeps_only_the_stem_and_a_pointwise_fuse() -> None:
         UNetConfig(in_channels=6, num_classes=3, channels=(8, 16), blocks=(0, -1))
 
 
+def test_decoder_blocks_set_the_decoder_apart_and_round_trip() -> None:
+    from wsseg_training.model.unet import PointwiseNormReLU, ResidualBlock
+
+    cfg = UNetConfig(in_channels=6, num_classes=NUM_CLASSES, channels=(8, 12, 16), blocks=(1, 1, 1),
+                     decoder_blocks=(0, 2, 1))
+    model = SparseUNet(cfg)
+    assert [type(m) for m in model.encoders[0]] == [ResidualBlock]
+    assert [type(m) for m in model.decoders[0]] == [PointwiseNormReLU] and len(model.decoders[1]) == 2
+    assert UNetConfig.from_dict(cfg.to_dict()) == cfg
+    plain = UNetConfig(in_channels=6, num_classes=NUM_CLASSES, channels=(8, 12, 16), blocks=(1, 1, 1))
+    assert "decoder_blocks" not in plain.to_dict() and UNetConfig.from_dict(plain.to_dict()) == plain
+    features, maps = to_torch(prepared(3))
+    assert model(features, *maps).shape == (features.shape[0], NUM_CLASSES)
+    with pytest.raises(ValueError, match="decoder_blocks"):
+        UNetConfig(in_channels=6, num_classes=3, channels=(8, 16), blocks=(1, 1), decoder_blocks=(1,))
+
+
 def test_to_torch_follows_map_input_names() -> None:
     net_input = prepared(3)
     features, maps = to_torch(net_input)
