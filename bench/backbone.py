@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from harness import register_layout
 from wsseg_export.onnx_export import export_bundle
 from wsseg_training.checkpoint import make_checkpoint, save_checkpoint
 from wsseg_training.model.fuse import fold_batchnorm
@@ -291,6 +292,9 @@ def main() -> int:
     parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help="frame:profile:voxel_m cases")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--name", default="backbone", help="results file stem (OUT/NAME.json, .md)")
+    parser.add_argument("--layout", type=register_layout, action="append", default=[],
+                        metavar="NAME=BASE:CHANNELS/BLOCKS[/DECODER_BLOCKS]",
+                        help="a bench-only profile to time (repeatable); use NAME in --cases")
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
     lidar_name, lidar = lidar_frame()
@@ -306,7 +310,8 @@ def main() -> int:
         "frames": {"lidar64": lidar_name, "rgbd640": rgbd_name}, "cases": [],
         "command": f"nice -n {os.nice(0)} .venv/bin/python bench/backbone.py" + (" --quick" if args.quick else "")
                    + (f" --cases {' '.join(args.cases)}" if args.cases != DEFAULT_CASES else "")
-                   + (f" --name {args.name}" if args.name != "backbone" else ""),
+                   + (f" --name {args.name}" if args.name != "backbone" else "")
+                   + "".join(f" --layout {layout}" for layout in args.layout),
         "load_average": [os.getloadavg()[0]],
     }
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,6 +16,7 @@ The real ones are skipped (with a reason) when their folder is absent.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -35,6 +36,7 @@ from wsseg_training.engine.config import config_from_dict
 from wsseg_training.engine.loop import Trainer
 from wsseg_training.evaluation.evaluate import TorchPredictor, evaluate_split
 from wsseg_training.methods import FullMethod
+from wsseg_training.model.profiles import PROFILES, ModelProfile, get_profile
 
 from wsseg.core.scene import save_scene
 
@@ -89,6 +91,22 @@ def run_full(dataset: Dataset, work: Path, config: dict, clicks: Any = None) -> 
     train_s = time.perf_counter() - start
     return {"miou": miou_of(TorchPredictor.from_checkpoint(work / "full" / "model.pt"), dataset),
             "train_s": round(train_s, 1)}
+
+
+def register_layout(text: str) -> str:
+    """``NAME=BASE:CHANNELS/BLOCKS[/DECODER_BLOCKS]`` (e.g. ``lite_dec=lidar_rt:16,24,32,48/1,1,1,1/0,1,1,1``):
+    a bench-only profile with ``BASE``'s voxel and the given layout, registered for this process (the product's
+    profile table is not changed); returns NAME."""
+    name, _, spec = text.partition("=")
+    base, _, layout = spec.partition(":")
+    parts = [tuple(int(v) for v in part.split(",")) for part in layout.split("/")]
+    if not name or len(parts) not in (2, 3):
+        raise argparse.ArgumentTypeError(f"--layout {text!r}: expected NAME=BASE:CHANNELS/BLOCKS[/DECODER_BLOCKS]")
+    PROFILES[name] = ModelProfile(name=name, channels=parts[0], blocks=parts[1],
+                                  voxel_size_m=get_profile(base).voxel_size_m,
+                                  description=f"bench layout {layout} at {base}'s voxel",
+                                  decoder_blocks=parts[2] if len(parts) == 3 else None)
+    return text
 
 
 # ------------------------------------------------------------------------------------------------ datasets

@@ -30,14 +30,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from harness import DATASETS, recipe, run_full
+from harness import DATASETS, recipe, register_layout, run_full
 from wsseg_export.onnx_export import export_bundle
 from wsseg_training.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from wsseg_training.data.readers.mosd import read_frame
 from wsseg_training.data.readers.semantickitti import read_scan
 from wsseg_training.evaluation.metrics import ConfusionMatrix
 from wsseg_training.fit import LabelledInput, fit, predict_points
-from wsseg_training.model.profiles import PROFILES, ModelProfile, get_profile, unet_config_for
+from wsseg_training.model.profiles import get_profile, unet_config_for
 from wsseg_training.model.unet import SparseUNet
 
 from wsseg.core.classes import MOSD, SEMANTIC_KITTI19, ClassTable
@@ -131,22 +131,6 @@ SYNTHETIC_CASES = [("outdoor", "cpu"), ("outdoor", "lidar_rt"), ("indoor", "cpu"
 def case_list(text: str) -> list[tuple[str, ...]]:
     """``"kitti:lidar_rt:0.10,mosd:cpu:0.02"`` -> [("kitti", "lidar_rt", "0.10"), ("mosd", "cpu", "0.02")]."""
     return [tuple(item.split(":")) for item in text.split(",") if item]
-
-
-def register_layout(text: str) -> str:
-    """``NAME=BASE:CHANNELS/BLOCKS[/DECODER_BLOCKS]`` (e.g. ``lite_dec=lidar_rt:16,24,32,48/1,1,1,1/0,1,1,1``):
-    a bench-only profile with ``BASE``'s voxel and the given layout, registered for this process (the product's
-    profile table is not changed); returns NAME."""
-    name, _, spec = text.partition("=")
-    base, _, layout = spec.partition(":")
-    parts = [tuple(int(v) for v in part.split(",")) for part in layout.split("/")]
-    if not name or len(parts) not in (2, 3):
-        raise argparse.ArgumentTypeError(f"--layout {text!r}: expected NAME=BASE:CHANNELS/BLOCKS[/DECODER_BLOCKS]")
-    PROFILES[name] = ModelProfile(name=name, channels=parts[0], blocks=parts[1],
-                                  voxel_size_m=get_profile(base).voxel_size_m,
-                                  description=f"bench layout {layout} at {base}'s voxel",
-                                  decoder_blocks=parts[2] if len(parts) == 3 else None)
-    return text
 
 
 def seed_summary(rows: list[dict]) -> list[str]:

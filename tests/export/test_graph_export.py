@@ -72,7 +72,8 @@ def test_chunked_graph_matches_pytorch(tiny_checkpoint: Path, tmp_path: Path) ->
 
 
 def test_a_light_finest_level_exports_and_matches_pytorch(tmp_path: Path) -> None:
-    """blocks[0] = 0 (``lidar_rt_lite``'s layout): the 1x1 decoder fuse exports with standard ops; ORT == PyTorch."""
+    """blocks[0] = 0 (a light finest level: the stem, then a 1x1 decoder fuse) exports with standard ops;
+    ORT == PyTorch."""
     from wsseg_training.checkpoint import make_checkpoint, save_checkpoint
     from wsseg_training.fit import LabelledInput, fit
     from wsseg_training.model.profiles import preprocess_config_for

@@ -14,8 +14,10 @@ lidar_small   16, 32, 48, 64          1, 1, 1, 1       0.10 m        LiDAR scans
 lidar_base    32, 64, 96, 128, 160    2, 2, 2, 2, 2    0.08 m        LiDAR scans, GPU
 lidar_rt      16, 24, 32, 48          1, 1, 1, 1       0.10 m        real-time LiDAR on a CPU (10 Hz budget)
 rgbd_rt       16, 24, 32, 48          1, 1, 1, 1       0.02 m        real-time RGB-D on a CPU
-lidar_rt_lite 16, 24, 32, 48          0, 1, 1, 1       0.10 m        real-time LiDAR, light finest level
+lidar_rt_lite 16, 24, 32, 48          1, 1, 1, 1 [*]_  0.10 m        real-time LiDAR, light finest decoder
 ============  ======================  ===============  ============  ===================================
+
+.. [*] decoder blocks 0, 1, 1, 1: the finest decoder level is a 1x1 fuse (:class:`UNetConfig`).
 
 The sensor profiles (``rgbd_*``, ``indoor_*``, ``lidar_*``) are what ``profile: auto`` picks
 (:mod:`wsseg_training.data.sensor_defaults`, which also fits the voxel to the data inside the kind's
@@ -100,13 +102,15 @@ PROFILES["lidar_rt"] = ModelProfile(
 PROFILES["rgbd_rt"] = ModelProfile(
     name="rgbd_rt", channels=(16, 24, 32, 48), blocks=(1, 1, 1, 1), voxel_size_m=0.02,
     description="real-time RGB-D on a CPU: 4 narrow levels at 2 cm")
-#: ``lidar_rt`` with a light finest level (blocks 0 at level 0: the stem alone in the encoder, a 1x1 fuse in
-#: the decoder): the 10 cm level holds most of a LiDAR frame's voxels with the fewest neighbours each, so its
-#: four 3x3x3 convolutions cost most of ``lidar_rt``'s time; accuracy beside ``lidar_rt`` in
-#: ``bench/results/profiles_lite.md``.
+#: ``lidar_rt`` with a light finest decoder level (``decoder_blocks`` 0 at level 0: ``concat(up, skip)`` fused by
+#: a 1x1 linear, no 3x3x3 block): the 10 cm level holds most of a LiDAR frame's voxels with the fewest
+#: neighbours each, and its decoder block (32 -> 16 channels) is the costliest convolution pair of ``lidar_rt``.
+#: Speed and accuracy beside ``lidar_rt`` and the other layouts tried: ``bench/results/profiles_layouts.md``,
+#: ``bench/results/backbone_layouts.md``.
 PROFILES["lidar_rt_lite"] = ModelProfile(
-    name="lidar_rt_lite", channels=(16, 24, 32, 48), blocks=(0, 1, 1, 1), voxel_size_m=0.10,
-    description="real-time LiDAR on a CPU: lidar_rt without the 3x3x3 blocks at the 10 cm level")
+    name="lidar_rt_lite", channels=(16, 24, 32, 48), blocks=(1, 1, 1, 1), voxel_size_m=0.10,
+    decoder_blocks=(0, 1, 1, 1),
+    description="real-time LiDAR on a CPU: lidar_rt with a 1x1 decoder fuse at the 10 cm level")
 
 
 def get_profile(profile: str) -> ModelProfile:
