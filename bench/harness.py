@@ -99,13 +99,16 @@ def register_layout(text: str) -> str:
     profile table is not changed); returns NAME."""
     name, _, spec = text.partition("=")
     base, _, layout = spec.partition(":")
-    parts = [tuple(int(v) for v in part.split(",")) for part in layout.split("/")]
-    if not name or len(parts) not in (2, 3):
-        raise argparse.ArgumentTypeError(f"--layout {text!r}: expected NAME=BASE:CHANNELS/BLOCKS[/DECODER_BLOCKS]")
-    PROFILES[name] = ModelProfile(name=name, channels=parts[0], blocks=parts[1],
-                                  voxel_size_m=get_profile(base).voxel_size_m,
-                                  description=f"bench layout {layout} at {base}'s voxel",
-                                  decoder_blocks=parts[2] if len(parts) == 3 else None)
+    try:  # argparse shows an ArgumentTypeError's message, not a ValueError's
+        parts = [tuple(int(v) for v in part.split(",")) for part in layout.split("/")]
+        if not name or len(parts) not in (2, 3):
+            raise ValueError("expected NAME=BASE:CHANNELS/BLOCKS[/DECODER_BLOCKS] of comma-separated integers")
+        PROFILES[name] = ModelProfile(name=name, channels=parts[0], blocks=parts[1],
+                                      voxel_size_m=get_profile(base).voxel_size_m,
+                                      description=f"bench layout {layout} at {base}'s voxel",
+                                      decoder_blocks=parts[2] if len(parts) == 3 else None)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--layout {text!r}: {exc}") from None
     return text
 
 

@@ -114,8 +114,9 @@ def synthetic_case(kind: str, profile: str, scenes: int, steps: int, work: Path,
     dataset = bench_data.make(work / kind, scenes, 0)
     config = recipe(profile, steps, crop_points=10_000, seed=seed, lr=0.01, features=list(bench_data.features),
                     device="cpu")
-    run = run_full(dataset, work / f"{kind}_{profile}_s{seed}", config)
-    voxel = load_checkpoint(work / f"{kind}_{profile}_s{seed}" / "full" / "model.pt")["preprocess"]["voxel_size_m"]
+    run_dir = work / f"{kind}_{profile}_s{seed}"
+    run = run_full(dataset, run_dir, config)
+    voxel = load_checkpoint(run_dir / "full" / "model.pt")["preprocess"]["voxel_size_m"]
     return {"kind": kind, "profile": profile, "seed": seed, "voxel_size_m": voxel, "steps": steps,
             "train_s": run["train_s"],
             "val_miou": run["miou"], "val_accuracy": None, "val_frames": len(dataset.scene_names("val")),
