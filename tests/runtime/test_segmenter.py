@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import make_box_scene
+from wsseg.core import backend
 from wsseg.core.bundle import BundleError
 from wsseg.core.classes import UNLABELLED_ID
 from wsseg.core.preprocess import prepare_cloud
@@ -86,11 +88,33 @@ def test_intra_op_threads_do_not_spin_unless_asked(tiny_bundle: Path, monkeypatc
     np.testing.assert_allclose(quiet.run(inputs), spinning.run(inputs), rtol=0, atol=1e-6)
 
 
-def test_softmax_max() -> None:
+@pytest.mark.parametrize("compiled_backend", [True, False], ids=["compiled", "numpy"])
+def test_softmax_max(compiled_backend: bool) -> None:
     logits = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, np.log(3.0)]], dtype=np.float32)
-    labels, conf = softmax_max(logits)
-    assert labels.tolist() == [0, 0, 1]
+    with contextlib.nullcontext() if compiled_backend else backend.numpy_only():
+        labels, conf = softmax_max(logits)
+    assert labels.tolist() == [0, 0, 1] and labels.dtype == np.int64 and conf.dtype == np.float32
     np.testing.assert_allclose(conf, [0.5, 1 / (1 + np.exp(-10)), 0.75], rtol=1e-6)
+
+
+def test_compiled_softmax_max_matches_numpy_on_ties_nan_and_inf() -> None:
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(3)
+    logits = (rng.normal(size=(5000, 19)) * 4).astype(np.float32)
+    logits[:50] = np.round(logits[:50])  # ties: the first maximum wins in both
+    logits[50, 7] = np.nan  # a NaN is the maximum, as for ndarray.argmax
+    logits[51, 0] = np.nan
+    logits[52, 3] = np.inf
+    logits[53] = -np.inf
+    assert backend.name() == "numba"
+    labels, conf = softmax_max(logits)
+    with backend.numpy_only(), np.errstate(invalid="ignore"):  # inf - inf in the reference's shift
+        reference_labels, reference_conf = softmax_max(logits)
+    np.testing.assert_array_equal(labels, reference_labels)
+    assert labels[50] == 7 and labels[51] == 0 and labels[52] == 3
+    np.testing.assert_array_equal(np.isnan(conf), np.isnan(reference_conf))
+    assert np.isnan(conf[50:54]).all()
+    np.testing.assert_allclose(conf, reference_conf, rtol=1e-6, atol=0)
 
 
 def test_robot_side_never_imports_training_libraries() -> None:

@@ -1,8 +1,10 @@
 """numba kernels behind the chunked convolution tables and the node's per-frame passes (mask, compaction,
-devoxelization).
+class choice, devoxelization).
 
 Same contract as :mod:`wsseg.core.compiled_kernels` (which re-exports these): each kernel returns exactly what
-the numpy code next to its caller returns.  Import only through :func:`wsseg.core.backend.compiled`.
+the numpy code next to its caller returns; the one exception is :func:`softmax_max`'s probability, whose
+``exp`` is numba's, not numpy's SIMD one (equal to 1e-6 relative; the labels are identical).  Import only
+through :func:`wsseg.core.backend.compiled`.
 """
 
 from __future__ import annotations
@@ -192,3 +194,32 @@ def devoxelize_labels(keep: np.ndarray, inverse: np.ndarray, voxel_labels: np.nd
             labels[i] = missing
             confidence[i] = 0.0
     return labels, confidence
+
+
+@njit(cache=True, nogil=True)
+def softmax_max(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """logits (M, C) float32 -> (argmax (M,) int64, softmax probability of that class (M,) float32).
+
+    One pass per row instead of numpy's five over the (M, C) array.  Like ``ndarray.argmax``, the first
+    maximum wins and a NaN counts as the maximum (its probability is then NaN).
+    """
+    m, c = logits.shape
+    labels = np.empty(m, dtype=np.int64)
+    probability = np.empty(m, dtype=np.float32)
+    for i in range(m):
+        best = 0
+        top = logits[i, 0]
+        if top == top:  # not NaN
+            for j in range(1, c):
+                value = logits[i, j]
+                if value != value:
+                    best, top = j, value
+                    break
+                if value > top:
+                    best, top = j, value
+        total = np.float32(0.0)
+        for j in range(c):
+            total += np.exp(logits[i, j] - top)
+        labels[i] = best
+        probability[i] = np.float32(1.0) / total
+    return labels, probability

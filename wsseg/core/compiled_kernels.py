@@ -31,6 +31,7 @@ from wsseg.core.compiled_graph import (  # noqa: F401  (re-exported: one module 
     devoxelize_labels,
     finite_in_range,
     pair_counts,
+    softmax_max,
     up_chunks,
 )
 

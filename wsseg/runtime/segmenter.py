@@ -41,7 +41,13 @@ class SegmentationResult:
 
 
 def softmax_max(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """logits: (M, C) float32 -> (argmax (M,) int64, max probability (M,) float32)."""
+    """logits: (M, C) float32 -> (argmax (M,) int64, max probability (M,) float32).
+
+    One compiled pass when numba is there (:func:`wsseg.core.compiled_graph.softmax_max`), else numpy.
+    """
+    kernels = compiled()
+    if kernels is not None and logits.dtype == np.float32 and logits.ndim == 2 and logits.shape[1] > 0:
+        return kernels.softmax_max(np.ascontiguousarray(logits))
     labels = logits.argmax(axis=1)
     return labels, class_probability(logits, np.arange(logits.shape[0]), labels)
 
