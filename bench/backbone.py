@@ -55,6 +55,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 RESULTS = REPO / "bench" / "results"
 DEFAULT_CASES = ["rgbd640:cpu:0.02", "rgbd640:rgbd_rt:0.02", "lidar64:lidar_rt:0.10", "lidar64:lidar_rt_lite:0.10",
+                 "lidar64:lidar_rt_xlite:0.10",
                  "lidar64:cpu:0.10", "lidar64:cpu:0.05"]
 
 

@@ -108,6 +108,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer frames (about two minutes)")
     parser.add_argument("--cases", nargs="+", default=["rgbd640:cpu:0.02", "rgbd640:rgbd_rt:0.02",
                                                        "lidar64:lidar_rt:0.10", "lidar64:lidar_rt_lite:0.10",
+                                                       "lidar64:lidar_rt_xlite:0.10",
                                                        "lidar64:cpu:0.05"],
                         help="frame:profile:voxel_m cases")
     parser.add_argument("--input-hz", type=float, default=10.0, help="open-loop publishing rate")
