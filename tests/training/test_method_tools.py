@@ -190,7 +190,9 @@ def test_dense_crf_equals_brute_force_mean_field(normalisation: str) -> None:
     unary = -np.log(rng.dirichlet(np.ones(c), n))
     expected = _brute_force_mean_field(unary, xyz, rgb / 255.0, MPRM_KERNELS, 5, normalisation == "symmetric")
     q = dense_crf(torch.from_numpy(unary).float(), xyz, rgb, cutoff_sigmas=None, normalisation=normalisation)
-    np.testing.assert_allclose(q.numpy(), expected, atol=1e-5)
+    # float32 against a float64 oracle: unnormalised energies reach hundreds of nats, where float32 rounding
+    # alone moves q by ~1e-5 (1.2e-5 seen on an AVX-512 Xeon); the normalised field stays within 1e-5
+    np.testing.assert_allclose(q.numpy(), expected, atol=1e-5 if normalisation == "symmetric" else 5e-5)
     if normalisation == "none":  # unnormalised, 120 close points pull with hundreds of nats: no tail test
         return
     # the 3σ neighbourhood (0.6 m here) drops only pairs whose kernel is below exp(-4.5)

@@ -207,5 +207,7 @@ class Segmenter:
         inverse = net_input.grid.inverse
         refined = refine_point_labels(self.bundle.meta.preprocess, self.classes.names, xyz,
                                       voxel_labels[inverse], net_input)
+        moved = refined != voxel_labels[inverse]  # the others keep their voxel's probability from softmax_max
         labels[valid] = refined
-        confidence[valid] = class_probability(logits, inverse, refined.astype(np.int64))
+        points = np.flatnonzero(valid)[moved]
+        confidence[points] = class_probability(logits, inverse[moved], refined[moved].astype(np.int64))
