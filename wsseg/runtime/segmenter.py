@@ -205,9 +205,9 @@ class Segmenter:
         """The bundle's support-plane refinement of the valid points, in place: labels (N,) uint16 and
         confidence (N,) float32 (the network's probability of the refined label in the point's voxel)."""
         inverse = net_input.grid.inverse
-        refined = refine_point_labels(self.bundle.meta.preprocess, self.classes.names, xyz,
-                                      voxel_labels[inverse], net_input)
-        moved = refined != voxel_labels[inverse]  # the others keep their voxel's probability from softmax_max
+        point_labels = voxel_labels[inverse]
+        refined = refine_point_labels(self.bundle.meta.preprocess, self.classes.names, xyz, point_labels, net_input)
+        moved = refined != point_labels  # the others keep their voxel's probability from softmax_max
         labels[valid] = refined
         points = np.flatnonzero(valid)[moved]
         confidence[points] = class_probability(logits, inverse[moved], refined[moved].astype(np.int64))

@@ -1,22 +1,22 @@
 """Named U-Net sizes ("profiles") and the preprocessing that goes with each.
 
-============  ======================  ===============  ============  ===================================
-profile       channels (per level)    blocks/level     voxel size    meant for
-============  ======================  ===============  ============  ===================================
-default       32, 64, 96, 128, 160    2, 2, 2, 2, 2    0.05 m        accuracy; GPU training, GPU robots
-cpu           16, 32, 48, 64          1, 1, 1, 1       0.08 m        CPU training and CPU-only robots
-tiny          8, 16, 24               1, 1, 1          0.10 m        tests, smoke runs, quick demos
-rgbd_small    16, 32, 48, 64          1, 1, 1, 1       0.02 m        RGB-D table tops / close range, CPU
-rgbd_base     32, 64, 96, 128, 160    2, 2, 2, 2, 2    0.02 m        RGB-D table tops / close range, GPU
-indoor_small  16, 32, 48, 64          1, 1, 1, 1       0.04 m        RGB-D rooms, CPU
-indoor_base   32, 64, 96, 128, 160    2, 2, 2, 2, 2    0.04 m        RGB-D rooms, GPU
-lidar_small   16, 32, 48, 64          1, 1, 1, 1       0.10 m        LiDAR scans, CPU
-lidar_base    32, 64, 96, 128, 160    2, 2, 2, 2, 2    0.08 m        LiDAR scans, GPU
-lidar_rt      16, 24, 32, 48          1, 1, 1, 1       0.10 m        real-time LiDAR on a CPU (10 Hz budget)
-rgbd_rt       16, 24, 32, 48          1, 1, 1, 1       0.02 m        real-time RGB-D on a CPU
-lidar_rt_lite 16, 24, 32, 48          1, 1, 1, 1 [*]_  0.10 m        real-time LiDAR, light finest decoder
-lidar_rt_xlite 16, 24, 32, 48         1, 1, 1, 1 [+]_  0.10 m        real-time LiDAR, two light decoders
-============  ======================  ===============  ============  ===================================
+==============  ======================  ===============  ============  ===================================
+profile         channels (per level)    blocks/level     voxel size    meant for
+==============  ======================  ===============  ============  ===================================
+default         32, 64, 96, 128, 160    2, 2, 2, 2, 2    0.05 m        accuracy; GPU training, GPU robots
+cpu             16, 32, 48, 64          1, 1, 1, 1       0.08 m        CPU training and CPU-only robots
+tiny            8, 16, 24               1, 1, 1          0.10 m        tests, smoke runs, quick demos
+rgbd_small      16, 32, 48, 64          1, 1, 1, 1       0.02 m        RGB-D table tops / close range, CPU
+rgbd_base       32, 64, 96, 128, 160    2, 2, 2, 2, 2    0.02 m        RGB-D table tops / close range, GPU
+indoor_small    16, 32, 48, 64          1, 1, 1, 1       0.04 m        RGB-D rooms, CPU
+indoor_base     32, 64, 96, 128, 160    2, 2, 2, 2, 2    0.04 m        RGB-D rooms, GPU
+lidar_small     16, 32, 48, 64          1, 1, 1, 1       0.10 m        LiDAR scans, CPU
+lidar_base      32, 64, 96, 128, 160    2, 2, 2, 2, 2    0.08 m        LiDAR scans, GPU
+lidar_rt        16, 24, 32, 48          1, 1, 1, 1       0.10 m        real-time LiDAR on a CPU (10 Hz budget)
+rgbd_rt         16, 24, 32, 48          1, 1, 1, 1       0.02 m        real-time RGB-D on a CPU
+lidar_rt_lite   16, 24, 32, 48          1, 1, 1, 1 [*]_  0.10 m        real-time LiDAR, light finest decoder
+lidar_rt_xlite  16, 24, 32, 48          1, 1, 1, 1 [+]_  0.10 m        real-time LiDAR, two light decoders
+==============  ======================  ===============  ============  ===================================
 
 .. [*] decoder blocks 0, 1, 1, 1: the finest decoder level is a 1x1 fuse (:class:`UNetConfig`).
 .. [+] decoder blocks 0, 0, 1, 1: the two finest decoder levels are 1x1 fuses.
@@ -114,7 +114,7 @@ PROFILES["lidar_rt_lite"] = ModelProfile(
     decoder_blocks=(0, 1, 1, 1),
     description="real-time LiDAR on a CPU: lidar_rt with a 1x1 decoder fuse at the 10 cm level")
 #: ``lidar_rt_lite`` with the 20 cm decoder level light too (its first 3x3x3 convolution reads the 48-channel
-#: ``concat(up, skip)``: the costliest convolution left in ``lidar_rt_lite``).  ~23 % less inference than
+#: ``concat(up, skip)``: the costliest convolution left in ``lidar_rt_lite``).  About 20 % less inference than
 #: ``lidar_rt_lite`` for ~1.3 mIoU points less on the synthetic streets (inside the seed spread):
 #: ``bench/results/profiles_lite_d2.md``, ``bench/results/backbone_xlite.md``.
 PROFILES["lidar_rt_xlite"] = ModelProfile(
