@@ -19,6 +19,7 @@ uses fewer frames.  Not a test: never gates CI.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -76,17 +77,20 @@ def markdown(results: dict) -> str:
     lines = [f"# segment_node benchmark ({results['machine']})", "",
              "Real node process, Fast DDS shared memory, ONNX Runtime CPU; closed-loop latency from "
              "`~/output/timing`, sustained rate open-loop. Random-weight bundles.", "",
-             "| frame | profile | voxel | points | pre ms (p50/p95) | inference ms | post ms | total ms | "
-             "sustained Hz at 10 Hz input | sent / answered / dropped by node |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| frame | profile | voxel | points | pre threads | pre ms (p50/p95) | inference ms | post ms | "
+             "total ms | pre share | sustained Hz at 10 Hz input | sent / answered / dropped by node |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for case in results["cases"]:
         s = case["latency"]
         cells = [f"{s[f'{st}_ms_median']:.0f} / {s[f'{st}_ms_p95']:.0f}"
                  for st in ("pre", "inference", "post", "total")]
         windows = case.get("sustained_hz_windows", [])
         spread = f" ({' / '.join(f'{r:.2f}' for r in windows)})" if len(windows) > 1 else ""
+        share = s["pre_ms_median"] / s["total_ms_median"] if s["total_ms_median"] else float("nan")
+        threads = case.get("preprocess_threads") or "YAML"
         lines.append(f"| {case['frame']} | {case['profile']} | {case.get('voxel_size_m', '')} | {case['points']} | "
-                     f"{' | '.join(cells)} | {case['sustained_hz']:.2f}{spread} | {case['sent']} / "
+                     f"{threads} | {' | '.join(cells)} | {share:.0%} | {case['sustained_hz']:.2f}{spread} | "
+                     f"{case['sent']} / "
                      f"{case['answered']} / {case['dropped_by_node']} |")
     lines += ["", *(f"- {k}: {v}" for k, v in results["frames"].items())]
     if "load_average" in results:
@@ -98,6 +102,8 @@ def markdown(results: dict) -> str:
     threads = {case.get("num_threads") for case in results["cases"]}
     if threads - {None}:
         lines += [f"- node parameter num_threads: {', '.join(str(t) for t in sorted(threads - {None}))}"]
+    if "command" in results:
+        lines += [f"- command: `{results['command']}`"]
     if any(len(case.get("sustained_hz_windows", [])) > 1 for case in results["cases"]):
         lines += ["- sustained Hz: the median of the open-loop windows (each a fresh node), every window in brackets"]
     return "\n".join(lines) + "\n"
@@ -118,10 +124,13 @@ def main() -> int:
                         help=f"run the node with ONNX Runtime's intra-op threads spin-waiting ({SPIN_ENV}=1)")
     parser.add_argument("--num-threads", type=int, default=None,
                         help="the node's num_threads parameter (ONNX Runtime intra-op threads; default: the YAML's)")
+    parser.add_argument("--preprocess-threads", type=int, nargs="+", default=[None],
+                        help="the node's preprocess_threads parameter; several values run every case with each "
+                             "(default: the YAML's)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="open-loop rate windows per case (a fresh node each); the table gives their median")
     args = parser.parse_args()
-    overrides = {} if args.num_threads is None else {"num_threads": args.num_threads}
+    base_overrides = {} if args.num_threads is None else {"num_threads": args.num_threads}
     os.environ[SPIN_ENV] = "1" if args.ort_spin else "0"  # the node process inherits this environment
     latency_frames, rate_s = (4, 4.0) if args.quick else (12, 10.0)
     cases = frames()
@@ -129,13 +138,16 @@ def main() -> int:
         "machine": f"{platform.node() or 'host'}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "frames": {k: v[0] for k, v in cases.items()}, "latency_frames": latency_frames, "rate_window_s": rate_s,
         "cases": [], "quick": args.quick, "load_average": {"start": os.getloadavg()[0]}, "ort_spin": args.ort_spin,
+        "command": " ".join(["bench/node.py", *sys.argv[1:]]),
     }
     with tempfile.TemporaryDirectory() as tmp:
-        for spec in args.cases:
+        for spec, pre_threads in itertools.product(args.cases, args.preprocess_threads):
             name, profile, voxel_text = spec.split(":")
             _, frame, mode, features, _, classes = cases[name]
             voxel = float(voxel_text)
-            print(f"[bench] {name} / {profile} / {voxel} m ...", file=sys.stderr, flush=True)
+            overrides = base_overrides | ({} if pre_threads is None else {"preprocess_threads": pre_threads})
+            print(f"[bench] {name} / {profile} / {voxel} m / preprocess threads {pre_threads or 'YAML'} ...",
+                  file=sys.stderr, flush=True)
             bundle = make_bundle(profile, features, voxel, classes, Path(tmp))
             latency = run_replay(bundle, [frame], PARAMS, mode=mode, repeat=latency_frames + 1,
                                  extra_params=overrides, collect_labels=False, timeout_s=300.0)
@@ -148,7 +160,7 @@ def main() -> int:
             results["cases"].append({
                 "frame": name, "profile": profile, "voxel_size_m": voxel, "points": frame.width * frame.height,
                 "latency": latency.summary(), "sustained_hz": round(sustained.rate_hz, 3),
-                "sustained_hz_windows": rates, "num_threads": args.num_threads,
+                "sustained_hz_windows": rates, "num_threads": args.num_threads, "preprocess_threads": pre_threads,
                 "published_hz": args.input_hz, "sent": sustained.frames_sent, "answered": sustained.frames_received,
                 "dropped_by_node": int(sustained.diagnostics.get("frames_dropped", "0")),
             })

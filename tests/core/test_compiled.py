@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -170,23 +171,50 @@ def test_neighbour_table_same_for_any_thread_count_and_block_split(n: int, exten
         assert np.array_equal(table, reference), name
 
 
-def test_prepare_cloud_with_several_preprocessing_threads() -> None:
-    """backend.set_threads(2): the parallel neighbour map (>= PARALLEL_MIN_ROWS voxels) gives the same tables."""
-    from wsseg.core import compiled_kernels
+@pytest.mark.parametrize("names", [("offset", "rgb", "intensity", "height"), ("offset", "normal")])
+def test_prepare_cloud_with_several_preprocessing_threads(names: tuple[str, ...]) -> None:
+    """backend.set_threads(2): the levels' tables, the features (beside the maps, or after them when the normals
+    need the level-0 map) and the chunked graph tables build on the pool; every array equals the numpy one."""
+    from wsseg.core.conv_tables import GraphSpec, graph_inputs
 
     rng = np.random.default_rng(8)
     xyz = rng.uniform(-6, 6, (40000, 3)).astype(np.float32)
-    config = PreprocessConfig(voxel_size_m=0.2, num_levels=4, features=ALL_FEATURES)
+    config = PreprocessConfig(voxel_size_m=0.2, num_levels=4, features=FeatureConfig(names=names))
+    spec = GraphSpec(num_levels=4, chunked_levels=(False, True, True, True), chunk_rows=32)
     backend.set_threads(2)
     try:
         assert backend.threads() == min(2, os.cpu_count() or 1)
         compiled, reference = both(config, xyz, **cloud_attributes(rng, len(xyz)))
+        tables = graph_inputs(compiled.maps, spec)
     finally:
         backend.set_threads(1)
-    assert compiled.grid.num_voxels >= compiled_kernels.PARALLEL_MIN_ROWS
     assert_identical(compiled, reference)
+    expected = graph_inputs(reference.maps, spec)
+    assert list(tables) == list(expected)
+    for name, table in expected.items():
+        assert tables[name].dtype == table.dtype and np.array_equal(tables[name], table), name
     with pytest.raises(ValueError, match="threads must be >= 1"):
         backend.set_threads(0)
+
+
+def test_pool_tasks_return_in_order_and_raise_where_taken() -> None:
+    """backend.submit / results: results in task order whoever runs them; a task's error reaches the caller."""
+    def slow_square(x: int) -> int:
+        time.sleep(0.002 * (x % 3))
+        return x * x
+
+    def fail(_: int) -> int:
+        raise ValueError("bad table")
+
+    for threads in (1, 2):
+        backend.set_threads(threads)
+        try:
+            assert backend.results([backend.submit(slow_square, i) for i in range(9)]) == [i * i for i in range(9)]
+            with pytest.raises(ValueError, match="bad table"):
+                backend.results([backend.submit(slow_square, 1), backend.submit(fail, 2), backend.submit(fail, 3)])
+            assert backend.results([]) == []
+        finally:
+            backend.set_threads(1)
 
 
 def test_wide_cloud_uses_the_hash_unique_and_stays_identical() -> None:
@@ -201,3 +229,24 @@ def test_wide_cloud_uses_the_hash_unique_and_stays_identical() -> None:
     assert int(CoordinateKeys(rows).bits.sum()) + compiled_kernels.index_bits(len(xyz)) > 63  # the fallback
     config = PreprocessConfig(voxel_size_m=0.05, num_levels=4, features=ALL_FEATURES)
     assert_identical(*both(config, xyz, **cloud_attributes(rng, len(xyz))))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_indexable_mask_matches_numpy(dtype: type) -> None:
+    """The compiled reach check equals numpy's on NaN, +-inf and values one ulp either side of the limit."""
+    from wsseg.core.voxelize import MAX_GRID_INDEX, indexable_mask
+
+    rng = np.random.default_rng(5)
+    for voxel in (0.1, 0.05, 0.07):
+        limit = dtype(voxel * MAX_GRID_INDEX)
+        xyz = rng.normal(0, float(limit), (5000, 3)).astype(dtype)
+        xyz[::7, 1], xyz[::11, 2], xyz[::13, 0] = np.nan, np.inf, -np.inf
+        edge = np.array([limit, np.nextafter(limit, dtype(0)), np.nextafter(limit, dtype(np.inf)), -limit], dtype)
+        xyz[1:5], xyz[15:19] = 0, 0  # rows free of NaN / inf: one coordinate at the edge
+        xyz[1:5, 0], xyz[15:19, 1] = edge, -edge
+        mask = indexable_mask(xyz, voxel)
+        with backend.numpy_only():
+            reference = indexable_mask(xyz, voxel)
+        assert mask.dtype == np.bool_ and np.array_equal(mask, reference), voxel
+        assert not mask[::7].any()
+        assert mask[1:5].tolist() == mask[15:19].tolist() == [False, True, False, False]

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from types import ModuleType
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ THREADS_ENV = "WSSEG_PREPROCESS_THREADS"
 
 _state: dict[str, ModuleType | bool | None] = {"loaded": False, "module": None, "forced_numpy": False}
 _threads: dict[str, int] = {}
+_pools: dict[int, ThreadPoolExecutor] = {}
 
 
 def _disabled_by_env() -> bool:
@@ -82,6 +85,47 @@ def set_threads(count: int) -> None:
     if int(count) < 1:
         raise ValueError(f"preprocessing threads must be >= 1, got {count}")
     _threads["n"] = min(int(count), os.cpu_count() or 1)
+
+
+class Pending:
+    """A task handed to the preprocessing pool by :func:`submit`; :func:`results` collects it."""
+
+    def __init__(self, task: Callable[..., Any], args: tuple[Any, ...], future: Future | None) -> None:
+        self._task, self._args, self._future = task, args, future
+        self._done, self._value = False, None
+
+    def run_here(self) -> None:
+        """Run the task in this thread unless a worker has started it (then it is cancelled on the pool)."""
+        if not self._done and (self._future is None or self._future.cancel()):
+            self._value, self._done = self._task(*self._args), True
+
+    def take(self) -> Any:
+        """The task's result (waits for a worker that runs it)."""
+        self.run_here()
+        return self._value if self._done else self._future.result()  # type: ignore[union-attr]
+
+
+def submit(task: Callable[..., Any], *args: Any) -> Pending:
+    """Queue ``task(*args)`` on the preprocessing pool (``threads() - 1`` workers, started on first use; idle
+    workers sleep, they do not spin).  With one thread nothing is queued: the task runs when it is taken.
+
+    The compiled kernels release the GIL, so independent tables (one per U-Net level) build at once; a result
+    is the same whichever thread computes it.
+    """
+    workers = threads() - 1
+    if workers < 1:
+        return Pending(task, args, None)
+    if workers not in _pools:
+        _pools[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wsseg-pre")
+    return Pending(task, args, _pools[workers].submit(task, *args))
+
+
+def results(pending: Sequence[Pending]) -> list[Any]:
+    """The results of :func:`submit`'s tasks, in order.  This thread works too: it runs, last first, every task
+    no worker has started (workers take them first first), then waits for the rest."""
+    for task in reversed(pending):
+        task.run_here()
+    return [task.take() for task in pending]
 
 
 @contextmanager

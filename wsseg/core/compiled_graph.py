@@ -163,6 +163,17 @@ def finite_in_range(xyz: np.ndarray, min_sq: float, max_sq: float) -> np.ndarray
 
 
 @njit(cache=True, nogil=True)
+def within_limit(xyz: np.ndarray, limit: np.floating) -> np.ndarray:
+    """(N,) bool: rows of (N, 3) ``xyz`` whose every ``|coordinate| < limit`` (NaN: False); ``limit`` of xyz's dtype,
+    so the comparison rounds as numpy's ``(np.abs(xyz) < limit).all(axis=1)``."""
+    n = xyz.shape[0]
+    keep = np.empty(n, dtype=np.bool_)
+    for i in range(n):
+        keep[i] = abs(xyz[i, 0]) < limit and abs(xyz[i, 1]) < limit and abs(xyz[i, 2]) < limit
+    return keep
+
+
+@njit(cache=True, nogil=True)
 def compact_rows(values: np.ndarray, keep: np.ndarray, count: int) -> np.ndarray:
     """``values[keep]`` for an (N, C) array and an (N,) bool mask with ``count`` true entries."""
     out = np.empty((count, values.shape[1]), dtype=values.dtype)

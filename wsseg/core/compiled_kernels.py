@@ -33,6 +33,7 @@ from wsseg.core.compiled_graph import (  # noqa: F401  (re-exported: one module 
     pair_counts,
     softmax_max,
     up_chunks,
+    within_limit,
 )
 
 #: rows below which the neighbour map is built on one thread (a parallel region costs more than it saves)

@@ -31,6 +31,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from wsseg.core import backend
 from wsseg.core.backend import compiled
 from wsseg.core.kernel_maps import INDEX_DTYPE, KernelMaps, map_input_names
 
@@ -107,25 +108,28 @@ def graph_inputs(maps: KernelMaps, spec: GraphSpec) -> dict[str, np.ndarray]:
     if spec.formulation == "gather":
         return maps.as_inputs()
     out: dict[str, np.ndarray] = {}
+    tasks = []  # chunked tables of every convolution, built at once with preprocessing threads > 1
     levels = spec.num_levels
     for level in range(levels):
         if spec.chunked(level):
-            out.update(chunked_conv_tables(maps.neighbours[level], maps.neighbours[level].shape[0], True,
-                                           spec.chunk_rows, spec.num_buckets, f"subm{level}"))
+            tasks.append(backend.submit(chunked_conv_tables, maps.neighbours[level], maps.neighbours[level].shape[0],
+                                        True, spec.chunk_rows, spec.num_buckets, f"subm{level}"))
         else:
             out[f"neighbours_{level}"] = maps.neighbours[level]
     for level in range(levels - 1):
         num_fine = maps.neighbours[level].shape[0]
         if spec.chunked(level + 1):
-            out.update(chunked_conv_tables(maps.down[level], num_fine, False, spec.chunk_rows, spec.num_buckets,
-                                           f"down{level}"))
+            tasks.append(backend.submit(chunked_conv_tables, maps.down[level], num_fine, False, spec.chunk_rows,
+                                        spec.num_buckets, f"down{level}"))
         else:
             out[f"down_{level}"] = maps.down[level]
     for level in range(levels - 1):
         if spec.chunked(level + 1):
-            out.update(up_tables(maps.up[level], spec.chunk_rows, f"up{level}"))
+            tasks.append(backend.submit(up_tables, maps.up[level], spec.chunk_rows, f"up{level}"))
         else:
             out[f"up_{level}"] = maps.up[level]
+    for tables in backend.results(tasks):
+        out.update(tables)
     return {name: out[name] for name in graph_input_names(spec)}
 
 

@@ -65,6 +65,11 @@ class FeatureConfig:
     def num_channels(self) -> int:
         return sum(FEATURE_CHANNELS[n] for n in self.ordered_names)
 
+    @property
+    def needs_neighbours(self) -> bool:
+        """Whether a feature reads the level-0 neighbour map (the normals: ``normal``, ``support_cos``)."""
+        return "normal" in self.names or "support_cos" in self.names
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["names"] = list(self.ordered_names)
@@ -105,7 +110,7 @@ def voxel_features(
     if centroids is None:
         centroids = geometry.voxel_centroids(grid, xyz) if geometric else np.zeros((0, 3))
     normal = plane_normal = plane_offset = None
-    if "normal" in names or "support_cos" in names:
+    if config.needs_neighbours:
         if neighbours is None:
             from wsseg.core.kernel_maps import neighbour_map
 

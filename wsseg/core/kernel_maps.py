@@ -265,10 +265,12 @@ def _build_compiled(kernels: object, coords: np.ndarray, num_levels: int) -> Ker
     keys = kernels.pack_coords(coords, packer.low, packer.shifts)  # type: ignore[attr-defined]
     if not kernels.strictly_increasing(keys):  # type: ignore[attr-defined]
         raise ValueError("voxel coordinates must be unique and sorted by (batch, x, y, z)")
-    threads = backend.threads()
-    levels, neighbours, downs, ups = [coords], [], [], []
+    # one neighbour table per level: a level's table needs only its keys, so with preprocessing threads > 1 the
+    # tables build on the pool (level 0, about half the voxels, first) while this thread coarsens
+    threads = 1 if backend.threads() > 1 and num_levels > 1 else backend.threads()
+    levels, tables, downs, ups = [coords], [], [], []
     for level in range(num_levels):
-        neighbours.append(kernels.neighbour_table(keys, packer.offset_keys(OFFSETS_3X3X3), threads))  # type: ignore[attr-defined]
+        tables.append(backend.submit(kernels.neighbour_table, keys, packer.offset_keys(OFFSETS_3X3X3), threads))  # type: ignore[attr-defined]
         if level == num_levels - 1:
             break
         low, high = _halved(low, high)
@@ -279,4 +281,5 @@ def _build_compiled(kernels: object, coords: np.ndarray, num_levels: int) -> Ker
         ups.append(up.astype(INDEX_DTYPE))
         downs.append(kernels.down_from_up(ups[-1], len(levels[-2]), len(levels[-1])))  # type: ignore[attr-defined]
         packer = coarse_packer
-    return KernelMaps(coords=tuple(levels), neighbours=tuple(neighbours), down=tuple(downs), up=tuple(ups))
+    neighbours = tuple(backend.results(tables))
+    return KernelMaps(coords=tuple(levels), neighbours=neighbours, down=tuple(downs), up=tuple(ups))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wsseg.core import geometry
+from wsseg.core import backend, geometry
 from wsseg.core.features import SUPPORT_FEATURES, FeatureConfig, support_planes_of, voxel_features
 from wsseg.core.kernel_maps import KernelMaps, build_kernel_maps, neighbour_map
 from wsseg.core.refine import SupportRefine, refine_labels
@@ -100,14 +100,28 @@ def prepare_cloud(
         if values is not None and (np.shape(values)[0] != xyz.shape[0] or np.size(values) != xyz.shape[0] * width):
             raise ValueError(f"{name} has shape {np.shape(values)}, expected {xyz.shape[0]} points")
     grid = voxelize(xyz, config.voxel_size_m, batch=batch)
-    maps = build_kernel_maps(grid.coords, config.num_levels)
+    if not config.features.needs_neighbours:  # features and kernel maps at once (preprocessing threads > 1)
+        features = backend.submit(_features, config, grid, xyz, rgb, intensity, None)
+        maps = build_kernel_maps(grid.coords, config.num_levels)
+        (features, planes), = backend.results([features])
+    else:
+        maps = build_kernel_maps(grid.coords, config.num_levels)
+        features, planes = _features(config, grid, xyz, rgb, intensity, maps.neighbours[0])
+    return NetworkInput(grid=grid, features=features, maps=maps, planes=planes)
+
+
+def _features(config: PreprocessConfig, grid: VoxelGrid, xyz: np.ndarray, rgb: np.ndarray | None,
+              intensity: np.ndarray | None, neighbours: np.ndarray | None
+              ) -> tuple[np.ndarray, list[geometry.Plane] | None]:
+    """(features (M_0, C_in) float32, support planes or None) of a voxelized cloud; ``neighbours``: the level-0
+    map, or None when the features need none."""
     centroids = planes = None
     if config.needs_planes:
         centroids = geometry.voxel_centroids(grid, xyz)
         planes = support_planes_of(grid, centroids, config.features)
     features = voxel_features(grid, config.features, xyz, rgb=rgb, intensity=intensity,
-                              neighbours=maps.neighbours[0], centroids=centroids, planes=planes)
-    return NetworkInput(grid=grid, features=features, maps=maps, planes=planes)
+                              neighbours=neighbours, centroids=centroids, planes=planes)
+    return features, planes
 
 
 def refine_point_labels(config: PreprocessConfig, class_names: tuple[str, ...] | list[str], xyz: np.ndarray,

@@ -139,8 +139,12 @@ def indexable_mask(xyz: np.ndarray, voxel_size_m: float) -> np.ndarray:
     their int64 grid index would overflow or no key could hold the cloud's extent.
     """
     limit = float(voxel_size_m) * MAX_GRID_INDEX
+    xyz = np.asarray(xyz)
+    kernels = compiled()
+    if kernels is not None and xyz.ndim == 2 and xyz.shape[1] == 3 and xyz.dtype in (np.float32, np.float64):
+        return kernels.within_limit(np.ascontiguousarray(xyz), xyz.dtype.type(limit))
     with np.errstate(invalid="ignore"):  # NaN compares False: invalid
-        return (np.abs(np.asarray(xyz)) < limit).all(axis=1)
+        return (np.abs(xyz) < limit).all(axis=1)
 
 
 def grid_indices(xyz: np.ndarray, voxel_size_m: float) -> np.ndarray:

@@ -46,6 +46,10 @@ PARAMS: tuple[ParamSpec, ...] = (
               read_only=False, choices=ENGINE_NAMES),
     ParamSpec("num_threads", 0, "ONNX Runtime intra-op threads (0 = its default). Changing it reloads the engine.",
               read_only=False, min_value=0, max_value=256),
+    ParamSpec("preprocess_threads", 2, "Threads that build a frame's index tables and features, capped at the CPU "
+              "count: with 2, level 0's tables and the features build beside the coarser levels (ONNX Runtime is idle "
+              "then; the tables are the same for any count). 1 = all in the worker thread.",
+              min_value=1, max_value=64),
     ParamSpec("build_only", False, "Load the model and build the engine (TensorRT: into the bundle's trt_cache), "
               "run one warm-up frame, log its time and exit 0: for image builds and first boots."),
     ParamSpec("input_mode", "points", "points: subscribe ~/input/points (PointCloud2); rgbd: ~/input/depth + "
@@ -115,6 +119,7 @@ class NodeConfig:
     model: str
     engine: str
     num_threads: int
+    preprocess_threads: int
     build_only: bool
     input_mode: str
     input_qos: str

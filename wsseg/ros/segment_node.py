@@ -48,6 +48,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 
+from wsseg.core import backend
 from wsseg.core.bundle import BundleError
 from wsseg.core.transforms import pose_matrix
 from wsseg.ros.conversions import (
@@ -136,6 +137,7 @@ class SegmentNode(Node):
         mmap_mb = self.config.malloc_mmap_threshold_mb  # before the engine loads: a fixed threshold, no ratchet
         self._malloc_policy = (f"mmap threshold fixed at {mmap_mb} MiB" if keep_freed_memory(
             mmap_threshold_bytes=mmap_mb * 2**20) else "glibc default (WSSEG_KEEP_HEAP=0 or not glibc)")
+        backend.set_threads(self.config.preprocess_threads)
         self.segmenter = self._load_segmenter(self.config)
         self.stats = (NodeStats(primary="depth", streams=STREAMS) if self.config.input_mode == "rgbd"
                       else NodeStats(primary="points"))
