@@ -38,6 +38,23 @@ def test_infer_file_round_trip(tiny_bundle: Path, tmp_path: Path, suffix: str) -
     np.testing.assert_array_equal(labelled.rgb, rgb)
 
 
+def test_infer_labels_do_not_depend_on_preprocessing_threads(tiny_bundle: Path, tmp_path: Path) -> None:
+    xyz, rgb, _ = make_box_scene(seed=4, n=20000)
+    source = write_cloud(tmp_path / "in.ply", PointCloudFile(xyz=xyz, rgb=rgb))
+    outputs = []
+    for threads in ("1", "2"):
+        target = tmp_path / f"out{threads}.ply"
+        result = run_wsseg("infer", "--model", str(tiny_bundle), "--in", str(source), "--out", str(target),
+                           "--preprocess-threads", threads)
+        assert result.returncode == 0, result.stderr
+        outputs.append(read_cloud(target))
+    np.testing.assert_array_equal(outputs[0].label, outputs[1].label)
+    np.testing.assert_array_equal(outputs[0].fields["confidence"], outputs[1].fields["confidence"])
+    bad = run_wsseg("infer", "--model", str(tiny_bundle), "--in", str(source), "--out", str(tmp_path / "x.ply"),
+                    "--preprocess-threads", "0")
+    assert bad.returncode == 2 and "--preprocess-threads: must be >= 1, got 0" in bad.stderr
+
+
 def test_infer_keeps_organized_layout(tiny_bundle: Path, tmp_path: Path) -> None:
     xyz, rgb, _ = make_box_scene(seed=9, n=1200)
     source = write_cloud(tmp_path / "organized.pcd", PointCloudFile(xyz=xyz, rgb=rgb, width=40, height=30))

@@ -10,6 +10,7 @@ import numpy as np
 
 from wsseg.core.atomic import atomic_path
 from wsseg.core.backend import name as table_backend
+from wsseg.core.backend import set_threads as set_preprocess_threads
 from wsseg.core.classes import UNLABELLED_ID
 from wsseg.core.cloud_io import PointCloudFile, read_cloud, write_cloud
 from wsseg.runtime.engines import ENGINE_NAMES
@@ -30,7 +31,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True,
                         help="output file (one input) or directory (several inputs); suffix .ply, .pcd or .npz")
     parser.add_argument("--engine", default="auto", choices=ENGINE_NAMES)
+    parser.add_argument("--preprocess-threads", type=_positive_int, default=2, metavar="N",
+                        help="threads that build each cloud's index tables and features, capped at the CPU count "
+                             "(default 2; the labels do not depend on it)")
     parser.set_defaults(handler=run_infer)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _output_path(out: Path, source: Path, several: bool) -> Path:
@@ -64,6 +78,7 @@ def write_labelled_cloud(path: Path, cloud: PointCloudFile, labels: np.ndarray, 
 def run_infer(args: argparse.Namespace) -> int:
     """Segment every input file; prints one line per file (read / segment stages / write ms) and a total."""
     started = time.perf_counter()
+    set_preprocess_threads(args.preprocess_threads)
     segmenter = Segmenter(args.model, engine=args.engine)
     load_ms = (time.perf_counter() - started) * 1e3
     inputs = [Path(p) for p in args.inputs]
