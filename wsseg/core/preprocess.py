@@ -101,9 +101,9 @@ def prepare_cloud(
             raise ValueError(f"{name} has shape {np.shape(values)}, expected {xyz.shape[0]} points")
     grid = voxelize(xyz, config.voxel_size_m, batch=batch)
     if not config.features.needs_neighbours:  # features and kernel maps at once (preprocessing threads > 1)
-        features = backend.submit(_features, config, grid, xyz, rgb, intensity, None)
+        pending = backend.submit(_features, config, grid, xyz, rgb, intensity, None)
         maps = build_kernel_maps(grid.coords, config.num_levels)
-        (features, planes), = backend.results([features])
+        features, planes = pending.take()
     else:
         maps = build_kernel_maps(grid.coords, config.num_levels)
         features, planes = _features(config, grid, xyz, rgb, intensity, maps.neighbours[0])
