@@ -79,6 +79,10 @@ TRIES: dict[str, dict[str, Any]] = {
                        **AS_WRITTEN},
     "dsp_w0": {"stages": ["csfr", "isfr"], "cr_weight": 0.0, "sr_weight": 0.0},  # control: no L_CR / L_SR at all
     "dsp_prob": {"stages": ["csfr", "isfr"], "consistency_space": "probabilities"},
+    "dsp_prob_detach": {"stages": ["csfr", "isfr"], "detach_basic": True},  # the shipped form, Z_i detached
+    # controls that split dsp_w0: stage 1's pair sampling alone, stage 2's L_seg_s alone (no L_CR / L_SR)
+    "csfr_w0": {"stages": ["csfr"], "cr_weight": 0.0},
+    "isfr_w0": {"stages": ["isfr"], "sr_weight": 0.0},
     "dsp_fixdec": {"stages": ["csfr", "isfr"], "branch_gradient": "features", **AS_WRITTEN},
     "dsp_fixdec_detach": {"stages": ["csfr", "isfr"], "branch_gradient": "features", "detach_basic": True,
                           **AS_WRITTEN},
@@ -90,6 +94,9 @@ TRY_LABELS = {"dsp_detach": "DSP, detach_basic: true (Z_i detached in L_CR / L_S
               "dsp_detach_w01": "DSP, detach_basic: true and cr_weight = sr_weight = 0.1",
               "dsp_w0": "control: DSP schedule with cr_weight = sr_weight = 0 (CE + L_seg_s only)",
               "dsp_prob": "DSP, consistency_space: probabilities (L_CR / L_SR on softmax(Z))",
+              "dsp_prob_detach": "DSP, probabilities and detach_basic: true (softmax(Z_i) detached in L_CR / L_SR)",
+              "csfr_w0": "control: CSFR stage only, cr_weight = 0 (CE on pairs of crops sharing a class)",
+              "isfr_w0": "control: ISFR stage only, sr_weight = 0 (CE + L_seg_s on single crops)",
               "dsp_fixdec": "DSP, branch_gradient: features (branch losses train only F and W, not the decoder)",
               "dsp_fixdec_detach": "DSP, branch_gradient: features and detach_basic: true"}
 LABELS = {"baseline": "Baseline (basic branch)", "csfr": "CSFR only (basic + CR)", "isfr": "ISFR only (basic + SR + "
