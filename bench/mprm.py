@@ -102,9 +102,13 @@ def score_variants(classifier: MprmClassifier, dataset: Dataset, split: str, wea
 
 def run_mprm(dataset: Dataset, kind: str, seed: int, work: Path, args: argparse.Namespace, options: dict[str, Any],
              key: str, radius_m: float = 2.0, analyse: bool = True) -> dict[str, Any]:
-    """One MPRM run: retrained val mIoU, its train pseudo-label record and (``analyse``) every variant's scores."""
+    """One MPRM run: retrained val mIoU, its train pseudo-label record and (``analyse``) every variant's scores.
+
+    ``radius_m``: ball radius of the simulated tags and of the method, metres; an ``options["radius_m"]`` (a
+    ``--try``) overrides it for both, so the labels and the method never disagree."""
+    radius_m = float(options.get("radius_m", radius_m))
     weak = weak_labels(kind, dataset, "train", seed, radius_m)
-    config = recipe(args.profile, args.steps, 10_000, seed, args.lr, method={"radius_m": radius_m, **options},
+    config = recipe(args.profile, args.steps, 10_000, seed, args.lr, method={**options, "radius_m": radius_m},
                     features=["offset", "rgb"])
     run = work / f"mprm_{key}"
     method = MprmMethod(dataset.classes, config["method"], weak)

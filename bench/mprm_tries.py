@@ -47,15 +47,14 @@ def parse_try(text: str) -> tuple[str, dict[str, Any]]:
 def run_tries(dataset: Dataset, tries: list[tuple[str, dict[str, Any]]], args: argparse.Namespace, work: Path,
               run_mprm: Callable[..., dict[str, Any]], kind: str = "subcloud") -> dict[str, Any]:
     """Every try (weak labels ``kind``) on every seed of ``args.seeds``: {name: {"options", "runs": [{"seed",
-    "retrained", "train_s", "record", "loadavg_start", "loadavg_end", "wall_s"}]}}.  A try's ``radius_m`` is the
-    sub-cloud radius of its simulated tags too (default 2 m, the paper's)."""
+    "retrained", "train_s", "record", "loadavg_start", "loadavg_end", "wall_s"}]}}."""
     out: dict[str, Any] = {}
     for name, options in tries:
         runs = []
         for seed in args.seeds:
             load, started = os.getloadavg(), time.perf_counter()
             result = run_mprm(dataset, kind, seed, work / f"seed{seed}", args, options, f"try_{name}",
-                              radius_m=float(options.get("radius_m", 2.0)), analyse=False)
+                              analyse=False)
             runs.append({"seed": seed, "retrained": result["retrained"], "train_s": result["train_s"],
                          "record": result["record"], "loadavg_start": [round(v, 2) for v in load],
                          "loadavg_end": [round(v, 2) for v in os.getloadavg()],
@@ -139,7 +138,8 @@ def grid_arg(text: str) -> tuple[int, int, int]:
 
 
 TRIES = ("### Tries to close the sub-cloud gap (`--try`; same steps, seeds and `full`)",
-         "Sub-cloud tags (r = 2 m), retrained val mIoU; ratio = mean retrained / mean `full` of the same seeds.")
+         "Sub-cloud tags (r = 2 m unless a try sets `radius_m`), retrained val mIoU; ratio = mean retrained / "
+         "mean `full` of the same seeds.")
 SUBSCENES = ("### Scene tags on sub-scenes (`--subscenes`; same steps, seeds and `full`)",
              "Scene tags, each train room cut into a grid of its bounding box (try `NAME_NXNYNZ`) and every cell with "
              "at least 200 points tagged as a scene of its own (`wsseg_training.data.subscenes`, the diverse-tags "
