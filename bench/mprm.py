@@ -410,6 +410,9 @@ def main() -> int:
     parser.add_argument("--try", dest="tries", action="append", type=parse_try, default=[], metavar="NAME=JSON",
                         help="run only this sub-cloud MPRM variant (MprmOptions as JSON) on --seeds and add it to the "
                              "saved dataset sections' tries (bench/mprm_tries.py); repeatable")
+    parser.add_argument("--try-kind", choices=("subcloud", "scene"), default="subcloud",
+                        help="the weak labels of the --try runs on the rooms (scene: kept in the section's "
+                             "scene_tries, against the main table's scene-tag row)")
     parser.add_argument("--subscenes", type=grid_arg, default=None, metavar="NX,NY,NZ",
                         help="run only MPRM with scene tags on sub-scenes (each train room cut into this grid, every "
                              "cell tagged on its own; the paper's options, or each --try) on --seeds, added to the "
@@ -464,8 +467,9 @@ def main() -> int:
                     wall_s=round(time.perf_counter() - started, 1), machine=machine(load_start))
         part["note"] = part_note(args, part)
         add_earlier_seeds(part, datasets.get(name))
-        if datasets.get(name, {}).get("tries"):
-            part["tries"] = datasets[name]["tries"]
+        for key in ("tries", "scene_tries"):
+            if datasets.get(name, {}).get(key):
+                part[key] = datasets[name][key]
         part["majority_class"], part["majority_miou"] = majority(dataset)
         part["methods_rows"] = method_rows(part, name, dense_fraction(dataset))
         datasets[name] = part

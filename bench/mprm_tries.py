@@ -5,7 +5,8 @@ Each try is one set of MPRM options (``MprmOptions``: e.g. ``{"classify_share": 
 retraining, the budget ``full`` gets) and seeds as the main table; only the retrained network's val mIoU and the train
 pseudo-label record are measured (no per-path analysis).  Each try's ratio divides by ``full`` of the same seeds from
 the main table's runs.  The tries live in the dataset section's ``tries`` ({name: {"options", "runs"}}); a later
-``--try`` of the same name replaces its seeds' runs.
+``--try`` of the same name replaces its seeds' runs.  With ``--try-kind scene`` the tries train with whole-room scene
+tags instead and live in ``scene_tries`` (against the main table's scene-tag row).
 
 With ``--subscenes NX,NY,NZ`` the runs are MPRM with **scene tags on sub-scenes** instead (the diverse-tags protocol,
 :mod:`wsseg_training.data.subscenes`, as ``bench/densify.py --subscenes``): each train room cut into that grid of
@@ -87,7 +88,7 @@ def add_tries(part: dict[str, Any], dataset: Dataset, args: argparse.Namespace, 
     if saved and saved != {points}:
         raise SystemExit(f"the train rooms hold {points} points, the saved runs' {sorted(saved)}: not the same rooms, "
                          "their `full` would not compare")
-    key, kind = "tries", "subcloud"
+    key, kind = ("scene_tries", "scene") if getattr(args, "try_kind", "subcloud") == "scene" else ("tries", "subcloud")
     if args.subscenes:
         grid = args.subscenes
         tag = "".join(map(str, grid))
@@ -140,6 +141,8 @@ def grid_arg(text: str) -> tuple[int, int, int]:
 TRIES = ("### Tries to close the sub-cloud gap (`--try`; same steps, seeds and `full`)",
          "Sub-cloud tags (r = 2 m unless a try sets `radius_m`), retrained val mIoU; ratio = mean retrained / "
          "mean `full` of the same seeds.")
+SCENE_TRIES = ("### Tries on whole-room scene tags (`--try --try-kind scene`; same steps, seeds and `full`)",
+               "Scene tags of whole rooms, retrained val mIoU; ratio = mean retrained / mean `full` of the same seeds.")
 SUBSCENES = ("### Scene tags on sub-scenes (`--subscenes`; same steps, seeds and `full`)",
              "Scene tags, each train room cut into a grid of its bounding box (try `NAME_NXNYNZ`) and every cell with "
              "at least 200 points tagged as a scene of its own (`wsseg_training.data.subscenes`, the diverse-tags "
@@ -154,6 +157,7 @@ GRID = ("- {grid} grid: {sub} sub-scenes ({kept:.1f} % of the train points), {su
 def tries_markdown(part: dict[str, Any]) -> list[str]:
     """The markdown lines of a dataset section's tries and scene-tag sub-scene tries (none without either)."""
     lines = tries_table(part, part.get("tries") or {}, "subcloud", *TRIES)
+    lines += tries_table(part, part.get("scene_tries") or {}, "scene", *SCENE_TRIES)
     grids = part.get("subscenes") or {}
     if grids:
         extra = part.get("extra_full") or {}

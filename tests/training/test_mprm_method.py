@@ -218,6 +218,24 @@ def test_scene_tags_train_on_balls_with_the_scenes_tags(boxes: tuple[Dataset, Su
     assert record["labels"] == "scene_tags" and set(record["train_pseudo_label_miou"]) == {"pcam", "mprm"}
 
 
+def test_scene_sample_scene_classifies_whole_scenes_with_exact_tags(boxes: tuple[Dataset, SubcloudTags],
+                                                                    tmp_path: Path) -> None:
+    dataset, _ = boxes
+    tags = simulate_scene_tags(dataset, dataset.scene_names("train"), seed=0)
+    _, method = run(dataset, tags, tmp_path / "run", mprm_config(steps=4, crf=False, scene_sample="scene"))
+    assert method.classify_sampling().region == "scene"
+    for names, _, sample_tags, points in method.seen:
+        for name, tag, pick in zip(names, sample_tags, points, strict=True):
+            assert np.flatnonzero(tag).tolist() == list(tags.tags[name])
+            np.testing.assert_array_equal(np.sort(pick), np.arange(dataset.load(name).num_points))  # every point
+    for scene in method.scenes:  # the pseudo labels: one pass over the whole scene, masked by its tags
+        (one,) = method.scene_passes(scene)
+        assert one.classes == tuple(np.flatnonzero(scene.tags).tolist())
+        assert np.linalg.norm(scene.xyz - one.centre, axis=1).max() < one.radius_m
+    with pytest.raises(ConfigError, match=r"method\.scene_sample"):
+        MprmMethod.parse_options({"scene_sample": "crop"}, where="x.yaml")
+
+
 def test_bad_options_are_named(boxes: tuple[Dataset, SubcloudTags], tmp_path: Path) -> None:
     dataset, tags = boxes
     with pytest.raises(ConfigError, match="feature_level 5 is outside the 3-level"):

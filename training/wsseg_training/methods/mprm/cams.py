@@ -105,6 +105,13 @@ def grid_passes(xyz: np.ndarray, radius_m: float, spacing_m: float | None = None
     return [Pass(c, float(radius_m), classes) for c in centres]
 
 
+def whole_scene_pass(xyz: np.ndarray, classes: tuple[int, ...] | None = None) -> list[Pass]:
+    """One ball holding every point of ``xyz`` (N, 3) metres, masked by ``classes`` (a whole-scene sample)."""
+    points = np.asarray(xyz, np.float64)
+    centre = (points.min(axis=0) + points.max(axis=0)) / 2
+    return [Pass(centre, float(np.linalg.norm(points - centre, axis=1).max()) + 1e-3, classes)]
+
+
 @dataclass
 class SceneVotes:
     """Votes of one scene's passes.  sums: {score variant: (N, C) float64 summed scores}; count: (N,) passes per

@@ -11,7 +11,7 @@
    sub-cloud tags the **fixed annotated** sub-clouds of the file (``Sampling(region="subcloud")``, one epoch visits
    each once; the official code re-draws jittered centres and reads their classes from dense labels: not here);
    with scene tags random r = 2 m balls carrying the scene's tags (``Sampling(region="ball")``, as the paper
-   states: a ball may miss a tagged class).
+   states: a ball may miss a tagged class), or with ``scene_sample: scene`` whole scenes (exact tags; ours).
 2. ``retrain``: before it starts, the classifier labels every training point (:mod:`~wsseg_training.methods.mprm.cams`:
    passes over the annotated sub-clouds -- or a grid of r = 2 m balls masked by the scene's tags --, the four
    CAMs fused by element-wise max, voted by averaging, absent classes at -inf), the dense CRF refines them
@@ -51,7 +51,7 @@ from wsseg_training.labels import SceneTags, SubcloudTags
 from wsseg_training.methods.base import Method, StageContext, StepContext
 from wsseg_training.methods.common.class_weights import class_weights, label_counts
 from wsseg_training.methods.common.losses import point_cross_entropy
-from wsseg_training.methods.mprm.cams import FeatureTap, Pass, cam_maps, grid_passes, subcloud_passes
+from wsseg_training.methods.mprm.cams import FeatureTap, Pass, cam_maps, grid_passes, subcloud_passes, whole_scene_pass
 from wsseg_training.methods.mprm.options import MprmOptions
 from wsseg_training.methods.mprm.paths import MultiPathModule, sample_scores
 from wsseg_training.methods.mprm.pseudo_labels import PseudoLabeller
@@ -129,10 +129,13 @@ class MprmMethod(Method):
         return nn.ModuleDict({MODULE_KEY: build_paths(backbone, self.options, self.num_classes)})
 
     def classify_sampling(self) -> Sampling:
-        """Sub-cloud tags: the annotated sub-clouds; scene tags: random balls of ``radius_m`` with the scene's tags."""
+        """Sub-cloud tags: the annotated sub-clouds; scene tags: random balls of ``radius_m`` with the scene's tags
+        (or, ``scene_sample: scene``, whole scenes)."""
         cap = self.options.sample_max_points
         if self.subclouds:
             return Sampling(region="subcloud", max_points=cap)
+        if self.options.scene_sample == "scene":
+            return Sampling(region="scene")
         return Sampling(region="ball", radius_m=self.options.radius_m, max_points=cap)
 
     def stages(self, plan: TrainPlan) -> list[Stage]:
@@ -162,10 +165,12 @@ class MprmMethod(Method):
 
     def scene_passes(self, scene: TrainScene) -> list[Pass]:
         """The pseudo-label passes of a training scene: its annotated sub-clouds, or a grid of balls masked by its
-        scene tags."""
+        scene tags (``scene_sample: scene``: one pass over the whole scene, as the classifier trained)."""
         if self.subclouds:
             return subcloud_passes(scene.subclouds)
         tags = tuple(int(c) for c in np.flatnonzero(scene.tags)) if scene.tags is not None else None
+        if self.options.scene_sample == "scene":
+            return whole_scene_pass(scene.xyz, tags)
         return grid_passes(scene.xyz, self.options.radius_m, self.options.pass_spacing_m, tags)
 
     def begin_stage(self, index: int, stage: Stage, ctx: StageContext) -> None:

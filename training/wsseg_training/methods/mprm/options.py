@@ -23,6 +23,8 @@ FUSIONS = ("max", "sum")
 FEATURE_SOURCES = ("encoder", "decoder")
 #: how classes absent from a sample's tags are removed from its scores (``zero`` = the official code's bug)
 MASK_RULES = ("neg_inf", "zero")
+#: what a classification sample is with scene tags (``ball`` = the paper)
+SCENE_SAMPLES = ("ball", "scene")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +52,10 @@ class MprmOptions(MethodOptions):
     classify_steps: int | None = option(None, ge=1, doc="or: classification steps (None = classify_share)")
     radius_m: float = option(2.0, gt=0, doc="ball radius of scene-tag training samples and of the pseudo-label "
                                             "passes with scene tags, metres (the paper: 2 m)")
+    scene_sample: str = option("ball", choices=SCENE_SAMPLES,
+                               doc="scene tags: classify random balls of radius_m carrying the scene's tags (the "
+                                   "paper; a ball may miss a tagged class) or whole scenes, whose tags are exact "
+                                   "(ours, for rooms that fit in memory)")
     pass_spacing_m: float | None = option(None, gt=0, doc="grid spacing of the pseudo-label passes with scene tags "
                                                           "(None = radius_m: the sub-cloud seeding grid)")
     sample_max_points: int = option(0, ge=0, doc="cap on the points of a classification sample (0 = the whole "
