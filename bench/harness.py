@@ -196,6 +196,14 @@ def machine(load_start: tuple[float, float, float]) -> dict[str, Any]:
             "loadavg_1_5_15_end": [round(v, 2) for v in os.getloadavg()]}
 
 
+def emit(text: str, out: Path | None) -> int:
+    """Print ``text`` (a markdown report) and also write it to ``out`` when given; the script's exit status, 0."""
+    print(text, end="")
+    if out:
+        out.write_text(text)
+    return 0
+
+
 def write_results(folder: Path, name: str, result: dict, markdown: str) -> None:
     """``folder/name.json`` and ``folder/name.md``, each written atomically."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import torch
+from harness import emit
 from wsseg_training.data.dataset import Dataset
 from wsseg_training.evaluation.evaluate import TorchPredictor, evaluate_split
 
@@ -52,11 +53,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     lines = table(Dataset(args.data), args.runs, [s for s in args.splits.split(",") if s])
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
-    if args.out:
-        args.out.write_text(text)
-    return 0
+    return emit("\n".join(lines) + "\n", args.out)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import pytest
 import torch
 from wsseg_training.engine.sampling import ball_indices
 from wsseg_training.labels.simulate import scene_subclouds, subcloud_centres
-from wsseg_training.methods.mprm.cams import SceneVotes, fuse, mask_scores
+from wsseg_training.methods.mprm.cams import SceneVotes, fuse, mask_scores, standardize_scores
 from wsseg_training.methods.mprm.crf import mixed_unary, refine_with_crf
 from wsseg_training.methods.mprm.paths import MultiPathModule, sample_rows
 from wsseg_training.methods.mprm.pseudo_labels import SceneLabels
@@ -81,6 +81,30 @@ def test_votes_average_passes_and_intersect_their_tags() -> None:
     # point 1 lies in both passes: only class 1 is in both tag sets; point 2 was never reached
     assert votes.allowed.tolist() == [[True, True, False], [False, True, False], [True, True, True]]
     assert votes.labels("max").tolist() == [1, 1, -1]
+
+
+def test_standardize_scores_over_the_valid_points() -> None:
+    scores = np.array([[1.0, 5.0], [3.0, 5.0], [100.0, -7.0]])
+    out = standardize_scores(scores, np.array([True, True, False]))
+    # column 0 over points 0, 1: mean 2, std 1; column 1 is constant there -> 0; the invalid point -> 0
+    np.testing.assert_allclose(out, [[-1.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    assert out.dtype == np.float32
+    assert not standardize_scores(scores, np.zeros(3, bool)).any()
+
+
+def test_z_rescale_lets_a_localizing_small_scale_map_win_its_points() -> None:
+    # class 0's map is high everywhere (it wins every point raw); class 1's map is small but peaks on points 2, 3
+    scores = np.array([[9.0, 0.0], [9.2, 0.0], [9.1, 0.5], [8.9, 0.6]])
+    raw = SceneVotes(num_points=4, num_classes=2)
+    raw.add(np.arange(4), {"max": scores}, (0, 1))
+    assert raw.labels("max").tolist() == [0, 0, 0, 0]
+    z = SceneVotes(num_points=4, num_classes=2, rescale="z")
+    z.add(np.arange(4), {"max": scores}, (0, 1))
+    assert z.labels("max").tolist() == [0, 0, 1, 1]
+    unknown = SceneVotes(num_points=4, num_classes=2, rescale="minmax")
+    unknown.add(np.arange(4), {"max": scores}, (0, 1))
+    with pytest.raises(ValueError, match="rescale"):
+        unknown.mean("max")
 
 
 def test_confidence_is_the_top_softmax_over_allowed_classes_and_ignore_below_drops_the_rest() -> None:

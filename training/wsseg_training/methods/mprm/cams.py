@@ -5,7 +5,9 @@ For every scene, *passes* (balls of r = 2 m, the attention's unit) run through t
 at its level, up-sampled to the points by nearest up-sampling (every point takes the value of its voxel at that
 level: the U-Net's parent chain, :func:`~wsseg_training.model.levels.voxel_rows_at_level`), fused across paths
 (element-wise **max**; ``sum`` as the ablation; or a single path) and voted: a point's score is the mean of its
-passes' scores.
+passes' scores.  Optionally (``score_rescale: z``, ours) each class's voted map is standardised over the scene's
+points before the argmax and the CRF (:func:`standardize_scores`): a map that ranks its class's points well but on a
+smaller scale than its neighbours' maps then still wins them.
 
 Masks come from the annotations only: a pass carries the classes that may appear in it (an annotated sub-cloud's
 tags; the scene's tags for the scene-tag grid of balls; none = every class, for unannotated val scenes).  A point
@@ -28,7 +30,7 @@ from wsseg_training.engine.inference import ForwardView, PointCloud
 from wsseg_training.engine.sampling import ball_indices
 from wsseg_training.labels.simulate import subcloud_centres
 from wsseg_training.labels.types import Subcloud
-from wsseg_training.methods.mprm.options import FUSIONS, MASK_RULES, PATHS
+from wsseg_training.methods.mprm.options import FUSIONS, MASK_RULES, PATHS, SCORE_RESCALES
 from wsseg_training.methods.mprm.paths import MultiPathModule
 from wsseg_training.model.levels import voxel_rows_at_level
 from wsseg_training.model.unet import UNetOutput
@@ -82,6 +84,18 @@ def mask_scores(scores: torch.Tensor, allowed: torch.Tensor, rule: str = "neg_in
     raise ValueError(f"MPRM mask rule {rule!r} is not one of {MASK_RULES}")
 
 
+def standardize_scores(scores: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Each class's scores minus their mean, over their standard deviation, both over the ``valid`` points:
+    (N, C) float, (N,) bool -> (N, C) float32 (0 at invalid points; a constant column becomes 0)."""
+    out = np.zeros(scores.shape, np.float32)
+    if not valid.any():
+        return out
+    chosen = np.asarray(scores, np.float64)[valid]
+    spread = chosen.std(axis=0)
+    out[valid] = (chosen - chosen.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    return out
+
+
 @dataclass(frozen=True)
 class Pass:
     """One ball of a pseudo-label pass: ``centre`` (3,) metres, ``radius_m``, ``classes`` the annotated tags that
@@ -115,10 +129,12 @@ def whole_scene_pass(xyz: np.ndarray, classes: tuple[int, ...] | None = None) ->
 @dataclass
 class SceneVotes:
     """Votes of one scene's passes.  sums: {score variant: (N, C) float64 summed scores}; count: (N,) passes per
-    point; allowed: (N, C) bool, the classes every pass holding the point allows."""
+    point; allowed: (N, C) bool, the classes every pass holding the point allows; rescale: one of
+    :data:`SCORE_RESCALES`, applied by :meth:`mean`."""
 
     num_points: int
     num_classes: int
+    rescale: str = "none"
     sums: dict[str, np.ndarray] = field(default_factory=dict)
     count: np.ndarray = field(init=False)
     allowed: np.ndarray = field(init=False)
@@ -139,8 +155,14 @@ class SceneVotes:
             self.allowed[points] &= keep
 
     def mean(self, variant: str) -> np.ndarray:
-        """(N, C) float32 mean score of the passes (0 where no pass reached the point)."""
-        return (self.sums[variant] / np.maximum(self.count, 1)[:, None]).astype(np.float32)
+        """(N, C) float32 mean score of the passes (0 where no pass reached the point), rescaled per class over the
+        reached points when ``rescale`` is ``z``."""
+        mean = (self.sums[variant] / np.maximum(self.count, 1)[:, None]).astype(np.float32)
+        if self.rescale == "z":
+            return standardize_scores(mean, self.count > 0)
+        if self.rescale != "none":
+            raise ValueError(f"MPRM score rescale {self.rescale!r} is not one of {SCORE_RESCALES}")
+        return mean
 
     def scores(self, variant: str, rule: str = "neg_inf") -> torch.Tensor:
         """(N, C) masked mean scores (:func:`mask_scores`; a point without any allowed class keeps all)."""
@@ -182,10 +204,11 @@ def cam_head(module: MultiPathModule, tap: FeatureTap, variants: Sequence[str]) 
 
 def vote_scene(infer: Infer, xyz: np.ndarray, rgb: np.ndarray | None, intensity: np.ndarray | None,
                passes: Sequence[Pass], head: Callable[[ForwardView], dict], num_classes: int,
-               desc: str = "MPRM passes") -> SceneVotes:
+               desc: str = "MPRM passes", rescale: str = "none") -> SceneVotes:
     """Run every pass of one scene and vote (module docstring).  ``infer(clouds, head=, reduce=, desc=)`` is
-    :meth:`StageContext.infer` or a partial of :func:`~wsseg_training.engine.inference.infer`."""
-    votes = SceneVotes(int(xyz.shape[0]), num_classes)
+    :meth:`StageContext.infer` or a partial of :func:`~wsseg_training.engine.inference.infer`; ``rescale``: as
+    :class:`SceneVotes`."""
+    votes = SceneVotes(int(xyz.shape[0]), num_classes, rescale)
     members = [ball_indices(xyz, p.centre, p.radius_m, 0) for p in passes]
     chosen = [(p, m) for p, m in zip(passes, members, strict=True) if m.size]
     clouds = [PointCloud(xyz[m], None if rgb is None else rgb[m], None if intensity is None else intensity[m])

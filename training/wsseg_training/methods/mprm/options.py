@@ -25,6 +25,8 @@ FEATURE_SOURCES = ("encoder", "decoder")
 MASK_RULES = ("neg_inf", "zero")
 #: what a classification sample is with scene tags (``ball`` = the paper)
 SCENE_SAMPLES = ("ball", "scene")
+#: per-class rescalings of a scene's voted scores before the argmax and the CRF (``none`` = the paper)
+SCORE_RESCALES = ("none", "z")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +62,9 @@ class MprmOptions(MethodOptions):
                                                           "(None = radius_m: the sub-cloud seeding grid)")
     sample_max_points: int = option(0, ge=0, doc="cap on the points of a classification sample (0 = the whole "
                                                  "ball: a sub-cloud's tags describe all of it)")
+    score_rescale: str = option("none", choices=SCORE_RESCALES,
+                                doc="rescale each class's voted scores over the scene's points before the argmax and "
+                                    "the CRF: none (the paper) or z (standardised; ours)")
     crf: bool = option(True, doc="refine the pseudo labels with the dense CRF before retraining")
     crf_iterations: int = option(5, ge=1, doc="mean-field iterations (the paper: 5)")
     crf_unary_scale: float = option(0.5, gt=0, le=1, doc="softmax mixed with the uniform distribution over the "

@@ -54,7 +54,8 @@ class PseudoLabeller:
     """Labels scenes with a trained multi-path module (see the module docstring).
 
     module / tap: the classifier's paths and where they read the backbone.  num_classes: C.  crf_voxel_m: the
-    CRF's grid, metres.  fusion, mask_rule, crf, crf_iterations, crf_unary_scale: as in :class:`MprmOptions`.
+    CRF's grid, metres.  fusion, mask_rule, score_rescale, crf, crf_iterations, crf_unary_scale: as in
+    :class:`MprmOptions`.
     """
 
     def __init__(self, module: MultiPathModule, tap: FeatureTap, options: MprmOptions, num_classes: int,
@@ -75,7 +76,8 @@ class PseudoLabeller:
     def votes(self, infer: Infer, cloud: Cloud, passes: Sequence[Pass], variants: Sequence[str]) -> SceneVotes:
         """Voted scores of ``variants`` (:data:`~.cams.SCORES`) over the passes of one scene."""
         head = cam_head(self.module, self.tap, self.available(variants))
-        return vote_scene(infer, cloud.xyz, cloud.rgb, cloud.intensity, passes, head, self.num_classes)
+        return vote_scene(infer, cloud.xyz, cloud.rgb, cloud.intensity, passes, head, self.num_classes,
+                          rescale=self.options.score_rescale)
 
     def labels(self, votes: SceneVotes, variant: str, cloud: Cloud, crf: bool) -> np.ndarray:
         """(N,) int64 labels of one voted variant, argmax of the masked scores or refined by the dense CRF."""
