@@ -2,8 +2,8 @@
 
 On synthetic indoor rooms (``IndoorConfig()``, S3DIS classes; or ``--data``, which must hold super-voxels), with
 scene tags simulated from the train split's ground truth (seed ``--seed``), every run the same length
-(``--epochs`` epochs of 12 training rooms in batches of 2 = 6 steps per epoch; ``full`` the same number of steps on
-crops, its usual recipe) and scored on the val rooms (mIoU over all points):
+(``--epochs`` epochs of the training rooms, 12 of the default 15, in batches of 2 = 6 steps per epoch; ``full``
+the same number of steps on crops, its usual recipe) and scored on the val rooms (mIoU over all points):
 
 * ``main``: ``full``; Densify (ℓ_cam + ℓ_us + ℓ_match, Hungarian, filtering) with bootstrapping, which gives "Ours"
   (its network before bootstrapping, ``-no-bootstrap``), "Ours*" (the exported network) and the primitive
@@ -330,7 +330,8 @@ def finish(result: dict[str, Any], args: argparse.Namespace, argv: list[str] | N
         f"{round(args.epochs * 250 / 400)}, matching from epoch "
         f"{round(args.epochs * 60 / 400)}), K-means every {args.kmeans_every} epochs, K = {k_auto} (auto), "
         f"bootstrapping {args.bootstrap_epochs} more epochs on crops of 10,000 points (\"Ours*\" trains "
-        f"{args.epochs + args.bootstrap_epochs} epochs in all); `full` {args.epochs} epochs of the 12 rooms "
+        f"{args.epochs + args.bootstrap_epochs} epochs in all); `full` {args.epochs} epochs of the "
+        f"{len(dataset.scene_names('train'))} train rooms "
         f"({args.epochs * args.room_steps_per_epoch} steps of 2 crops of 10,000 points, dense labels); AdamW lr "
         f"{args.lr}, cosine.  Machine: {m['device']}, "
         f"{m['cores']} cores shared with other jobs (load {' / '.join(map(str, m['loadavg_1_5_15_start']))} at the "
