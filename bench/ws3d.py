@@ -424,12 +424,16 @@ def include_runs(args: argparse.Namespace) -> None:
             args.included_cases.setdefault(name, []).extend(c for c in data["cases"]
                                                             if c not in args.included_cases[name])
             for key, runs in data["runs"].items():
-                args.included_runs.setdefault(name, {}).setdefault(key, []).extend(runs)
-        args.included_seeds += schedule["seeds"]
+                kept = args.included_runs.setdefault(name, {}).setdefault(key, [])
+                # two files that both include a third hold its runs twice: a (key, seed) counts once
+                kept.extend(r for r in runs if all(k["seed"] != r["seed"] for k in kept))
+        args.included_seeds += [s for s in schedule["seeds"] if s not in args.included_seeds]
         args.included_commands.append(result.get("command", str(path)))
-        args.included_records += result.get("included", [])  # and what that one included
-        args.included_records.append({"command": args.included_commands[-1], "wall_s": result.get("wall_s"),
-                                      "machine": result.get("machine"), "seeds": schedule["seeds"]})
+        for record in [*result.get("included", []),  # and what that one included
+                       {"command": args.included_commands[-1], "wall_s": result.get("wall_s"),
+                        "machine": result.get("machine"), "seeds": schedule["seeds"]}]:
+            if all(r["command"] != record["command"] for r in args.included_records):
+                args.included_records.append(record)
 
 
 def main() -> int:
