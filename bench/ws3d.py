@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 from harness import DATASETS, add_supervoxels, machine, recipe, run_full, write_results
+from ws3d_include import include_runs
 from wsseg_training.data.dataset import Dataset
 from wsseg_training.engine.config import config_from_dict
 from wsseg_training.engine.loop import Trainer
@@ -401,39 +402,6 @@ def finish(result: dict[str, Any], args: argparse.Namespace, started: float, loa
     table = markdown(result, args)
     write_results(args.results, args.name, result, table)
     return table
-
-
-def include_runs(args: argparse.Namespace) -> None:
-    """``args.included_runs`` {dataset: {key: runs}}, ``included_seeds`` and ``included_commands`` from the
-    ``--include`` files; ``SystemExit`` when one was measured on another schedule or data."""
-    args.included_runs, args.included_seeds, args.included_commands, args.included_records = {}, [], [], []
-    args.included_cases = {}
-    earlier = [json.loads(path.read_text()) for path in args.include]
-    if args.data_seed is None:  # the data of the included runs, else the first seed's
-        first = earlier[0]["schedule"] if earlier else {"seeds": args.seeds}
-        args.data_seed = first.get("data_seed", first["seeds"][0])
-    mine = {"profile": args.profile, "steps": args.steps,
-            "boundary_steps": args.boundary_steps or max(1, args.steps // 4), "crop_points": args.crop_points,
-            "lr": args.lr, "scenes": args.scenes, "data_seed": args.data_seed}
-    for path, result in zip(args.include, earlier, strict=True):
-        schedule = result["schedule"]
-        theirs = {k: schedule.get(k, schedule["seeds"][0] if k == "data_seed" else None) for k in mine}
-        if theirs != mine:
-            raise SystemExit(f"bench/ws3d.py: --include {path}: schedule {theirs} is not this run's {mine}")
-        for name, data in result["datasets"].items():
-            args.included_cases.setdefault(name, []).extend(c for c in data["cases"]
-                                                            if c not in args.included_cases[name])
-            for key, runs in data["runs"].items():
-                kept = args.included_runs.setdefault(name, {}).setdefault(key, [])
-                # two files that both include a third hold its runs twice: a (key, seed) counts once
-                kept.extend(r for r in runs if all(k["seed"] != r["seed"] for k in kept))
-        args.included_seeds += [s for s in schedule["seeds"] if s not in args.included_seeds]
-        args.included_commands.append(result.get("command", str(path)))
-        for record in [*result.get("included", []),  # and what that one included
-                       {"command": args.included_commands[-1], "wall_s": result.get("wall_s"),
-                        "machine": result.get("machine"), "seeds": schedule["seeds"]}]:
-            if all(r["command"] != record["command"] for r in args.included_records):
-                args.included_records.append(record)
 
 
 def main() -> int:
